@@ -1,0 +1,1 @@
+"""The science core: plain Python, no Dagster import."""

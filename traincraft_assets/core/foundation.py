@@ -1,0 +1,106 @@
+"""Foundation models and named replay sets: staging from MACE's sources, and reading a model.
+
+Named models are fetched with MACE's own downloader into MACE's cache (so a cache seeded by
+hand works offline) and then copied into the artifact store, where cluster pods read them:
+GPU pods never download.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import ase.data
+
+# MACE fetches these inside run_train (mace/tools/multihead_tools.py) without exposing the
+# table; kept in step with mace-torch 0.3.16.
+NAMED_REPLAY_SETS = {
+    "mp": "https://github.com/ACEsuit/mace-foundations/releases/download/mace_mp_0b/mp_traj_combined.xyz",
+    "matpes_pbe": "https://github.com/ACEsuit/mace-foundations/releases/download/mace_matpes_0/matpes-pbe-replay-data.xyz",
+    "matpes_r2scan": "https://github.com/ACEsuit/mace-foundations/releases/download/mace_matpes_0/matpes-r2scan-replay-data.extxyz",
+    "omat": "https://github.com/ACEsuit/mace-foundations/releases/download/mace_omat_0/mp_traj_combined_omat.xyz",
+}
+MODEL_ALIASES = {"mp0": "medium", "mace-mp-0": "medium"}
+
+
+def named_models() -> list[str]:
+    from mace.calculators.foundations_models import mace_mp_urls
+
+    return sorted(mace_mp_urls) + sorted(MODEL_ALIASES)
+
+
+def fetch_named_model(name: str) -> Path:
+    """Local path of a named MACE foundation, downloading it into MACE's cache if needed."""
+    from mace.calculators.foundations_models import download_mace_mp_checkpoint, mace_mp_urls
+
+    name = MODEL_ALIASES.get(name, name)
+    if name not in mace_mp_urls:
+        raise ValueError(
+            f"unknown MACE foundation {name!r}; expected one of {named_models()} or a path to a "
+            ".model file (source: path)."
+        )
+    try:
+        return Path(download_mace_mp_checkpoint(name))
+    except Exception as exc:
+        raise RuntimeError(
+            f"could not download MACE foundation {name!r} from {mace_mp_urls[name]} ({exc}). "
+            "On a machine without internet, download it elsewhere and place it in MACE's cache "
+            f"({_cache_dir()}) under its original file name, or use source: path."
+        ) from exc
+
+
+def _cache_dir() -> Path:
+    from mace.tools.utils import get_cache_dir
+
+    return Path(get_cache_dir())
+
+
+def fetch_named_replay_set(name: str) -> Path:
+    """Local path of a named replay set, at the cache path MACE itself would use."""
+    if name not in NAMED_REPLAY_SETS:
+        raise ValueError(f"unknown replay set {name!r}; expected one of {sorted(NAMED_REPLAY_SETS)}.")
+    url = NAMED_REPLAY_SETS[name]
+    cached = _cache_dir() / "".join(c for c in os.path.basename(url) if c.isalnum() or c == "_")
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".part")
+        try:
+            urllib.request.urlretrieve(url, partial)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not download replay set {name!r} from {url} ({exc}). Without internet, "
+                f"place the file at {cached}, or use source: file."
+            ) from exc
+        os.replace(partial, cached)
+    return cached
+
+
+def copy_into(src: Path, directory: Path, name: str) -> Path:
+    dst = directory / name
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def describe_model(model_path: str | Path) -> dict:
+    """What the rest of the graph needs to know about a MACE model, read from the file itself."""
+    import mace  # noqa: F401  (sets torch.load defaults MACE models need)
+    import torch
+
+    model = torch.load(str(model_path), map_location="cpu", weights_only=False)
+    numbers = [int(z) for z in model.atomic_numbers]
+    e0s = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
+    heads = list(getattr(model, "heads", ["Default"]))
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    # E0s are stored per head ([n_heads, n_elements]) in recent MACE, flat in older models.
+    e0_rows = e0s.reshape(len(heads), -1) if e0s.ndim == 2 else e0s.reshape(1, -1)
+    return {
+        "model_class": type(model).__name__,
+        "atomic_numbers": numbers,
+        "elements": [ase.data.chemical_symbols[z] for z in numbers],
+        "r_max": float(model.r_max),
+        "heads": heads,
+        "dtype": dtype,
+        "e0s": {str(z): float(e) for z, e in zip(numbers, e0_rows[0])},
+    }

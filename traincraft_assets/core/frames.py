@@ -1,0 +1,129 @@
+"""Frames: reading, writing, fingerprinting and describing labelled ASE structures.
+
+Every label lives under an explicit REF_* key so MACE is told exactly which numbers to fit
+(`--energy_key REF_energy` ...) and a frame missing one label is masked for that head instead
+of being trained on zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+# label name -> REF_* key. Energy and stress are per-frame (atoms.info), forces per-atom (arrays).
+REF_KEYS = {
+    "energy": "REF_energy",
+    "forces": "REF_forces",
+    "stress": "REF_stress",
+    "dipole": "REF_dipole",
+    "polarizability": "REF_polarizability",
+}
+PER_ATOM_LABELS = {"forces"}
+
+# Provenance written on every frame so errors can name the batch and the frame in it.
+BATCH_KEY = "batch"
+BATCH_INDEX_KEY = "batch_index"
+CONFIG_TYPE_KEY = "config_type"
+
+
+class FrameError(ValueError):
+    """Bad input frames; the message names the file, frame and field."""
+
+
+def read_frames(path: str | Path) -> list[Atoms]:
+    """Read every frame of an ASE-readable file, with an error that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FrameError(f"{path}: no such file. Expected an extxyz (or other ASE-readable) file.")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:  # ASE raises many types for malformed files
+        raise FrameError(
+            f"{path}: ASE could not read it ({type(exc).__name__}: {exc}). "
+            "Expected an extxyz file (or another format ASE reads); check the file is complete."
+        ) from exc
+    if not frames:
+        raise FrameError(f"{path}: contains no frames.")
+    return list(frames)
+
+
+def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
+    """Write frames as extxyz, keeping only REF_* labels (no calculator results)."""
+    clean = []
+    for atoms in frames:
+        copy = atoms.copy()  # Atoms.copy drops the calculator, so no bare energy= keys leak out
+        clean.append(copy)
+    ase.io.write(path, clean, format="extxyz")
+
+
+def get_label(atoms: Atoms, name: str):
+    """The REF_* label `name` of a frame, or None when the frame does not carry it."""
+    key = REF_KEYS[name]
+    store = atoms.arrays if name in PER_ATOM_LABELS else atoms.info
+    value = store.get(key)
+    return None if value is None else np.asarray(value, dtype=float)
+
+
+def set_label(atoms: Atoms, name: str, value) -> None:
+    key = REF_KEYS[name]
+    value = np.asarray(value, dtype=float)
+    if name in PER_ATOM_LABELS:
+        atoms.arrays[key] = value.reshape(len(atoms), 3)
+    elif name == "energy":
+        atoms.info[key] = float(value.item())
+    else:
+        atoms.info[key] = value.reshape(-1)  # extxyz stores per-frame arrays flat
+
+
+def labels_present(frames: Iterable[Atoms]) -> list[str]:
+    """Label names carried by at least one frame, in REF_KEYS order."""
+    found = set()
+    for atoms in frames:
+        found.update(name for name in REF_KEYS if get_label(atoms, name) is not None)
+    return [name for name in REF_KEYS if name in found]
+
+
+def elements(frames: Iterable[Atoms]) -> list[str]:
+    """Chemical symbols present, sorted by atomic number."""
+    numbers = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    return [ase.data.chemical_symbols[z] for z in numbers]
+
+
+def fingerprint(atoms: Atoms) -> str:
+    """sha256 of a frame's structure: species, positions, cell and pbc.
+
+    Coordinates are rounded to 1e-6 Å so the same structure written by different tools (extxyz
+    prints 8 decimals) gets the same fingerprint; labels are not part of it, so one structure
+    labelled twice is recognised as the same frame.
+    """
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update((np.round(np.asarray(atoms.positions, dtype=float), 6) + 0.0).tobytes())
+    h.update((np.round(np.asarray(atoms.cell[:], dtype=float), 6) + 0.0).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return h.hexdigest()
+
+
+def summarize(frames: Sequence[Atoms]) -> dict:
+    """Numbers a person wants to see about a set of frames."""
+    config_types = Counter(str(a.info.get(CONFIG_TYPE_KEY, "Default")) for a in frames)
+    return {
+        "n_frames": len(frames),
+        "n_atoms": int(sum(len(a) for a in frames)),
+        "elements": elements(frames),
+        "config_types": dict(sorted(config_types.items())),
+        "labels": labels_present(frames),
+    }
+
+
+def where(atoms: Atoms) -> str:
+    """'batch X, frame i' for messages, from the provenance keys."""
+    batch = atoms.info.get(BATCH_KEY, "?")
+    index = atoms.info.get(BATCH_INDEX_KEY, "?")
+    return f"batch {batch!r}, frame {index}"

@@ -1,0 +1,108 @@
+"""Dataset health: problems that make training silently wrong, each tied to a batch and frame.
+
+MACE masks a missing label instead of failing, averages NaNs into its statistics, and happily
+trains on two atoms sitting on top of each other. These checks catch that before training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.neighborlist import neighbor_list
+
+from traincraft_assets.core.frames import (
+    BATCH_INDEX_KEY,
+    BATCH_KEY,
+    REF_KEYS,
+    elements,
+    get_label,
+)
+
+REQUIRED_LABELS = ("energy", "forces")
+# Closer than this, two atoms overlap: the shortest real bond (H2) is 0.74 Å.
+DEFAULT_MIN_DISTANCE = 0.5
+
+
+@dataclass(frozen=True)
+class Problem:
+    batch: str
+    frame: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"batch {self.batch!r}, frame {self.frame}, {self.field}: {self.message}"
+
+    def as_row(self) -> dict:
+        return {"batch": self.batch, "frame": self.frame, "field": self.field, "message": self.message}
+
+
+def _problem(atoms: Atoms, field: str, message: str) -> Problem:
+    return Problem(
+        str(atoms.info.get(BATCH_KEY, "?")), int(atoms.info.get(BATCH_INDEX_KEY, -1)), field, message
+    )
+
+
+def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> list[Problem]:
+    """Everything wrong with one frame's atoms and labels."""
+    if len(atoms) == 0:
+        return [_problem(atoms, "numbers", "frame has zero atoms")]
+    problems = []
+    for name in REF_KEYS:
+        value = get_label(atoms, name)
+        if value is None:
+            if name in REQUIRED_LABELS:
+                problems.append(
+                    _problem(atoms, REF_KEYS[name], f"missing; every frame needs {REF_KEYS[name]}")
+                )
+            continue
+        bad = ~np.isfinite(value)
+        if bad.any():
+            problems.append(
+                _problem(atoms, REF_KEYS[name], f"{int(bad.sum())} non-finite value(s) (NaN or inf)")
+            )
+    if len(atoms) > 1:
+        i, j, d = neighbor_list("ijd", atoms, min_distance)
+        if len(d):
+            k = int(np.argmin(d))
+            problems.append(
+                _problem(
+                    atoms,
+                    "positions",
+                    f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart "
+                    f"(overlapping: closer than {min_distance} Å)",
+                )
+            )
+    return problems
+
+
+def uncovered_elements(frames: Iterable[Atoms], covered: Sequence[str]) -> list[Problem]:
+    """Frames holding elements the foundation model has no embedding for."""
+    covered_set = set(covered)
+    problems = []
+    for atoms in frames:
+        missing = [s for s in elements([atoms]) if s not in covered_set]
+        if missing:
+            problems.append(
+                _problem(
+                    atoms,
+                    "numbers",
+                    f"elements {missing} are not covered by the foundation model "
+                    f"(it covers {sorted(covered_set)})",
+                )
+            )
+    return problems
+
+
+def dataset_problems(
+    frames: Sequence[Atoms],
+    covered_elements: Sequence[str] | None = None,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+) -> list[Problem]:
+    problems = [p for atoms in frames for p in frame_problems(atoms, min_distance)]
+    if covered_elements is not None:
+        problems += uncovered_elements(frames, covered_elements)
+    return problems

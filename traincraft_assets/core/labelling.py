@@ -1,0 +1,222 @@
+"""Labellers: turn a batch file into frames carrying REF_* labels.
+
+A labeller is a function `(frames, options) -> frames` registered under a name. `prelabelled`
+keeps the labels the file already carries; `emt` and `xtb` compute them in-process; `command`
+hands the frames to an external program (a DFT code wrapper) through files.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from traincraft_assets.core.frames import (
+    BATCH_INDEX_KEY,
+    BATCH_KEY,
+    CONFIG_TYPE_KEY,
+    REF_KEYS,
+    FrameError,
+    read_frames,
+    set_label,
+    write_frames,
+)
+
+# Keys recognised in input files, in order of preference, for each label. ASE's extxyz reader
+# turns plain `energy=`/`forces`/`stress=` into calculator results, handled separately below.
+LABEL_ALIASES = {
+    "energy": ("REF_energy", "DFT_energy", "dft_energy", "energy", "Energy", "TotEnergy"),
+    "forces": ("REF_forces", "DFT_forces", "dft_forces", "forces", "force", "Forces"),
+    "stress": ("REF_stress", "DFT_stress", "dft_stress", "stress", "Stress"),
+    "dipole": ("REF_dipole", "DFT_dipole", "dipole", "Dipole"),
+    "polarizability": ("REF_polarizability", "DFT_polarizability", "polarizability"),
+}
+
+
+@dataclass
+class LabelOptions:
+    """Options shared by labellers; each labeller reads the ones it needs."""
+
+    command: str | None = None  # `command` labeller: program to run (shell words)
+    timeout_s: float | None = None  # `command` labeller: wall-clock limit per batch
+    xtb_method: str = "GFN2-xTB"  # `xtb` labeller
+    compute_stress: bool = True  # in-process labellers: stress on fully periodic frames
+    env: dict[str, str] = field(default_factory=dict)
+
+
+Labeller = Callable[[list[Atoms], LabelOptions], list[Atoms]]
+LABELLERS: dict[str, Labeller] = {}
+
+
+def register_labeller(name: str) -> Callable[[Labeller], Labeller]:
+    def add(fn: Labeller) -> Labeller:
+        LABELLERS[name] = fn
+        return fn
+
+    return add
+
+
+def _find(atoms: Atoms, name: str):
+    per_atom = name == "forces"
+    store = atoms.arrays if per_atom else atoms.info
+    for key in LABEL_ALIASES[name]:
+        if key in store:
+            return store[key]
+    results = getattr(atoms.calc, "results", None) or {}
+    if name == "energy":
+        return results.get("energy", results.get("free_energy"))
+    return results.get(name)
+
+
+def _to_ref_keys(frames: Sequence[Atoms]) -> list[Atoms]:
+    """Copy each frame with its labels moved to REF_* keys, dropping the originals."""
+    out = []
+    for atoms in frames:
+        labelled = atoms.copy()
+        for name in REF_KEYS:
+            value = _find(atoms, name)
+            for key in LABEL_ALIASES[name]:
+                labelled.info.pop(key, None)
+                if key in labelled.arrays and key not in ("numbers", "positions"):
+                    del labelled.arrays[key]
+            if value is not None:
+                value = np.asarray(value, dtype=float)
+                if name == "stress" and value.shape == (6,):
+                    value = voigt_6_to_full_3x3_stress(value)
+                set_label(labelled, name, value)
+        out.append(labelled)
+    return out
+
+
+@register_labeller("prelabelled")
+def prelabelled(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
+    """Keep the labels the file carries (energy/forces/stress/... or REF_*), as REF_*."""
+    return _to_ref_keys(frames)
+
+
+def _label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions) -> list[Atoms]:
+    out = []
+    for atoms in frames:
+        atoms = atoms.copy()
+        atoms.calc = make_calc()
+        energy = atoms.get_potential_energy()
+        forces = atoms.get_forces()
+        stress = None
+        if options.compute_stress and atoms.pbc.all():
+            stress = atoms.get_stress(voigt=False).reshape(-1)
+        atoms.calc = None
+        set_label(atoms, "energy", energy)
+        set_label(atoms, "forces", forces)
+        if stress is not None:
+            set_label(atoms, "stress", stress)
+        out.append(atoms)
+    return out
+
+
+@register_labeller("emt")
+def emt(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
+    """ASE's effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O roughly)."""
+    from ase.calculators.emt import EMT
+
+    return _label_with_calculator(frames, EMT, options)
+
+
+@register_labeller("xtb")
+def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
+    """GFN-xTB through tblite (install the `xtb` extra: pip install 'traincraft_assets[xtb]')."""
+    try:
+        from tblite.ase import TBLite
+    except ImportError as exc:
+        raise RuntimeError(
+            "labeller 'xtb' needs tblite, which is not installed. "
+            "Install it with: pip install 'traincraft_assets[xtb]' (or pip install tblite)."
+        ) from exc
+    return _label_with_calculator(
+        frames, lambda: TBLite(method=options.xtb_method, verbosity=0), options
+    )
+
+
+@register_labeller("command")
+def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
+    """Run an external program once per batch.
+
+    I/O contract: the program runs in an empty working directory holding `input.xyz` (extxyz,
+    the batch's frames) and must write `output.xyz` there with the same frames in the same
+    order, labelled with any keys `prelabelled` understands (energy, forces, stress, REF_*,
+    ...). The paths are also given as $TRAINCRAFT_INPUT and $TRAINCRAFT_OUTPUT.
+    """
+    if not options.command:
+        raise ValueError(
+            "labeller 'command' needs a command to run; set `command` in the labelled_frames "
+            "config, e.g. command: 'python run_dft.py' (see README: Bring your own labeller)."
+        )
+    with tempfile.TemporaryDirectory(prefix="traincraft-label-") as tmp:
+        workdir = Path(tmp)
+        input_path, output_path = workdir / "input.xyz", workdir / "output.xyz"
+        write_frames(input_path, frames)
+        env = {
+            **os.environ,
+            **options.env,
+            "TRAINCRAFT_INPUT": str(input_path),
+            "TRAINCRAFT_OUTPUT": str(output_path),
+        }
+        try:
+            proc = subprocess.run(
+                shlex.split(options.command),
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=options.timeout_s,
+            )
+        except FileNotFoundError as exc:
+            raise RuntimeError(
+                f"labeller command {options.command!r} could not start: {exc}. "
+                "Check the program is installed and on PATH in this environment."
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(
+                f"labeller command {options.command!r} ran past its {options.timeout_s} s "
+                "limit; raise timeout_s or make the batch smaller."
+            ) from exc
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+            raise RuntimeError(
+                f"labeller command {options.command!r} exited with {proc.returncode}. "
+                f"Last output:\n{tail}"
+            )
+        if not output_path.is_file():
+            raise FrameError(
+                f"labeller command {options.command!r} finished but wrote no output.xyz; "
+                "it must write the labelled frames to $TRAINCRAFT_OUTPUT."
+            )
+        labelled = read_frames(output_path)
+    if len(labelled) != len(frames):
+        raise FrameError(
+            f"labeller command {options.command!r} returned {len(labelled)} frames for "
+            f"{len(frames)} inputs; output.xyz must hold every input frame, in order."
+        )
+    return _to_ref_keys(labelled)
+
+
+def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions) -> list[Atoms]:
+    """Read a batch file, label it, and stamp each frame with its batch and index."""
+    if labeller not in LABELLERS:
+        raise ValueError(
+            f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
+        )
+    frames = read_frames(path)
+    labelled = LABELLERS[labeller](frames, options)
+    for index, (original, atoms) in enumerate(zip(frames, labelled)):
+        atoms.info[BATCH_KEY] = batch
+        atoms.info[BATCH_INDEX_KEY] = index
+        atoms.info.setdefault(CONFIG_TYPE_KEY, original.info.get(CONFIG_TYPE_KEY, batch))
+    return labelled

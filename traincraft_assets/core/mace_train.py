@@ -1,0 +1,421 @@
+"""MACE training: settings -> one `mace_run_train` argv, run as a subprocess, results parsed.
+
+Training itself is MACE's; this module decides the flags. The defaults and the rules below come
+from the fine-tuning strategies study (design.md) and from MACE 0.3.16 behaviour that silently
+changes a strategy (notes/mace.md): multihead mode overrides lr/EMA/loss unless
+`--force_mh_ft_lr True`, rejects `--E0s average`, and uses a replay file whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import ase.data
+
+from traincraft_assets.core.frames import REF_KEYS
+
+Strategy = Literal["multihead", "naive", "scratch"]
+Head = Literal["energy", "forces", "stress", "dipole", "polarizability"]
+E0sMode = Literal["foundation", "average", "dict", "file"]
+ReplayLabels = Literal["reference", "pseudo"]
+
+RUN_NAME = "finetuned"
+TARGET_HEAD = "Default"  # MACE's name for the fine-tuning head; the replay head is "pt_head"
+REPLAY_HEAD = "pt_head"
+COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
+
+# Learning rate when none is given: multihead converges best near 1e-4 (and it is what MACE
+# itself uses there), naive/LoRA/frozen fine-tuning tolerates 1e-3, scratch needs MACE's 1e-2.
+DEFAULT_LR = {"multihead": 1e-4, "naive": 1e-3, "scratch": 1e-2}
+
+
+class TrainConfigError(ValueError):
+    """Settings that cannot train; raised before MACE starts, listing every problem."""
+
+
+@dataclass
+class ModelShape:
+    """Architecture for a model trained from scratch (fine-tuning keeps the foundation's)."""
+
+    num_channels: int = 128
+    max_L: int = 1
+    r_max: float = 5.0
+    num_interactions: int = 2
+    correlation: int = 3
+
+
+@dataclass
+class TrainSettings:
+    strategy: Strategy = "multihead"
+    freeze: int | None = None
+    lora: bool = False
+    lora_rank: int = 4
+    lora_alpha: float = 1.0
+    replay_labels: ReplayLabels = "reference"
+    heads: Sequence[Head] = ("energy", "forces")
+    e0s: E0sMode = "foundation"
+    e0s_dict: dict[str, float] | None = None  # element symbol -> isolated-atom energy (eV)
+    e0s_file: str | None = None
+    weight_decay: float = 0.0
+    ema_decay: float = 0.995
+    energy_weight: float = 10.0
+    forces_weight: float = 10.0
+    stress_weight: float = 1.0
+    dipole_weight: float = 1.0
+    polarizability_weight: float = 1.0
+    lr: float | None = None
+    batch_size: int = 10
+    valid_batch_size: int | None = None
+    max_num_epochs: int = 30
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float64"
+    seed: int = 0
+    shape: ModelShape = field(default_factory=ModelShape)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.strategy]
+
+
+@dataclass
+class TrainInputs:
+    """Files and facts about them, gathered by the caller before rendering."""
+
+    train_file: Path
+    valid_file: Path
+    test_file: Path | None = None
+    replay_file: Path | None = None
+    foundation_model: Path | None = None
+    foundation: dict | None = None  # core.foundation.describe_model(...)
+    data_labels: Sequence[str] = ("energy", "forces")
+    data_elements: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    model: str | None  # --model; None keeps the foundation's
+    loss: str
+    error_table: str
+
+
+def plan_heads(heads: Sequence[str]) -> HeadPlan:
+    """Map a head set to MACE's model type, loss and error table (design.md's table)."""
+    h = set(heads)
+    energy = {"energy", "forces"} <= h
+    if "polarizability" in h:
+        return HeadPlan("AtomicDielectricMACE", "dipole_polar", "DipolePolarRMSE")
+    if "dipole" in h:
+        if energy:
+            return HeadPlan("EnergyDipolesMACE", "energy_forces_dipole", "EnergyDipoleRMSE")
+        return HeadPlan("AtomicDipolesMACE", "dipole", "DipoleRMSE")
+    if "stress" in h:
+        # MACE's default `weighted` loss ignores stress; `stress` is the weighted E/F/S loss.
+        return HeadPlan(None, "stress", "PerAtomRMSEstressvirials")
+    return HeadPlan(None, "weighted", "PerAtomRMSE")
+
+
+def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
+    """Reject impossible combinations before MACE starts, naming every problem at once."""
+    s, errors = settings, []
+    heads = set(s.heads)
+    uses_foundation = s.strategy in ("multihead", "naive")
+    plan = plan_heads(s.heads)
+
+    unknown = heads - set(REF_KEYS)
+    if unknown:
+        errors.append(f"unknown heads {sorted(unknown)}; expected a subset of {list(REF_KEYS)}")
+    if len({"energy", "forces"} & heads) == 1:
+        errors.append("heads must include energy and forces together (MACE fits forces as -dE/dx)")
+    if not heads or heads <= {"stress"}:
+        errors.append("heads must include energy and forces, or dipole")
+    if "polarizability" in heads and "dipole" not in heads:
+        errors.append("polarizability is fitted together with dipole: add 'dipole' to heads")
+    for head in sorted(heads & set(REF_KEYS)):
+        if head not in inputs.data_labels:
+            errors.append(
+                f"head {head!r} needs {REF_KEYS[head]} labels, but no training frame carries "
+                f"them (labels present: {list(inputs.data_labels)})"
+            )
+
+    if uses_foundation and inputs.foundation_model is None:
+        errors.append(f"strategy {s.strategy!r} fine-tunes a foundation model, but none was given")
+    if s.strategy == "multihead":
+        if inputs.replay_file is None:
+            errors.append("strategy 'multihead' needs a replay subset (pt_train_file)")
+        if s.e0s == "average":
+            errors.append(
+                "e0s 'average' is rejected by MACE in multihead mode (and averaging was 2-3x "
+                "worse on forces in the fine-tuning study); use 'foundation', 'dict' or 'file'"
+            )
+        if plan.model is not None:
+            errors.append(
+                f"multihead replay fits energy/forces replay labels; heads {sorted(heads)} need "
+                f"{plan.model}: use strategy 'scratch' (or 'naive' from a {plan.model} foundation)"
+            )
+    if s.strategy == "naive" and plan.model is not None and inputs.foundation:
+        if inputs.foundation.get("model_class") != plan.model:
+            errors.append(
+                f"heads {sorted(heads)} need a {plan.model} model, but the foundation is a "
+                f"{inputs.foundation.get('model_class')}; use strategy 'scratch' or a "
+                f"{plan.model} foundation"
+            )
+    if s.strategy == "scratch":
+        if s.freeze is not None or s.lora:
+            errors.append("freeze and lora modify a foundation model; strategy 'scratch' has none")
+        if s.e0s == "foundation" and not inputs.foundation:
+            errors.append("e0s 'foundation' with strategy 'scratch' needs a foundation to read E0s from")
+        if plan.model == "AtomicDielectricMACE" and s.shape.max_L < 2:
+            errors.append("polarizability needs max_L >= 2 (hidden irreps with 2e)")
+        elif plan.model is not None and s.shape.max_L < 1:
+            errors.append("dipole heads need max_L >= 1 (vector hidden irreps)")
+    if s.replay_labels == "pseudo" and s.strategy != "multihead":
+        errors.append("replay_labels 'pseudo' relabels replay frames, so it needs strategy 'multihead'")
+    if s.freeze is not None and s.lora:
+        errors.append("choose freeze or lora, not both (LoRA already freezes the base weights)")
+    if s.freeze is not None and s.freeze < 1:
+        errors.append(
+            f"freeze must be >= 1 (1-4: embedding; 5: + interaction blocks; 6: + products, "
+            f"readouts train); got {s.freeze}"
+        )
+    if s.e0s == "dict":
+        missing = [e for e in inputs.data_elements if e not in (s.e0s_dict or {})]
+        if missing:
+            errors.append(f"e0s 'dict' needs e0s_dict entries for {missing}")
+    if s.e0s == "file" and not (s.e0s_file and Path(s.e0s_file).is_file()):
+        errors.append(f"e0s 'file' needs e0s_file pointing at a JSON file; got {s.e0s_file!r}")
+
+    if inputs.foundation and uses_foundation:
+        covered = set(inputs.foundation["elements"])
+        missing = [e for e in inputs.data_elements if e not in covered]
+        if missing:
+            errors.append(
+                f"elements {missing} are in the data but not in the foundation model "
+                f"(it covers {sorted(covered)}); use a foundation that covers them or strategy 'scratch'"
+            )
+
+    if errors:
+        raise TrainConfigError(
+            "finetuned_model config cannot train:\n" + "\n".join(f"  - {e}" for e in errors)
+        )
+
+
+def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
+    if settings.e0s == "foundation":
+        if settings.strategy != "scratch":
+            return "foundation"
+        # scratch has no --foundation_model; pass the same numbers explicitly.
+        return str({int(z): e for z, e in inputs.foundation["e0s"].items()})
+    if settings.e0s == "dict":
+        return str({ase.data.atomic_numbers[sym]: float(e) for sym, e in settings.e0s_dict.items()})
+    if settings.e0s == "file":
+        return str(Path(settings.e0s_file).absolute())
+    return "average"
+
+
+def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path) -> list[str]:
+    """The arguments after the `mace_run_train` program, in a stable order."""
+    validate(settings, inputs)
+    s, plan, w = settings, plan_heads(settings.heads), Path(workdir)
+    args: dict[str, str | None] = {
+        "name": RUN_NAME,
+        "seed": str(s.seed),
+        "work_dir": str(w),
+        "model_dir": str(w),
+        "log_dir": str(w / "logs"),
+        "checkpoints_dir": str(w / "checkpoints"),
+        "results_dir": str(w / "results"),
+        "downloads_dir": str(w / "downloads"),
+        "train_file": str(inputs.train_file),
+        "valid_file": str(inputs.valid_file),
+    }
+    if inputs.test_file is not None:
+        args["test_file"] = str(inputs.test_file)
+    for head in ("energy", "forces", "stress", "dipole", "polarizability"):
+        if head in ("energy", "forces") or head in s.heads:
+            args[f"{head}_key"] = REF_KEYS[head]
+    args["E0s"] = _e0s_argument(s, inputs)
+    if s.strategy == "scratch":
+        args["model"] = plan.model or "MACE"
+        args.update(
+            num_channels=str(s.shape.num_channels),
+            max_L=str(s.shape.max_L),
+            r_max=str(s.shape.r_max),
+            num_interactions=str(s.shape.num_interactions),
+            correlation=str(s.shape.correlation),
+        )
+    elif plan.model is not None:
+        args["model"] = plan.model
+    args["loss"] = plan.loss
+    args["error_table"] = plan.error_table
+    if {"energy", "forces"} <= set(s.heads):
+        args["energy_weight"] = str(s.energy_weight)
+        args["forces_weight"] = str(s.forces_weight)
+    if "stress" in s.heads:
+        args["stress_weight"] = str(s.stress_weight)
+        args["compute_stress"] = "True"
+    if "dipole" in s.heads:
+        args["dipole_weight"] = str(s.dipole_weight)
+    if "polarizability" in s.heads:
+        args["polarizability_weight"] = str(s.polarizability_weight)
+    args.update(
+        weight_decay=str(s.weight_decay),
+        ema=None,
+        ema_decay=str(s.ema_decay),
+        lr=str(s.learning_rate),
+        batch_size=str(s.batch_size),
+        valid_batch_size=str(s.valid_batch_size or s.batch_size),
+        max_num_epochs=str(s.max_num_epochs),
+        device=s.device,
+        default_dtype=s.dtype,
+        eval_interval="1",
+        plot="False",
+    )
+    if s.strategy in ("multihead", "naive"):
+        args["foundation_model"] = str(inputs.foundation_model)
+        args["multiheads_finetuning"] = str(s.strategy == "multihead")
+    if s.strategy == "multihead":
+        args["pt_train_file"] = str(inputs.replay_file)
+        args["force_mh_ft_lr"] = "True"  # otherwise MACE replaces our lr, EMA and loss
+        if s.replay_labels == "pseudo":
+            args["pseudolabel_replay"] = "True"
+            if "stress" in s.heads:
+                args["pseudolabel_replay_compute_stress"] = "True"
+    if s.freeze is not None:
+        args["freeze"] = str(s.freeze)
+    if s.lora:
+        args.update(lora="True", lora_rank=str(s.lora_rank), lora_alpha=str(s.lora_alpha))
+    for key, value in s.extra.items():
+        args[key.removeprefix("--")] = None if value in ("", None) else str(value)
+
+    argv = []
+    for key, value in args.items():
+        argv.append(f"--{key}")
+        if value is not None:
+            argv.append(value)
+    return argv
+
+
+def resolve_device(device: str) -> str:
+    """'auto' means the GPU when the step's machine has one (a GPU pod), else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def command_prefix() -> list[str]:
+    """How to start MACE: $TRAINCRAFT_MACE_TRAIN_COMMAND (e.g. torchrun, a container) or this
+    interpreter's `mace.cli.run_train`, which works even when the venv's bin/ is not on PATH."""
+    override = os.environ.get(COMMAND_ENV)
+    return shlex.split(override) if override else [sys.executable, "-m", "mace.cli.run_train"]
+
+
+class TrainingFailed(RuntimeError):
+    pass
+
+
+def run_training(
+    args: Sequence[str], workdir: Path, on_line: Callable[[str], None], env: dict | None = None
+) -> list[str]:
+    """Run MACE, streaming each output line to `on_line`; return the full argv run."""
+    argv = command_prefix() + list(args)
+    tail: deque[str] = deque(maxlen=40)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **(env or {})},
+        )
+    except FileNotFoundError as exc:
+        raise TrainingFailed(
+            f"could not start MACE with {argv[0]!r} ({exc}); check ${COMMAND_ENV} or install "
+            "mace-torch in this environment."
+        ) from exc
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        tail.append(line)
+        on_line(line)
+    code = proc.wait()
+    if code != 0:
+        raise TrainingFailed(
+            f"mace_run_train exited with code {code}. Last lines of its output:\n"
+            + "\n".join(tail)
+            + f"\nFull log under {workdir}/logs. Command: {shlex.join(argv)}"
+        )
+    return argv
+
+
+def parse_results(results_dir: Path) -> list[dict]:
+    """Per-epoch validation metrics from MACE's results/*_train.txt (JSON lines).
+
+    Evaluation lines carry `mode: eval`; a restarted run appends, so the last line per
+    (epoch, head) wins. The initial evaluation (epoch null) is kept as epoch -1: it is the
+    zero-shot error before any update.
+    """
+    rows: dict[tuple[int, str], dict] = {}
+    for path in sorted(Path(results_dir).glob("*_train.txt")):
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut off by a killed run
+            if entry.get("mode") != "eval":
+                continue
+            epoch = -1 if entry.get("epoch") is None else int(entry["epoch"])
+            head = str(entry.get("head", TARGET_HEAD))
+            rows[(epoch, head)] = {"epoch": epoch, "head": head, **{
+                k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k != "epoch"
+            }}
+    return [rows[k] for k in sorted(rows)]
+
+
+def epochs_run(curve: Sequence[dict]) -> int:
+    return max((row["epoch"] + 1 for row in curve), default=0)
+
+
+def final_model(workdir: Path) -> Path:
+    path = Path(workdir) / f"{RUN_NAME}.model"
+    if not path.is_file():
+        raise TrainingFailed(f"MACE finished but wrote no {path.name} in {workdir}.")
+    return path
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    argv: list[str]
+    curve: list[dict]
+    epochs_run: int
+
+
+class MaceTrainer:
+    """The `mace` entry of the trainer registry (core/trainers.py)."""
+
+    def check(self, settings: TrainSettings, inputs: TrainInputs) -> None:
+        validate(settings, inputs)
+
+    def train(
+        self, settings: TrainSettings, inputs: TrainInputs, workdir: Path, on_line: Callable[[str], None]
+    ) -> TrainResult:
+        argv = run_training(render_args(settings, inputs, workdir), workdir, on_line)
+        curve = parse_results(Path(workdir) / "results")
+        return TrainResult(final_model(workdir), argv, curve, epochs_run(curve))

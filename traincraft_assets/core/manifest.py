@@ -1,0 +1,31 @@
+"""manifest.json: everything needed to know exactly how a model was made (CONTRACT in design.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+MANIFEST_FILE = "manifest.json"
+TRACKED_PACKAGES = ("mace-torch", "torch", "dagster", "ase", "traincraft_assets")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_manifest(directory: Path, manifest: dict) -> Path:
+    path = Path(directory) / MANIFEST_FILE
+    path.write_text(json.dumps({**manifest, "package_versions": package_versions()}, indent=1))
+    return path

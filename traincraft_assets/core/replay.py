@@ -1,0 +1,94 @@
+"""Replay subset selection from the pretraining pool.
+
+MACE uses a `--pt_train_file` whole (its num_samples/subselect/filter flags act only on its
+named sets), so the subset is chosen here, with MACE's own element filter, descriptors and
+farthest-point sampling. Frames that pass the filter but are not selected give a held-out set
+for measuring forgetting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+from ase import Atoms
+
+Subselect = Literal["fps", "random"]
+Filtering = Literal["combinations", "exclusive", "inclusive", "none"]
+
+
+@dataclass
+class ReplaySelection:
+    selected: list[Atoms]
+    heldout: list[Atoms]
+    n_pool: int
+    n_filtered: int
+
+
+def filter_pool(pool: Sequence[Atoms], target_elements: Sequence[str], filtering: Filtering) -> list[Atoms]:
+    from mace.cli.fine_tuning_select import FilteringType, filter_atoms
+
+    kind = FilteringType(filtering)
+    return [atoms for atoms in pool if filter_atoms(atoms, list(target_elements), kind)]
+
+
+def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtype: str) -> list[int]:
+    try:
+        import fpsample  # noqa: F401  (MACE's FPS needs it and falls back to random without it)
+    except ImportError as exc:
+        raise RuntimeError(
+            "subselect 'fps' needs the fpsample package (pip install 'mace-torch[fpsample]'); "
+            "without it MACE silently falls back to random selection. Install it or choose "
+            "subselect: random."
+        ) from exc
+    from mace.calculators import MACECalculator
+    from mace.cli.fine_tuning_select import FPS, calculate_descriptors
+
+    calc = MACECalculator(model_paths=model_path, device=device, default_dtype=dtype)
+    work = [atoms.copy() for atoms in frames]
+    calculate_descriptors(work, calc)
+    return [int(i) for i in FPS(work, n).run()]
+
+
+def select_replay(
+    pool: Sequence[Atoms],
+    target_elements: Sequence[str],
+    num_samples: int,
+    subselect: Subselect,
+    filtering: Filtering,
+    foundation_model: str | None,
+    num_heldout: int,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float64",
+) -> ReplaySelection:
+    if filtering != "none" and not target_elements:
+        raise ValueError(f"filtering {filtering!r} needs the dataset's elements; the dataset has none.")
+    filtered = filter_pool(pool, target_elements, filtering)
+    if not filtered:
+        raise ValueError(
+            f"no pretraining frame passes filtering {filtering!r} for elements "
+            f"{list(target_elements)} (pool of {len(pool)} frames). Use filtering 'none' or "
+            "'inclusive', or a pretraining set that covers these elements."
+        )
+    np.random.seed(seed)  # MACE's FPS picks its start point with numpy's global RNG
+    rng = np.random.default_rng(seed)
+    n = min(num_samples, len(filtered))
+    if n == len(filtered):
+        chosen = list(range(len(filtered)))
+    elif subselect == "fps":
+        if foundation_model is None:
+            raise ValueError("subselect 'fps' needs the foundation model for descriptors.")
+        chosen = _fps_indices(filtered, n, foundation_model, device, dtype)
+    else:
+        chosen = sorted(int(i) for i in rng.choice(len(filtered), size=n, replace=False))
+    chosen_set = set(chosen)
+    rest = [i for i in range(len(filtered)) if i not in chosen_set]
+    heldout_idx = sorted(rng.permutation(rest)[:num_heldout].tolist()) if rest else []
+    return ReplaySelection(
+        selected=[filtered[i] for i in chosen],
+        heldout=[filtered[i] for i in heldout_idx],
+        n_pool=len(pool),
+        n_filtered=len(filtered),
+    )

@@ -1,0 +1,82 @@
+"""Checks on `dataset`: a blocking health check, and a warning when E0s look inconsistent."""
+
+
+import dagster as dg
+
+from traincraft_assets.core.frames import read_frames
+from traincraft_assets.core.health import dataset_problems
+from traincraft_assets.core.metrics import errors, load_model, model_elements, predict
+from traincraft_assets.defs.data import DATASET_FILE, dataset
+from traincraft_assets.defs.foundation import MODEL_FILE, foundation_info, foundation_model
+from traincraft_assets.defs.resources import StoreResource, latest_artifact, require_artifact
+
+MAX_LISTED = 20
+# MACE's multihead guide: an initial error above 0.4 eV/atom usually means the data's E0s do
+# not match the foundation's reference energies.
+E0_WARNING_EV_PER_ATOM = 0.4
+
+
+@dg.asset_check(asset=dataset, additional_deps=[foundation_model], blocking=True)
+def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+    """NaN/inf or missing labels, empty frames, overlapping atoms, elements the foundation lacks.
+
+    Blocking: training on any of these is silently wrong, so nothing downstream runs.
+    """
+    artifacts = store.store()
+    frames = read_frames(require_artifact(context, artifacts, "dataset").file(DATASET_FILE))
+    foundation = latest_artifact(context, artifacts, "foundation_model")
+    covered = foundation_info(foundation)["elements"] if foundation else None
+    problems = dataset_problems(frames, covered)
+    if problems:
+        listed = "\n".join(f"- {p}" for p in problems[:MAX_LISTED])
+        more = f"\n- ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        description = (
+            f"{len(problems)} problem(s) in {len(frames)} frames:\n{listed}{more}\n"
+            "Fix or drop these frames in their batch files, ingest the corrected files under new "
+            "names, and materialize again."
+        )
+    else:
+        description = f"{len(frames)} frames passed" + (
+            "" if covered is not None else " (element coverage not checked: no foundation_model yet)"
+        )
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={
+            "n_problems": len(problems),
+            "problems": dg.MetadataValue.json([p.as_row() for p in problems[:200]]),
+        },
+    )
+
+
+@dg.asset_check(asset=dataset, additional_deps=[foundation_model], blocking=False)
+def foundation_energy_consistency(
+    context: dg.AssetCheckExecutionContext, store: StoreResource
+) -> dg.AssetCheckResult:
+    """Warn when the zero-shot foundation's energy error exceeds 0.4 eV/atom (inconsistent E0s)."""
+    artifacts = store.store()
+    frames = read_frames(require_artifact(context, artifacts, "dataset").file(DATASET_FILE))
+    model = load_model(require_artifact(context, artifacts, "foundation_model").file(MODEL_FILE))
+    known = model_elements(model)
+    frames = [a for a in frames if set(a.numbers) <= known]
+    rmse = errors(frames, predict(model, frames))["rmse_e_per_atom"]
+    passed = not rmse > E0_WARNING_EV_PER_ATOM
+    description = (
+        f"zero-shot foundation energy RMSE {rmse:.3f} eV/atom on {len(frames)} frames"
+        + (
+            ""
+            if passed
+            else f" is above {E0_WARNING_EV_PER_ATOM} eV/atom: the data's reference energies "
+            "likely do not match the foundation's E0s (different DFT code, functional, "
+            "pseudopotentials or energy zero). Give finetuned_model e0s 'dict' or 'file' with "
+            "isolated-atom energies from your own DFT setup (spin-polarised), and check the "
+            "energy units are eV."
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={"foundation_rmse_e_ev_per_atom": rmse, "threshold_ev_per_atom": E0_WARNING_EV_PER_ATOM},
+    )

@@ -1,0 +1,159 @@
+"""Data assets: labelled_frames (one partition per batch file), dataset, split."""
+
+
+import json
+from typing import Literal, Optional
+
+import dagster as dg
+
+from traincraft_assets.core.dataset import FINGERPRINT_KEY, merge_batches
+from traincraft_assets.core.frames import read_frames, summarize, write_frames
+from traincraft_assets.core.labelling import LabelOptions, label_batch
+from traincraft_assets.core.split import split_frames
+from traincraft_assets.core.store import file_sha256
+from traincraft_assets.defs.resources import (
+    InboxResource,
+    StoreResource,
+    latest_artifact,
+    materialized,
+    require_artifact,
+)
+
+data_batches = dg.DynamicPartitionsDefinition(name="data_batches")
+
+FRAMES_FILE = "frames.xyz"
+DATASET_FILE = "dataset.xyz"
+
+
+def _summary_metadata(frames) -> dict:
+    summary = summarize(frames)
+    return {
+        "n_frames": summary["n_frames"],
+        "n_atoms": summary["n_atoms"],
+        "elements": dg.MetadataValue.json(summary["elements"]),
+        "config_types": dg.MetadataValue.json(summary["config_types"]),
+        "labels": dg.MetadataValue.json(summary["labels"]),
+    }
+
+
+class LabelledFramesConfig(dg.Config):
+    labeller: Literal["prelabelled", "emt", "xtb", "command"] = "prelabelled"
+    command: Optional[str] = None  # for labeller 'command': program reading input.xyz, writing output.xyz
+    timeout_s: Optional[float] = None  # for labeller 'command'
+    xtb_method: str = "GFN2-xTB"
+    compute_stress: bool = True  # emt/xtb: label stress on fully periodic frames
+
+
+@dg.asset(partitions_def=data_batches, code_version="1", group_name="data", kinds={"ase"})
+def labelled_frames(
+    context: dg.AssetExecutionContext,
+    config: LabelledFramesConfig,
+    store: StoreResource,
+    inbox: InboxResource,
+) -> dg.MaterializeResult:
+    """One data batch, read from the inbox and labelled, with every label under a REF_* key."""
+    batch = context.partition_key
+    source = inbox.batch_file(batch)
+    options = LabelOptions(
+        command=config.command,
+        timeout_s=config.timeout_s,
+        xtb_method=config.xtb_method,
+        compute_stress=config.compute_stress,
+    )
+    frames = label_batch(source, batch, config.labeller, options)
+    artifact, _ = store.store().write("labelled_frames", lambda d: write_frames(d / FRAMES_FILE, frames))
+    context.log.info(f"labelled {len(frames)} frames of batch {batch!r} with {config.labeller!r}")
+    return materialized(
+        artifact,
+        {
+            **_summary_metadata(frames),
+            "labeller": config.labeller,
+            "source_file": dg.MetadataValue.path(str(source)),
+            "source_sha256": file_sha256(source),
+        },
+    )
+
+
+@dg.asset(
+    deps=[dg.AssetDep(labelled_frames, partition_mapping=dg.AllPartitionMapping())],
+    code_version="1",
+    group_name="data",
+    kinds={"ase"},
+)
+def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    """Every labelled batch merged in partition order, exact duplicates removed."""
+    artifacts = store.store()
+    batches = context.instance.get_dynamic_partitions(data_batches.name)
+    frames_per_batch, used, unlabelled = [], [], []
+    for batch in batches:
+        artifact = latest_artifact(context, artifacts, "labelled_frames", batch)
+        if artifact is None:
+            unlabelled.append(batch)
+            continue
+        frames_per_batch.append(read_frames(artifact.file(FRAMES_FILE)))
+        used.append({"batch": batch, "data_version": artifact.sha256})
+    if not used:
+        raise RuntimeError(
+            f"no data batch has been labelled yet (registered: {batches or 'none'}). Ingest files "
+            "with `traincraft ingest` and materialize labelled_frames for their partitions."
+        )
+    if unlabelled:
+        context.log.warning(
+            f"batches registered but not yet labelled, left out of this dataset: {unlabelled}. "
+            "Materialize labelled_frames for them and then dataset again to include them."
+        )
+    frames, report = merge_batches(frames_per_batch)
+    for conflict in report.conflicts:
+        context.log.warning(conflict)
+
+    def fill(d):
+        write_frames(d / DATASET_FILE, frames)
+        (d / "batches.json").write_text(json.dumps(used, indent=1))
+
+    artifact, _ = artifacts.write("dataset", fill)
+    return materialized(
+        artifact,
+        {
+            **_summary_metadata(frames),
+            "n_duplicates_removed": report.n_duplicates,
+            "n_label_conflicts": len(report.conflicts),
+            "batches": dg.MetadataValue.json(used),
+            "batches_not_labelled": dg.MetadataValue.json(unlabelled),
+        },
+    )
+
+
+class SplitConfig(dg.Config):
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.0
+    salt: str = "traincraft"  # change it to draw a different (but again stable) split
+
+
+SPLIT_FILES = {"train": "train.xyz", "valid": "valid.xyz", "test": "test.xyz"}
+
+
+@dg.asset(deps=[dataset], code_version="1", group_name="data", kinds={"ase"})
+def split(context: dg.AssetExecutionContext, config: SplitConfig, store: StoreResource) -> dg.MaterializeResult:
+    """Train/valid(/test) by a hash of each frame's structure: a frame never changes side."""
+    artifacts = store.store()
+    frames = read_frames(require_artifact(context, artifacts, "dataset").file(DATASET_FILE))
+    sides = split_frames(frames, config.valid_fraction, config.test_fraction, config.salt)
+
+    def fill(d):
+        for side, indices in sides.items():
+            if indices:
+                write_frames(d / SPLIT_FILES[side], [frames[i] for i in indices])
+        (d / "indices.json").write_text(
+            json.dumps(
+                {
+                    side: {
+                        "dataset_index": indices,
+                        "fingerprint": [frames[i].info[FINGERPRINT_KEY] for i in indices],
+                    }
+                    for side, indices in sides.items()
+                }
+            )
+        )
+
+    artifact, _ = artifacts.write("split", fill)
+    return materialized(artifact, {f"n_{side}": len(idx) for side, idx in sides.items()})

@@ -1,0 +1,39 @@
+"""The one Definitions object: assets, checks, jobs, resources and the deployment's executor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from traincraft_assets.defs.checks import dataset_health, foundation_energy_consistency
+from traincraft_assets.defs.data import dataset, labelled_frames, split
+from traincraft_assets.defs.foundation import foundation_model, pretraining_frames, replay_subset
+from traincraft_assets.defs.k8s import executor
+from traincraft_assets.defs.reports import parity_report
+from traincraft_assets.defs.resources import default_resources
+from traincraft_assets.defs.training import finetuned_model
+
+ASSETS = [
+    labelled_frames,
+    dataset,
+    split,
+    pretraining_frames,
+    foundation_model,
+    replay_subset,
+    finetuned_model,
+    parity_report,
+]
+CHECKS = [dataset_health, foundation_energy_consistency]
+
+# Labelling is per batch (partitioned); everything after it is one unpartitioned run.
+label_batch_job = dg.define_asset_job("label_batch", selection=dg.AssetSelection.assets(labelled_frames))
+finetune_job = dg.define_asset_job(
+    "finetune", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(labelled_frames)
+)
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[label_batch_job, finetune_job],
+    resources=default_resources(),
+    executor=executor(),
+)
