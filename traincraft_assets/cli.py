@@ -47,23 +47,24 @@ def ingest(paths: list[Path], instance) -> list[str]:
     from traincraft_assets.defs.data import data_batches
 
     inbox = inbox_dir()
-    inbox.mkdir(parents=True, exist_ok=True)
-    keys = []
-    for path in paths:
-        n = len(read_frames(path))
+    counts = {}
+    for path in paths:  # every file is checked before any is copied
+        counts[path] = len(read_frames(path))
         target = inbox / path.name
-        if target.exists():
-            if file_sha256(target) != file_sha256(path):
-                raise FrameError(
-                    f"{path}: a different batch named {path.name!r} is already in the inbox "
-                    f"({target}). Batches are immutable; give the new file a new name."
-                )
-        else:
+        if target.exists() and file_sha256(target) != file_sha256(path):
+            raise FrameError(
+                f"{path}: a different batch named {path.name!r} is already in the inbox "
+                f"({target}). Batches are immutable; give the new file a new name."
+            )
+    inbox.mkdir(parents=True, exist_ok=True)
+    for path, n in counts.items():
+        target = inbox / path.name
+        if not target.exists():
             with tempfile.NamedTemporaryFile(dir=inbox, prefix=".incoming-", delete=False) as tmp:
                 shutil.copyfile(path, tmp.name)
             os.replace(tmp.name, target)
-        keys.append(path.name)
         print(f"ingested {path} ({n} frames) as batch {path.name!r}")
+    keys = [path.name for path in paths]
     instance.add_dynamic_partitions(data_batches.name, keys)
     return keys
 

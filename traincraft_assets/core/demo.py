@@ -76,7 +76,7 @@ def _vacancy(rng: np.random.Generator) -> Atoms:
 
 
 def _hot_rattle(rng: np.random.Generator) -> Atoms:
-    atoms = _strained_bulk("Cu", rng, rattle=rng.uniform(0.15, 0.25))
+    atoms = _strained_bulk("Cu", rng, rattle=rng.uniform(0.08, 0.12))
     atoms.info[CONFIG_TYPE_KEY] = "hot_rattle"
     return atoms
 

@@ -46,15 +46,16 @@ def fetch_named_model(name: str) -> Path:
     except Exception as exc:
         raise RuntimeError(
             f"could not download MACE foundation {name!r} from {mace_mp_urls[name]} ({exc}). "
-            "On a machine without internet, download it elsewhere and place it in MACE's cache "
-            f"({_cache_dir()}) under its original file name, or use source: path."
+            "On a machine without internet, download it elsewhere and place it at "
+            f"{mace_cache_path(mace_mp_urls[name])}, or use source: path."
         ) from exc
 
 
-def _cache_dir() -> Path:
+def mace_cache_path(url: str) -> Path:
+    """Where MACE caches a download: its cache dir, the URL's file name stripped to [A-Za-z0-9_]."""
     from mace.tools.utils import get_cache_dir
 
-    return Path(get_cache_dir())
+    return Path(get_cache_dir()) / "".join(c for c in os.path.basename(url) if c.isalnum() or c == "_")
 
 
 def fetch_named_replay_set(name: str) -> Path:
@@ -62,7 +63,7 @@ def fetch_named_replay_set(name: str) -> Path:
     if name not in NAMED_REPLAY_SETS:
         raise ValueError(f"unknown replay set {name!r}; expected one of {sorted(NAMED_REPLAY_SETS)}.")
     url = NAMED_REPLAY_SETS[name]
-    cached = _cache_dir() / "".join(c for c in os.path.basename(url) if c.isalnum() or c == "_")
+    cached = mace_cache_path(url)
     if not cached.is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".part")

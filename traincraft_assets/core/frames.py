@@ -98,14 +98,17 @@ def elements(frames: Iterable[Atoms]) -> list[str]:
 def fingerprint(atoms: Atoms) -> str:
     """sha256 of a frame's structure: species, positions, cell and pbc.
 
-    Coordinates are rounded to 1e-6 Å so the same structure written by different tools (extxyz
-    prints 8 decimals) gets the same fingerprint; labels are not part of it, so one structure
+    Coordinates are hashed as the 8-decimal text extxyz writes, so a frame and its copy read
+    back from an extxyz file have the same fingerprint (rounding the floats instead would flip
+    values that sit near a rounding boundary). Labels are not part of it, so one structure
     labelled twice is recognised as the same frame.
     """
     h = hashlib.sha256()
     h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
-    h.update((np.round(np.asarray(atoms.positions, dtype=float), 6) + 0.0).tobytes())
-    h.update((np.round(np.asarray(atoms.cell[:], dtype=float), 6) + 0.0).tobytes())
+    for array in (atoms.positions, atoms.cell[:]):
+        text = np.char.mod("%.8f", np.asarray(array, dtype=float).ravel())
+        h.update(" ".join(text).replace("-0.00000000", "0.00000000").encode())
+        h.update(b";")
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
     return h.hexdigest()
 

@@ -64,18 +64,18 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
             problems.append(
                 _problem(atoms, REF_KEYS[name], f"{int(bad.sum())} non-finite value(s) (NaN or inf)")
             )
-    if len(atoms) > 1:
-        i, j, d = neighbor_list("ijd", atoms, min_distance)
-        if len(d):
-            k = int(np.argmin(d))
-            problems.append(
-                _problem(
-                    atoms,
-                    "positions",
-                    f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart "
-                    f"(overlapping: closer than {min_distance} Å)",
-                )
+    # also pairs with periodic images: a single atom in a small cell can overlap itself
+    i, j, d = neighbor_list("ijd", atoms, min_distance)
+    if len(d):
+        k = int(np.argmin(d))
+        problems.append(
+            _problem(
+                atoms,
+                "positions",
+                f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart "
+                f"(overlapping: closer than {min_distance} Å)",
             )
+        )
     return problems
 
 

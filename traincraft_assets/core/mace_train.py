@@ -173,6 +173,14 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             errors.append("freeze and lora modify a foundation model; strategy 'scratch' has none")
         if s.e0s == "foundation" and not inputs.foundation:
             errors.append("e0s 'foundation' with strategy 'scratch' needs a foundation to read E0s from")
+        elif s.e0s == "foundation":
+            known = {ase.data.chemical_symbols[int(z)] for z in inputs.foundation["e0s"]}
+            missing = [e for e in inputs.data_elements if e not in known]
+            if missing:
+                errors.append(
+                    f"e0s 'foundation': the foundation has no E0s for {missing}; "
+                    "give them with e0s 'dict' or 'file'"
+                )
         if plan.model == "AtomicDielectricMACE" and s.shape.max_L < 2:
             errors.append("polarizability needs max_L >= 2 (hidden irreps with 2e)")
         elif plan.model is not None and s.shape.max_L < 1:
@@ -209,13 +217,16 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
 
 
 def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
+    # MACE sizes its E0 table by the data's elements: an explicit dict must hold exactly those.
+    wanted = {ase.data.atomic_numbers[sym] for sym in inputs.data_elements}
     if settings.e0s == "foundation":
         if settings.strategy != "scratch":
             return "foundation"
         # scratch has no --foundation_model; pass the same numbers explicitly.
-        return str({int(z): e for z, e in inputs.foundation["e0s"].items()})
+        return str({int(z): e for z, e in inputs.foundation["e0s"].items() if int(z) in wanted})
     if settings.e0s == "dict":
-        return str({ase.data.atomic_numbers[sym]: float(e) for sym, e in settings.e0s_dict.items()})
+        e0s = {ase.data.atomic_numbers[sym]: float(e) for sym, e in settings.e0s_dict.items()}
+        return str({z: e for z, e in e0s.items() if z in wanted})
     if settings.e0s == "file":
         return str(Path(settings.e0s_file).absolute())
     return "average"

@@ -71,6 +71,7 @@ class ArtifactStore:
     def publish(self, asset: str, staging: Path) -> Artifact:
         """Move a finished staging directory into place under its content hash."""
         digest = tree_sha256(staging)
+        staging.chmod(0o755)  # mkdtemp makes it 0700; pods on a shared volume may run as other users
         final = self.root / asset / digest
         final.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -30,10 +30,17 @@ finetune_job = dg.define_asset_job(
     "finetune", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(labelled_frames)
 )
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[label_batch_job, finetune_job],
-    resources=default_resources(),
-    executor=executor(),
-)
+
+
+def build_defs(resources: dict | None = None) -> dg.Definitions:
+    """Definitions with the given resources (tests point the store and inbox at temp dirs)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[label_batch_job, finetune_job],
+        resources=resources or default_resources(),
+        executor=executor(),
+    )
+
+
+defs = build_defs()

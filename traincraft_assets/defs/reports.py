@@ -94,6 +94,17 @@ def parity_report(
     fnd_valid = predict(fnd_model, valid, _target_head(fnd_model), config.batch_size, device)
     valid_ft = errors_by_config_type(valid, ft_valid)
     valid_fnd = errors_by_config_type(valid, fnd_valid)
+    # The test side, when the split has one, is reported in parity.json beside valid.
+    test_path = split_artifact.file(SPLIT_FILES["test"])
+    test = read_frames(test_path) if test_path.is_file() else []
+    test_rows = (
+        _rows(
+            errors_by_config_type(test, predict(ft_model, test, ft_head, config.batch_size, device)),
+            errors_by_config_type(test, predict(fnd_model, test, _target_head(fnd_model), config.batch_size, device)),
+        )
+        if test
+        else []
+    )
 
     # Forgetting: replay frames never trained on, restricted to elements the fine-tuned model
     # kept (naive fine-tuning drops the foundation's other elements).
@@ -133,6 +144,7 @@ def parity_report(
             **metrics,
             "units": "meV/atom (energy), meV/Å (forces), meV/Å³ (stress)",
             "rows": rows,
+            "test_rows": test_rows,
             "replay_heldout": {
                 "n_frames": len(heldout),
                 "rmse_e_mev_per_atom": to_mev(replay_ft["rmse_e_per_atom"]),

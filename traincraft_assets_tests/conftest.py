@@ -1,0 +1,119 @@
+"""Shared fixtures: one real, tiny run of the whole graph on a throwaway Dagster instance.
+
+Everything is real: EMT-labelled frames, MACE training (tiny models, 2 epochs, CPU), Dagster
+runs on a sqlite instance. The session-wide graph run is reused by the tests that only read it.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets.defs.definitions import build_defs
+from traincraft_assets.defs.resources import InboxResource, StoreResource
+
+# Tiny but real: a 21-frame foundation pool, 16 target frames, 2-epoch trainings.
+TINY_RUN_CONFIG = {
+    "ops": {
+        "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 4}},
+        "foundation_model": {
+            "config": {
+                "source": "demo",
+                "dtype": "float32",
+                "max_num_epochs": 2,
+                "num_channels": 8,
+                "max_L": 0,
+                "r_max": 4.0,
+                "batch_size": 4,
+            }
+        },
+        "split": {"config": {"valid_fraction": 0.25}},
+        "replay_subset": {"config": {"num_samples": 3, "subselect": "fps", "num_heldout": 1}},
+        "finetuned_model": {
+            "config": {
+                "strategy": "multihead",
+                "dtype": "float32",
+                "lr": 0.01,
+                "max_num_epochs": 2,
+                "batch_size": 4,
+            }
+        },
+    }
+}
+
+
+class Project:
+    """A project directory with its own store, inbox and Dagster instance."""
+
+    def __init__(self, root: Path, instance: dg.DagsterInstance):
+        self.root = root
+        self.instance = instance
+        self.store = root / "store"
+        self.inbox = root / "inbox"
+        self.defs = build_defs(
+            {"store": StoreResource(root=str(self.store)), "inbox": InboxResource(path=str(self.inbox))}
+        )
+
+    def add_batch(self, path: Path) -> str:
+        """Place a batch file in the inbox and register its partition (what `traincraft ingest` does)."""
+        from traincraft_assets.cli import ingest
+
+        old = os.environ.get("TRAINCRAFT_INBOX")
+        os.environ["TRAINCRAFT_INBOX"] = str(self.inbox)
+        try:
+            return ingest([path], self.instance)[0]
+        finally:
+            if old is None:
+                del os.environ["TRAINCRAFT_INBOX"]
+            else:
+                os.environ["TRAINCRAFT_INBOX"] = old
+
+    def label(self, batch: str, run_config: dict | None = None):
+        return self.defs.resolve_job_def("label_batch").execute_in_process(
+            instance=self.instance, partition_key=batch, run_config=run_config or {}
+        )
+
+    def materialize(self, assets: list[str], run_config: dict | None = None, raise_on_error: bool = True):
+        """One run of the given unpartitioned assets (and their checks)."""
+        return self.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=self.instance,
+            asset_selection=[dg.AssetKey(a) for a in assets],
+            run_config=run_config or {},
+            raise_on_error=raise_on_error,
+        )
+
+    def latest(self, asset: str, partition: str | None = None) -> dg.AssetMaterialization:
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+            limit=1,
+        ).records
+        return records[0].asset_materialization if records else None
+
+
+def _instance(root: Path):
+    home = root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    return dg.instance_for_test(temp_dir=str(home))
+
+
+@pytest.fixture
+def project(tmp_path):
+    with _instance(tmp_path) as instance:
+        yield Project(tmp_path, instance)
+
+
+@pytest.fixture(scope="session")
+def graph_run(tmp_path_factory):
+    """The whole graph materialized once, as `traincraft demo` does, with tiny settings."""
+    root = tmp_path_factory.mktemp("graph")
+    with _instance(root) as instance:
+        project = Project(root, instance)
+        for path in write_target_batches(root / "batches", frames_per_kind=4):
+            project.label(project.add_batch(path))
+        result = project.defs.resolve_job_def("finetune").execute_in_process(
+            instance=instance, run_config=TINY_RUN_CONFIG
+        )
+        assert result.success
+        yield project

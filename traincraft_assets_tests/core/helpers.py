@@ -1,0 +1,77 @@
+"""Small builders shared by the core tests: real ASE frames, real files, argv parsing."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+from traincraft_assets.core.frames import BATCH_INDEX_KEY, BATCH_KEY, CONFIG_TYPE_KEY, set_label
+
+
+def cu_bulk(rattle: float = 0.0, seed: int = 0, repeat: int = 2, symbol: str = "Cu") -> Atoms:
+    """A cubic fcc cell repeated `repeat` times, optionally rattled (Å, normal std)."""
+    atoms = bulk(symbol, "fcc", cubic=True).repeat((repeat, repeat, repeat))
+    if rattle:
+        atoms.positions += np.random.default_rng(seed).normal(0.0, rattle, atoms.positions.shape)
+    return atoms
+
+
+def random_pair(seed: int, symbols: str = "CuCu") -> Atoms:
+    """A distinct two-atom periodic frame per seed: cheap, unique structures for split tests."""
+    rng = np.random.default_rng(seed)
+    atoms = Atoms(symbols, positions=rng.uniform(0.0, 3.0, size=(2, 3)), cell=[4.0, 4.0, 4.0], pbc=True)
+    return atoms
+
+
+def labelled(
+    atoms: Atoms,
+    energy: float | None = -1.0,
+    forces=0.0,
+    stress=None,
+    batch: str | None = None,
+    index: int | None = None,
+    config_type: str | None = None,
+) -> Atoms:
+    """A copy of `atoms` with REF_* labels and provenance keys set."""
+    atoms = atoms.copy()
+    if energy is not None:
+        set_label(atoms, "energy", energy)
+    if forces is not None:
+        set_label(atoms, "forces", np.array(np.broadcast_to(np.asarray(forces, dtype=float), (len(atoms), 3))))
+    if stress is not None:
+        set_label(atoms, "stress", stress)
+    if batch is not None:
+        atoms.info[BATCH_KEY] = batch
+    if index is not None:
+        atoms.info[BATCH_INDEX_KEY] = index
+    if config_type is not None:
+        atoms.info[CONFIG_TYPE_KEY] = config_type
+    return atoms
+
+
+def python_command(script: Path, *args: str) -> str:
+    """A shell-words command line running `script` with this interpreter."""
+    return shlex.join([sys.executable, str(script), *args])
+
+
+def flags(argv: list[str]) -> dict[str, str | None]:
+    """`--key value` / bare `--key` pairs of an argv, asserting that no flag appears twice."""
+    out: dict[str, str | None] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        assert token.startswith("--"), f"expected a flag at position {i}, got {token!r} in {argv}"
+        key = token[2:]
+        assert key not in out, f"flag --{key} appears twice in {argv}"
+        if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[key] = argv[i + 1]
+            i += 2
+        else:
+            out[key] = None
+            i += 1
+    return out

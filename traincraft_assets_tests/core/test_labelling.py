@@ -1,0 +1,248 @@
+"""Labellers: REF_* keys out of any input convention, in-process EMT, external programs."""
+
+import importlib.util
+import textwrap
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import fcc111, molecule
+from ase.calculators.emt import EMT
+
+from traincraft_assets.core.frames import FrameError, get_label, read_frames, write_frames
+from traincraft_assets.core.labelling import LABELLERS, LabelOptions, label_batch, prelabelled
+from traincraft_assets_tests.core.helpers import cu_bulk, python_command
+
+# Three conventions a batch file arrives in: ASE's plain keys (read into a calculator),
+# DFT_* keys, and already-REF_* keys.
+MIXED_CONVENTIONS = """\
+2
+Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.5 stress="1 6 5 6 2 4 5 4 3" config_type=plain pbc="T T T"
+Cu 0.0 0.0 0.0 0.1 0.2 0.3
+Cu 1.5 1.5 0.0 -0.1 -0.2 -0.3
+2
+Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:DFT_forces:R:3 DFT_energy=-2.5 DFT_stress="1 0 0 0 2 0 0 0 3" pbc="T T T"
+Cu 0.0 0.0 0.0 0.4 0.5 0.6
+Cu 1.5 0.0 1.5 -0.4 -0.5 -0.6
+2
+Properties=species:S:1:pos:R:3:REF_forces:R:3 REF_energy=-3.5 pbc="F F F"
+Cu 0.0 0.0 0.0 0.7 0.8 0.9
+Cu 2.2 0.0 0.0 -0.7 -0.8 -0.9
+"""
+
+ORIGINAL_KEYS = ("energy", "forces", "stress", "DFT_energy", "DFT_forces", "DFT_stress")
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _script(tmp_path, body: str, name="program.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _unlabelled_batch(tmp_path, n=3):
+    frames = [cu_bulk(rattle=0.05, seed=i, repeat=1) for i in range(n)]
+    path = tmp_path / "batch.xyz"
+    write_frames(path, frames)
+    return path, frames
+
+
+def test_prelabelled_maps_every_convention_to_ref_keys(tmp_path):
+    frames = read_frames(_write(tmp_path, "mixed.xyz", MIXED_CONVENTIONS))
+    assert frames[0].calc is not None  # ASE put energy=/forces/stress= on a SinglePointCalculator
+    out = prelabelled(frames, LabelOptions())
+
+    plain, dft, ref = out
+    assert float(get_label(plain, "energy")) == -1.5
+    np.testing.assert_allclose(get_label(plain, "forces"), [[0.1, 0.2, 0.3], [-0.1, -0.2, -0.3]])
+    np.testing.assert_allclose(
+        get_label(plain, "stress").reshape(3, 3), [[1, 6, 5], [6, 2, 4], [5, 4, 3]]
+    )
+    assert plain.info["config_type"] == "plain"
+
+    assert float(get_label(dft, "energy")) == -2.5
+    np.testing.assert_allclose(get_label(dft, "forces"), [[0.4, 0.5, 0.6], [-0.4, -0.5, -0.6]])
+    np.testing.assert_allclose(get_label(dft, "stress").reshape(3, 3), np.diag([1.0, 2.0, 3.0]))
+
+    assert float(get_label(ref, "energy")) == -3.5
+    np.testing.assert_allclose(get_label(ref, "forces"), [[0.7, 0.8, 0.9], [-0.7, -0.8, -0.9]])
+    assert get_label(ref, "stress") is None
+
+    for atoms in out:
+        assert atoms.calc is None
+        for key in ORIGINAL_KEYS:
+            assert key not in atoms.info and key not in atoms.arrays, key
+
+
+def test_prelabelled_output_round_trips_without_bare_keys(tmp_path):
+    out = prelabelled(read_frames(_write(tmp_path, "mixed.xyz", MIXED_CONVENTIONS)), LabelOptions())
+    path = tmp_path / "labelled.xyz"
+    write_frames(path, out)
+    back = read_frames(path)
+    assert [float(get_label(a, "energy")) for a in back] == [-1.5, -2.5, -3.5]
+    assert all(a.calc is None for a in back)  # no bare energy= left for ASE to pick up
+
+
+def test_emt_labels_cu_bulk_with_stress_only_when_fully_periodic():
+    bulk_frame = cu_bulk(rattle=0.05, seed=3)
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=5.0)  # pbc (T, T, F)
+    cluster = Atoms("Cu4", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0], [0, 0, 2.5]])
+    out = LABELLERS["emt"]([bulk_frame, slab, cluster], LabelOptions())
+
+    for atoms, source in zip(out, (bulk_frame, slab, cluster)):
+        energy, forces = get_label(atoms, "energy"), get_label(atoms, "forces")
+        assert np.isfinite(energy)
+        assert forces.shape == (len(source), 3) and np.isfinite(forces).all()
+        np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-8)  # Newton's third law
+        reference = source.copy()
+        reference.calc = EMT()
+        assert float(energy) == pytest.approx(reference.get_potential_energy())
+        assert atoms.calc is None
+
+    stress = get_label(out[0], "stress")
+    assert stress is not None and stress.shape == (9,) and np.isfinite(stress).all()
+    assert np.abs(stress).max() > 0
+    assert get_label(out[1], "stress") is None
+    assert get_label(out[2], "stress") is None
+    assert np.abs(get_label(out[0], "forces")).max() > 1e-3  # rattled: real forces, not zeros
+
+
+def test_emt_compute_stress_off():
+    (atoms,) = LABELLERS["emt"]([cu_bulk()], LabelOptions(compute_stress=False))
+    assert get_label(atoms, "stress") is None and get_label(atoms, "energy") is not None
+
+
+def test_label_batch_stamps_batch_and_index(tmp_path):
+    path = _write(tmp_path, "mixed.xyz", MIXED_CONVENTIONS)
+    out = label_batch(path, "campaign_7", "prelabelled", LabelOptions())
+    assert [a.info["batch"] for a in out] == ["campaign_7"] * 3
+    assert [a.info["batch_index"] for a in out] == [0, 1, 2]
+    # an explicit config_type is kept; frames without one get the batch name
+    assert [a.info["config_type"] for a in out] == ["plain", "campaign_7", "campaign_7"]
+
+
+def test_label_batch_unknown_labeller_is_a_clear_error(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path)
+    with pytest.raises(ValueError) as info:
+        label_batch(path, "b", "vasp_magic", LabelOptions())
+    message = str(info.value)
+    assert "vasp_magic" in message
+    for name in ("prelabelled", "emt", "xtb", "command"):
+        assert name in message
+
+
+FAKE_DFT = """\
+import os, sys
+import numpy as np
+import ase.io
+from ase.calculators.singlepoint import SinglePointCalculator
+
+assert os.path.isfile("input.xyz"), "runs in the directory holding input.xyz"
+frames = ase.io.read(os.environ["TRAINCRAFT_INPUT"], index=":")
+print("fake DFT: got", len(frames), "frames", "tag=" + os.environ.get("FAKE_TAG", ""))
+for i, atoms in enumerate(frames):
+    forces = np.full((len(atoms), 3), 0.01 * (i + 1))
+    forces[1::2] *= -1
+    atoms.calc = SinglePointCalculator(atoms, energy=-2.0 * len(atoms) - 0.5 * i, forces=forces)
+ase.io.write(os.environ["TRAINCRAFT_OUTPUT"], frames, format="extxyz")
+"""
+
+
+def test_command_labeller_runs_external_program(tmp_path):
+    path, frames = _unlabelled_batch(tmp_path, n=3)
+    script = _script(tmp_path, FAKE_DFT)
+    options = LabelOptions(command=python_command(script), env={"FAKE_TAG": "x"})
+    out = label_batch(path, "dft_batch", "command", options)
+
+    assert len(out) == 3
+    assert [float(get_label(a, "energy")) for a in out] == [-8.0, -8.5, -9.0]
+    np.testing.assert_allclose(get_label(out[2], "forces")[0], [0.03, 0.03, 0.03])
+    np.testing.assert_allclose(get_label(out[2], "forces")[1], [-0.03, -0.03, -0.03])
+    for original, atoms in zip(frames, out):
+        np.testing.assert_allclose(atoms.positions, original.positions, atol=1e-7)  # same order
+        assert atoms.calc is None and "energy" not in atoms.info
+    assert [a.info["batch_index"] for a in out] == [0, 1, 2]
+    assert {a.info["batch"] for a in out} == {"dft_batch"}
+
+
+def test_command_labeller_failure_shows_program_output(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path)
+    script = _script(
+        tmp_path,
+        """\
+        import sys
+        print("reading input")
+        print("SCF did not converge after 200 iterations", file=sys.stderr)
+        sys.exit(2)
+        """,
+    )
+    with pytest.raises(RuntimeError) as info:
+        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+    message = str(info.value)
+    assert "exited with 2" in message
+    assert "SCF did not converge after 200 iterations" in message
+
+
+def test_command_labeller_without_output_file(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path)
+    script = _script(tmp_path, "print('done, but forgot to write')\n")
+    with pytest.raises(FrameError) as info:
+        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+    assert "no output" in str(info.value) and "TRAINCRAFT_OUTPUT" in str(info.value)
+
+
+def test_command_labeller_wrong_frame_count(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path, n=3)
+    script = _script(
+        tmp_path,
+        """\
+        import os
+        import ase.io
+        frames = ase.io.read(os.environ["TRAINCRAFT_INPUT"], index=":")
+        ase.io.write(os.environ["TRAINCRAFT_OUTPUT"], frames[:1], format="extxyz")
+        """,
+    )
+    with pytest.raises(FrameError) as info:
+        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+    message = str(info.value)
+    assert "1 frames" in message and "3 inputs" in message
+
+
+def test_command_labeller_needs_a_command(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path)
+    with pytest.raises(ValueError, match="command"):
+        label_batch(path, "b", "command", LabelOptions())
+
+
+def test_command_labeller_program_not_found(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path)
+    with pytest.raises(RuntimeError) as info:
+        label_batch(path, "b", "command", LabelOptions(command="/nonexistent/run_dft --fast"))
+    assert "could not start" in str(info.value)
+
+
+def test_command_labeller_timeout(tmp_path):
+    path, _ = _unlabelled_batch(tmp_path)
+    script = _script(tmp_path, "import time\ntime.sleep(30)\n")
+    with pytest.raises(RuntimeError) as info:
+        label_batch(path, "b", "command", LabelOptions(command=python_command(script), timeout_s=0.5))
+    assert "0.5" in str(info.value) and "timeout_s" in str(info.value)
+
+
+def test_xtb_labeller_install_hint_or_labels_water():
+    water = molecule("H2O")
+    if importlib.util.find_spec("tblite") is None:
+        with pytest.raises(RuntimeError) as info:
+            LABELLERS["xtb"]([water], LabelOptions())
+        message = str(info.value)
+        assert "tblite" in message and "pip install" in message
+    else:
+        (atoms,) = LABELLERS["xtb"]([water], LabelOptions())
+        assert np.isfinite(get_label(atoms, "energy"))
+        assert get_label(atoms, "forces").shape == (3, 3)
+        assert get_label(atoms, "stress") is None

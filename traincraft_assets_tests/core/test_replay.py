@@ -1,0 +1,106 @@
+"""select_replay with random subselection (no model needed)."""
+
+import pytest
+from ase import Atoms
+
+from traincraft_assets.core.replay import select_replay
+
+# (symbols, how many frames of that composition)
+COMPOSITIONS = [("Cu4", 20), ("Cu2Ni2", 15), ("Ni4", 10), ("Al4", 12), ("Cu2Al2", 8), ("Ni2Au2", 5)]
+
+
+def _pool():
+    pool = []
+    for symbols, count in COMPOSITIONS:
+        for k in range(count):
+            atoms = Atoms(
+                symbols,
+                positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0], [0, 0, 2.5 + 0.01 * k]],
+                cell=[5, 5, 5],
+                pbc=True,
+            )
+            atoms.info["pool_index"] = len(pool)
+            pool.append(atoms)
+    return pool
+
+
+def _ids(frames):
+    return [a.info["pool_index"] for a in frames]
+
+
+def _made_of(pool, allowed):
+    return {a.info["pool_index"] for a in pool if set(a.get_chemical_symbols()) <= set(allowed)}
+
+
+def test_combinations_keep_only_frames_made_of_target_elements():
+    from mace.cli.fine_tuning_select import FilteringType, filter_atoms
+
+    pool = _pool()
+    expected = _made_of(pool, ["Cu", "Ni"])  # Cu4, Cu2Ni2, Ni4: 45 frames
+    assert len(expected) == 45
+    # the same semantics as MACE's own filter
+    assert expected == {a.info["pool_index"] for a in pool if filter_atoms(a, ["Cu", "Ni"], FilteringType.COMBINATIONS)}
+
+    selection = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=1)
+    assert selection.n_pool == len(pool)
+    assert selection.n_filtered == 45
+    assert len(selection.selected) == 10
+    assert set(_ids(selection.selected)) <= expected
+    assert set(_ids(selection.heldout)) <= expected
+
+
+def test_none_keeps_all():
+    pool = _pool()
+    selection = select_replay(pool, [], 1000, "random", "none", None, num_heldout=5)
+    assert selection.n_filtered == len(pool)
+    assert sorted(_ids(selection.selected)) == list(range(len(pool)))
+    assert selection.heldout == []
+
+
+def test_more_samples_than_filtered_returns_all_filtered():
+    pool = _pool()
+    selection = select_replay(pool, ["Ni"], 500, "random", "combinations", None, num_heldout=3)
+    assert sorted(_ids(selection.selected)) == sorted(_made_of(pool, ["Ni"]))
+    assert len(selection.selected) == 10
+    assert selection.heldout == []  # nothing left over to hold out
+
+
+def test_heldout_is_disjoint_and_bounded():
+    pool = _pool()
+    selection = select_replay(pool, ["Cu", "Ni"], 30, "random", "combinations", None, num_heldout=8, seed=4)
+    selected, heldout = set(_ids(selection.selected)), set(_ids(selection.heldout))
+    assert len(selected) == 30
+    assert selected.isdisjoint(heldout)
+    assert len(heldout) == 8
+
+    few_left = select_replay(pool, ["Cu", "Ni"], 40, "random", "combinations", None, num_heldout=8, seed=4)
+    assert len(few_left.heldout) == 5  # only 45 - 40 frames remain
+    assert set(_ids(few_left.selected)).isdisjoint(_ids(few_left.heldout))
+
+
+def test_same_seed_same_selection_other_seed_differs():
+    pool = _pool()
+    a = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=7)
+    b = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=7)
+    c = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=8)
+    assert _ids(a.selected) == _ids(b.selected) and _ids(a.heldout) == _ids(b.heldout)
+    assert _ids(a.selected) != _ids(c.selected)
+
+
+def test_nothing_passes_the_filter():
+    with pytest.raises(ValueError) as info:
+        select_replay(_pool(), ["Zr"], 10, "random", "combinations", None, num_heldout=0)
+    message = str(info.value)
+    assert "Zr" in message and "combinations" in message
+    assert "'none'" in message  # says what to change
+
+
+def test_filter_needs_target_elements():
+    with pytest.raises(ValueError, match="elements"):
+        select_replay(_pool(), [], 10, "random", "combinations", None, num_heldout=0)
+
+
+def test_fps_needs_a_model():
+    with pytest.raises((ValueError, RuntimeError)) as info:
+        select_replay(_pool(), ["Cu", "Ni"], 5, "fps", "combinations", None, num_heldout=0)
+    assert "fps" in str(info.value)

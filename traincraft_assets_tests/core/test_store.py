@@ -1,0 +1,119 @@
+"""ArtifactStore: content-addressed, all-or-nothing artifacts."""
+
+import hashlib
+import re
+
+import pytest
+
+from traincraft_assets.core.store import ArtifactStore, file_sha256, tree_sha256
+
+
+def _fill(files: dict[str, bytes]):
+    def fill(directory):
+        for name, data in files.items():
+            path = directory / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return sorted(files)
+
+    return fill
+
+
+def _staging_leftovers(store: ArtifactStore) -> list:
+    staging = store.root / ".staging"
+    return list(staging.iterdir()) if staging.exists() else []
+
+
+def test_write_publishes_under_asset_and_content_hash(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    artifact, result = store.write("dataset", _fill({"frames.xyz": b"abc", "meta/info.json": b"{}"}))
+    assert result == ["frames.xyz", "meta/info.json"]  # fill's return value comes back
+    assert re.fullmatch(r"[0-9a-f]{64}", artifact.sha256)
+    assert artifact.path == (tmp_path / "store" / "dataset" / artifact.sha256).absolute()
+    assert artifact.file("frames.xyz").read_bytes() == b"abc"
+    assert (artifact.path / "meta" / "info.json").read_bytes() == b"{}"
+    assert artifact.sha256 == tree_sha256(artifact.path)
+    assert _staging_leftovers(store) == []
+
+
+def test_same_content_twice_gives_same_artifact_without_error(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    first, _ = store.write("split", _fill({"train.xyz": b"1", "valid.xyz": b"2"}))
+    second, _ = store.write("split", _fill({"valid.xyz": b"2", "train.xyz": b"1"}))
+    assert first == second
+    assert [p.name for p in (tmp_path / "store" / "split").iterdir()] == [first.sha256]
+    assert second.file("train.xyz").read_bytes() == b"1"
+    assert _staging_leftovers(store) == []
+
+
+def test_different_content_gives_a_different_artifact(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    a, _ = store.write("split", _fill({"train.xyz": b"1"}))
+    b, _ = store.write("split", _fill({"train.xyz": b"2"}))
+    assert a.sha256 != b.sha256 and a.path != b.path
+    assert a.file("train.xyz").read_bytes() == b"1"
+
+
+def test_failed_fill_leaves_nothing_behind(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+
+    def fill(directory):
+        (directory / "half_written.xyz").write_text("partial")
+        raise RuntimeError("labeller crashed")
+
+    with pytest.raises(RuntimeError, match="labeller crashed"):
+        store.write("labelled_frames", fill)
+    asset_dir = tmp_path / "store" / "labelled_frames"
+    assert not asset_dir.exists() or list(asset_dir.iterdir()) == []
+    assert _staging_leftovers(store) == []
+
+
+def test_tree_sha256_tracks_bytes_and_names(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.txt").write_bytes(b"hello")
+    (d / "sub").mkdir()
+    (d / "sub" / "b.txt").write_bytes(b"world")
+    base = tree_sha256(d)
+    assert tree_sha256(d) == base  # deterministic
+
+    (d / "a.txt").write_bytes(b"hellO")
+    changed = tree_sha256(d)
+    assert changed != base
+
+    (d / "a.txt").write_bytes(b"hello")
+    assert tree_sha256(d) == base
+    (d / "sub" / "b.txt").rename(d / "sub" / "c.txt")
+    assert tree_sha256(d) != base
+
+
+def test_file_sha256_matches_hashlib(tmp_path):
+    path = tmp_path / "blob.bin"
+    data = bytes(range(256)) * 5000
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_open_returns_published_artifact(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    artifact, _ = store.write("replay_subset", _fill({"replay.xyz": b"x"}))
+    reopened = ArtifactStore(tmp_path / "store").open("replay_subset", artifact.sha256)
+    assert reopened == artifact
+
+
+def test_open_unknown_sha_explains(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    missing = "0" * 64
+    with pytest.raises(FileNotFoundError) as info:
+        store.open("foundation_model", missing)
+    message = str(info.value)
+    assert "foundation_model" in message and missing in message
+    assert str(store.root) in message
+    assert "TRAINCRAFT_STORE" in message  # tells the user what to check
+
+
+def test_root_comes_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINCRAFT_STORE", str(tmp_path / "env_store"))
+    store = ArtifactStore()
+    artifact, _ = store.write("dataset", _fill({"f": b"1"}))
+    assert artifact.path.parent.parent == (tmp_path / "env_store").absolute()

@@ -1,0 +1,88 @@
+"""The shell paths a user takes: `traincraft ingest` and `dagster asset materialize`, as real
+subprocesses against a real on-disk instance (DAGSTER_HOME in a temp dir)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def shell_env(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TRAINCRAFT_STORE": str(tmp_path / "store"),
+        "TRAINCRAFT_INBOX": str(tmp_path / "inbox"),
+    }
+    return env
+
+
+def _run(args, env, cwd):
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_ingest_then_dagster_asset_materialize_whole_graph(shell_env, tmp_path):
+    batches = write_target_batches(tmp_path / "batches", frames_per_kind=4)
+    ingest = _run([BIN / "traincraft", "ingest", *batches], shell_env, tmp_path)
+    assert ingest.returncode == 0, ingest.stderr
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["cu_defects.xyz", "cu_surfaces.xyz"]
+
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump(TINY_RUN_CONFIG))
+    dagster = BIN / "dagster"
+    first = _run(
+        [dagster, "asset", "materialize", "-m", "traincraft_assets", "--select", "labelled_frames",
+         "--partition", "cu_surfaces.xyz"],
+        shell_env, tmp_path,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    whole = _run(
+        [dagster, "asset", "materialize", "-m", "traincraft_assets", "--select", "*",
+         "--partition", "cu_defects.xyz", "-c", run_yaml],
+        shell_env, tmp_path,
+    )
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    os.environ["DAGSTER_HOME"], old = shell_env["DAGSTER_HOME"], os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            assert set(instance.get_dynamic_partitions("data_batches")) == {"cu_surfaces.xyz", "cu_defects.xyz"}
+            dataset = instance.get_latest_materialization_event(dg.AssetKey("dataset")).asset_materialization
+            assert dataset.metadata["n_frames"].value == 16  # both batches merged
+            parity = instance.get_latest_materialization_event(dg.AssetKey("parity_report")).asset_materialization
+            report = Path(parity.metadata["report_path"].value)
+            assert report.is_file() and report.is_relative_to(tmp_path / "store")
+    finally:
+        if old is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = old
+
+
+def test_ingest_refuses_bad_input_and_changes_nothing(shell_env, tmp_path):
+    [good] = write_target_batches(tmp_path / "a", frames_per_kind=1)[:1]
+    broken = tmp_path / "broken.xyz"
+    broken.write_text("3\nLattice=\"bad\n Cu 0 0 0\n")
+    result = _run([BIN / "traincraft", "ingest", good, broken], shell_env, tmp_path)
+    assert result.returncode == 2
+    assert "broken.xyz" in result.stderr and "ASE could not read it" in result.stderr
+    assert not (tmp_path / "inbox").exists()  # the good file was not copied either
+
+    assert _run([BIN / "traincraft", "ingest", good], shell_env, tmp_path).returncode == 0
+    [other] = [p for p in write_target_batches(tmp_path / "b", frames_per_kind=1, seed=7) if p.name == good.name]
+    clash = _run([BIN / "traincraft", "ingest", other], shell_env, tmp_path)
+    assert clash.returncode == 2 and "Batches are immutable" in clash.stderr
+    assert (tmp_path / "inbox" / good.name).read_bytes() == good.read_bytes()

@@ -1,0 +1,40 @@
+"""The definitions as Dagster tooling loads them, and the example run configs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from traincraft_assets import defs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_dagster_loads_the_module_without_errors():
+    result = subprocess.run(
+        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-m", "traincraft_assets"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_asset_has_config_and_code_version():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {
+        "labelled_frames", "dataset", "split", "pretraining_frames", "foundation_model",
+        "replay_subset", "finetuned_model", "parity_report",
+    }
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).code_version, key
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_run_configs_are_valid(path):
+    """Each example is a valid -c file for `dagster asset materialize -m traincraft_assets`."""
+    run_config = yaml.safe_load(path.read_text())
+    job = defs.resolve_implicit_global_asset_job_def()
+    dg.validate_run_config(job, run_config)

@@ -1,0 +1,115 @@
+"""The whole graph, materialized for real with tiny settings (see conftest.graph_run)."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from traincraft_assets.core.frames import elements, read_frames
+
+CONTRACT_PARITY_KEYS = {
+    "rmse_e_mev_per_atom",
+    "rmse_f_mev_per_a",
+    "rmse_s_mev_per_a3",
+    "foundation_rmse_e_mev_per_atom",
+    "foundation_rmse_f_mev_per_a",
+    "replay_rmse_f_mev_per_a",
+    "n_valid",
+    "report_path",
+}
+ASSETS = [
+    "pretraining_frames",
+    "foundation_model",
+    "dataset",
+    "split",
+    "replay_subset",
+    "finetuned_model",
+    "parity_report",
+]
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_asset_is_materialized_with_its_sha256_as_data_version(graph_run):
+    for batch in ("cu_surfaces.xyz", "cu_defects.xyz"):
+        event = graph_run.latest("labelled_frames", batch)
+        assert event is not None, batch
+        assert event.metadata["n_frames"].value == 8
+        assert event.metadata["elements"].value == ["Cu"]
+    for asset in ASSETS:
+        event = graph_run.latest(asset)
+        assert event is not None, f"{asset} was not materialized"
+        sha = event.tags["dagster/data_version"]
+        artifact = Path(event.metadata["artifact_path"].value)
+        assert artifact == graph_run.store / asset / sha and artifact.is_dir()
+
+
+def test_model_lineage_records_the_exact_input_versions(graph_run):
+    model = graph_run.latest("finetuned_model")
+    for upstream in ("split", "replay_subset", "foundation_model"):
+        assert model.tags[f"dagster/input_data_version/{upstream}"] == (
+            graph_run.latest(upstream).tags["dagster/data_version"]
+        )
+    manifest = json.loads(Path(model.metadata["manifest_path"].value).read_text())
+    assert manifest["data_versions"] == {
+        up: graph_run.latest(up).tags["dagster/data_version"]
+        for up in ("split", "replay_subset", "foundation_model")
+    }
+    assert manifest["foundation"]["sha256"] == graph_run.latest("foundation_model").metadata["model_sha256"].value
+    assert manifest["strategy"]["strategy"] == "multihead"
+    assert manifest["heads"] == ["energy", "forces"]
+    assert manifest["e0s"]["mode"] == "foundation"
+    argv = manifest["argv"]
+    assert argv[1:3] == ["-m", "mace.cli.run_train"]
+    assert argv[argv.index("--force_mh_ft_lr") + 1] == "True"
+    assert set(manifest["package_versions"]) >= {"mace-torch", "torch", "dagster", "ase"}
+    assert manifest["split_sizes"]["train"] + manifest["split_sizes"]["valid"] == 16
+    assert manifest["start_time"] <= manifest["end_time"]
+    assert manifest["device"] == "cpu"
+
+
+def test_finetuned_model_metadata_and_learning_curve(graph_run):
+    meta = graph_run.latest("finetuned_model").metadata
+    assert meta["strategy"].value == "multihead"
+    assert meta["epochs_run"].value == 2
+    assert Path(meta["model_path"].value).is_file()
+    epochs = {(r.data["epoch"], r.data["head"]) for r in meta["learning_curve"].value.records}
+    assert {(-1, "Default"), (0, "Default"), (1, "Default"), (1, "pt_head")} <= epochs
+    # checkpoints are not part of the published artifact; the best model is
+    assert not (Path(meta["model_path"].value).parent / "checkpoints").exists()
+
+
+def test_parity_report_contract(graph_run):
+    meta = graph_run.latest("parity_report").metadata
+    assert CONTRACT_PARITY_KEYS <= set(meta)
+    report = json.loads(Path(meta["report_path"].value).read_text())
+    for key in CONTRACT_PARITY_KEYS - {"report_path"}:
+        assert report[key] == pytest.approx(meta[key].value, nan_ok=True)
+    valid = read_frames(graph_run.store / "split" / graph_run.latest("split").tags["dagster/data_version"] / "valid.xyz")
+    assert meta["n_valid"].value == len(valid) > 0
+    assert meta["rmse_f_mev_per_a"].value > 0 and meta["foundation_rmse_f_mev_per_a"].value > 0
+    rows = {row["config_type"]: row for row in report["rows"]}
+    assert rows["all"]["n_frames"] == len(valid)
+    assert set(rows) - {"all"} == {a.info["config_type"] for a in valid}
+    assert meta["parity_plot"].value.startswith("![parity](data:image/png;base64,")
+    assert (Path(meta["report_path"].value).parent / "parity_valid.png").stat().st_size > 10_000
+
+
+def test_replay_subset_holds_only_target_elements_with_reference_labels(graph_run):
+    artifact = Path(graph_run.latest("replay_subset").metadata["artifact_path"].value)
+    selected, heldout = read_frames(artifact / "replay.xyz"), read_frames(artifact / "heldout.xyz")
+    assert len(selected) == 3 and len(heldout) == 1
+    assert elements(selected + heldout) == ["Cu"]
+    assert all("REF_energy" in a.info and "REF_forces" in a.arrays for a in selected)
+    from traincraft_assets.core.frames import fingerprint
+
+    assert not {fingerprint(a) for a in selected} & {fingerprint(a) for a in heldout}
+
+
+def test_checks_ran_and_passed_on_demo_data(graph_run):
+    for check in ("dataset_health", "foundation_energy_consistency"):
+        record = graph_run.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("dataset"), check)]
+        )[dg.AssetCheckKey(dg.AssetKey("dataset"), check)]
+        assert record.status.value == "SUCCEEDED", check

@@ -1,0 +1,77 @@
+"""What the Dagster UI shows, rendered by a real dagster-webserver and headless Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def webserver(graph_run):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(graph_run.root / "dagster_home"),
+        "TRAINCRAFT_STORE": str(graph_run.store),
+        "TRAINCRAFT_INBOX": str(graph_run.inbox),
+    }
+    proc = subprocess.Popen(
+        [Path(sys.executable).parent / "dagster-webserver", "-m", "traincraft_assets", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("dagster-webserver did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _render(url: str, tmp_path: Path) -> str:
+    assert CHROMIUM, "headless Chromium is required (.ci/run installs Debian's chromium)"
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
+         "--window-size=1400,1000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )
+    return result.stdout
+
+
+def test_parity_report_page_shows_the_contract_metrics(webserver, graph_run, tmp_path):
+    dom = _render(f"{webserver}/assets/parity_report", tmp_path)
+    meta = graph_run.latest("parity_report").metadata
+    for key in ("rmse_f_mev_per_a", "foundation_rmse_f_mev_per_a", "replay_rmse_f_mev_per_a", "n_valid"):
+        assert key in dom, key
+    assert repr(meta["rmse_f_mev_per_a"].value) in dom  # the value of this very materialization
+    assert "parity_plot" in dom and "per_config_type" in dom
+
+
+def test_lineage_page_shows_the_models_inputs(webserver, tmp_path):
+    dom = _render(f"{webserver}/assets/finetuned_model?view=lineage&lineageScope=upstream&lineageDepth=1", tmp_path)
+    for upstream in ("split", "replay_subset", "foundation_model"):
+        assert upstream in dom, upstream
