@@ -31,11 +31,15 @@ def named_models() -> list[str]:
     return sorted(mace_mp_urls) + sorted(MODEL_ALIASES)
 
 
+def canonical_model_name(name: str) -> str:
+    return MODEL_ALIASES.get(name, name)
+
+
 def fetch_named_model(name: str) -> Path:
     """Local path of a named MACE foundation, downloading it into MACE's cache if needed."""
     from mace.calculators.foundations_models import download_mace_mp_checkpoint, mace_mp_urls
 
-    name = MODEL_ALIASES.get(name, name)
+    name = canonical_model_name(name)
     if name not in mace_mp_urls:
         raise ValueError(
             f"unknown MACE foundation {name!r}; expected one of {named_models()} or a path to a "

@@ -10,6 +10,7 @@ import dagster as dg
 
 from traincraft_assets.core import demo
 from traincraft_assets.core.foundation import (
+    canonical_model_name,
     copy_into,
     describe_model,
     fetch_named_model,
@@ -162,7 +163,7 @@ def foundation_model(
             if not config.name:
                 raise ValueError("foundation_model source 'named' needs `name` (e.g. medium).")
             copy_into(fetch_named_model(config.name), d, MODEL_FILE)
-            origin = config.name
+            origin = canonical_model_name(config.name)
         info = {
             "source": config.source,
             "origin": origin,
