@@ -38,7 +38,7 @@ def inbox_dir() -> Path:
     return Path(os.environ.get("TRAINCRAFT_INBOX", DEFAULT_INBOX)).absolute()
 
 
-def ingest(paths: list[Path], instance) -> list[str]:
+def ingest(paths: list[Path], instance, inbox: Path | None = None) -> list[str]:
     """Copy batch files into the inbox and register one data_batches partition per file.
 
     Each file is read first, so a malformed file is refused before anything changes. A batch is
@@ -46,7 +46,7 @@ def ingest(paths: list[Path], instance) -> list[str]:
     """
     from traincraft_assets.defs.data import data_batches
 
-    inbox = inbox_dir()
+    inbox = inbox or inbox_dir()
     counts = {}
     for path in paths:  # every file is checked before any is copied
         counts[path] = len(read_frames(path))
@@ -69,12 +69,19 @@ def ingest(paths: list[Path], instance) -> list[str]:
     return keys
 
 
-def run_demo(instance, run_config: dict, batches_dir: Path) -> dict:
-    """Write the demo batches, ingest them, and materialize the whole graph."""
-    from traincraft_assets.core.demo import write_target_batches
-    from traincraft_assets.defs.definitions import defs
+def run_demo(
+    instance, run_config: dict, batches_dir: Path, defs=None, inbox: Path | None = None, frames_per_kind: int = 30
+) -> dict:
+    """Write the demo batches, ingest them, label each (one run per partition), then
+    materialize everything downstream in one `finetune` run; return parity_report's metadata."""
+    from dagster import AssetKey
 
-    keys = ingest(write_target_batches(batches_dir), instance)
+    from traincraft_assets.core.demo import write_target_batches
+
+    if defs is None:
+        from traincraft_assets.defs.definitions import defs
+
+    keys = ingest(write_target_batches(batches_dir, frames_per_kind), instance, inbox)
     label_job = defs.resolve_job_def("label_batch")
     for key in keys:
         result = label_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=True)
@@ -83,8 +90,6 @@ def run_demo(instance, run_config: dict, batches_dir: Path) -> dict:
         instance=instance, run_config=run_config, raise_on_error=True
     )
     print(f"finetune run {result.run_id} succeeded")
-    from dagster import AssetKey
-
     event = instance.get_latest_materialization_event(AssetKey("parity_report"))
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
@@ -100,19 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-CONTRACT_KEYS = (
-    "rmse_e_mev_per_atom",
-    "rmse_f_mev_per_a",
-    "rmse_s_mev_per_a3",
-    "foundation_rmse_e_mev_per_atom",
-    "foundation_rmse_f_mev_per_a",
-    "replay_rmse_f_mev_per_a",
-    "n_valid",
-    "report_path",
-)
-
 
 def main(argv: list[str] | None = None) -> int:
+    from traincraft_assets.defs.reports import PARITY_CONTRACT_KEYS
+
     args = _parser().parse_args(argv)
     try:
         with local_instance() as instance:
@@ -122,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_config = yaml.safe_load(args.config.read_text())
                 metadata = run_demo(instance, run_config, args.batches_dir)
                 print("\nparity report (valid set):")
-                print(json.dumps({k: metadata[k] for k in CONTRACT_KEYS}, indent=1, default=str))
+                print(json.dumps({k: metadata[k] for k in PARITY_CONTRACT_KEYS}, indent=1, default=str))
                 print("\nOpen the UI with `dagster dev` from this directory to see every asset.")
     except (FrameError, FileNotFoundError) as exc:
         print(f"traincraft: {exc}", file=sys.stderr)

@@ -4,13 +4,12 @@ Everything is real: EMT-labelled frames, MACE training (tiny models, 2 epochs, C
 runs on a sqlite instance. The session-wide graph run is reused by the tests that only read it.
 """
 
-import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets.cli import ingest, run_demo
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 
@@ -57,18 +56,8 @@ class Project:
         )
 
     def add_batch(self, path: Path) -> str:
-        """Place a batch file in the inbox and register its partition (what `traincraft ingest` does)."""
-        from traincraft_assets.cli import ingest
-
-        old = os.environ.get("TRAINCRAFT_INBOX")
-        os.environ["TRAINCRAFT_INBOX"] = str(self.inbox)
-        try:
-            return ingest([path], self.instance)[0]
-        finally:
-            if old is None:
-                del os.environ["TRAINCRAFT_INBOX"]
-            else:
-                os.environ["TRAINCRAFT_INBOX"] = old
+        """Place a batch file in the inbox and register its partition (`traincraft ingest`)."""
+        return ingest([path], self.instance, self.inbox)[0]
 
     def label(self, batch: str, run_config: dict | None = None):
         return self.defs.resolve_job_def("label_batch").execute_in_process(
@@ -106,14 +95,9 @@ def project(tmp_path):
 
 @pytest.fixture(scope="session")
 def graph_run(tmp_path_factory):
-    """The whole graph materialized once, as `traincraft demo` does, with tiny settings."""
+    """The whole graph materialized once by `traincraft demo`'s own code, with tiny settings."""
     root = tmp_path_factory.mktemp("graph")
     with _instance(root) as instance:
         project = Project(root, instance)
-        for path in write_target_batches(root / "batches", frames_per_kind=4):
-            project.label(project.add_batch(path))
-        result = project.defs.resolve_job_def("finetune").execute_in_process(
-            instance=instance, run_config=TINY_RUN_CONFIG
-        )
-        assert result.success
+        run_demo(instance, TINY_RUN_CONFIG, root / "batches", project.defs, project.inbox, frames_per_kind=4)
         yield project

@@ -98,6 +98,7 @@ class TrainInputs:
     foundation: dict | None = None  # core.foundation.describe_model(...)
     data_labels: Sequence[str] = ("energy", "forces")
     data_elements: Sequence[str] = ()
+    n_frames_without_energy: int = 0  # in the training file
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,11 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
         errors.append(
             f"freeze must be >= 1 (1-4: embedding; 5: + interaction blocks; 6: + products, "
             f"readouts train); got {s.freeze}"
+        )
+    if s.e0s == "average" and inputs.n_frames_without_energy:
+        errors.append(
+            f"e0s 'average' with {inputs.n_frames_without_energy} training frame(s) lacking "
+            "REF_energy gives NaN losses in MACE, silently; label them or use 'foundation'/'dict'"
         )
     if s.e0s == "dict":
         missing = [e for e in inputs.data_elements if e not in (s.e0s_dict or {})]

@@ -25,6 +25,17 @@ from traincraft_assets.defs.resources import StoreResource, latest_artifact, mat
 from traincraft_assets.defs.training import FINETUNED_FILE, finetuned_model
 
 REPORT_FILE = "parity.json"
+# CONTRACT (design.md): acceptance checks read these metadata keys.
+PARITY_CONTRACT_KEYS = (
+    "rmse_e_mev_per_atom",
+    "rmse_f_mev_per_a",
+    "rmse_s_mev_per_a3",
+    "foundation_rmse_e_mev_per_atom",
+    "foundation_rmse_f_mev_per_a",
+    "replay_rmse_f_mev_per_a",
+    "n_valid",
+    "report_path",
+)
 
 
 class ParityConfig(dg.Config):

@@ -1,6 +1,7 @@
 """finetuned_model: one MACE training run for the configured strategy, heads and settings."""
 
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -8,7 +9,14 @@ from typing import Literal, Optional
 
 import dagster as dg
 
-from traincraft_assets.core.frames import elements, labels_present, read_frames, set_label, write_frames
+from traincraft_assets.core.frames import (
+    elements,
+    get_label,
+    labels_present,
+    read_frames,
+    set_label,
+    write_frames,
+)
 from traincraft_assets.core.mace_train import (
     RUN_NAME,
     TARGET_HEAD,
@@ -71,31 +79,12 @@ class FinetuneConfig(dg.Config):
     extra: dict[str, str] = {}  # any other mace_run_train flag, e.g. {"scheduler_patience": "5"}
 
     def settings(self) -> TrainSettings:
+        """The plain-Python settings core.mace_train renders; same field names, plus the shape."""
+        shared = {f.name for f in dataclasses.fields(TrainSettings)} - {"heads", "device", "shape", "extra"}
         return TrainSettings(
-            strategy=self.strategy,
-            freeze=self.freeze,
-            lora=self.lora,
-            lora_rank=self.lora_rank,
-            lora_alpha=self.lora_alpha,
-            replay_labels=self.replay_labels,
+            **{name: getattr(self, name) for name in shared},
             heads=tuple(self.heads),
-            e0s=self.e0s,
-            e0s_dict=self.e0s_dict,
-            e0s_file=self.e0s_file,
-            weight_decay=self.weight_decay,
-            ema_decay=self.ema_decay,
-            energy_weight=self.energy_weight,
-            forces_weight=self.forces_weight,
-            stress_weight=self.stress_weight,
-            dipole_weight=self.dipole_weight,
-            polarizability_weight=self.polarizability_weight,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            valid_batch_size=self.valid_batch_size,
-            max_num_epochs=self.max_num_epochs,
             device=resolve_device(self.device),
-            dtype=self.dtype,
-            seed=self.seed,
             shape=ModelShape(self.num_channels, self.max_L, self.r_max, self.num_interactions, self.correlation),
             extra=dict(self.extra),
         )
@@ -174,6 +163,7 @@ def finetuned_model(
             foundation=foundation_info(foundation) if foundation else None,
             data_labels=labels_present(train_frames),
             data_elements=elements(train_frames),
+            n_frames_without_energy=sum(get_label(a, "energy") is None for a in train_frames),
         )
         trainer.check(settings, inputs)  # fail on impossible settings before anything starts
 

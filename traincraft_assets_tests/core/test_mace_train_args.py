@@ -426,3 +426,11 @@ def test_command_prefix_override(monkeypatch):
         "4",
         "/opt/my mace/run_train.py",
     ]
+
+
+def test_reject_average_e0s_when_training_frames_lack_energy(files, make_inputs):
+    """MACE computes NaN losses, silently, for averaged E0s over frames without energies."""
+    inputs = replace(make_inputs(replay=False), n_frames_without_energy=2)
+    message = _rejected(TrainSettings(strategy="scratch", e0s="average"), inputs, files["workdir"])
+    assert "2 training frame(s) lacking REF_energy" in message and "NaN" in message
+    render_args(TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"])
