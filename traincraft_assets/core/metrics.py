@@ -1,7 +1,9 @@
 """Batched model evaluation, error metrics per config_type, and parity plots.
 
 Evaluation loads the model once and runs MACE's own data pipeline in batches (as
-`mace_eval_configs` does) instead of a per-frame ASE calculator loop, which measured ~5x slower.
+`mace_eval_configs` does) instead of a per-frame ASE calculator loop: 1.6x faster on the demo's
+23-atom frames on 2 CPU cores (bench/eval_batched_vs_calculator.py), more for small frames and
+on GPUs, where per-frame calls leave the device idle.
 """
 
 from __future__ import annotations
