@@ -416,9 +416,29 @@ def final_model(workdir: Path) -> Path:
     return path
 
 
+DEPLOY_MODEL = "deploy.model"
+
+
+def deployable_model(model_path: Path) -> Path:
+    """The model to run MD with: a multihead model reduced to its target head by MACE's own
+    `remove_pt_head` (what `mace_select_head` does); a single-head model is already that."""
+    import mace  # noqa: F401  (sets the torch.load defaults MACE models need)
+    import torch
+    from mace.tools.scripts_utils import remove_pt_head
+
+    model = torch.load(str(model_path), map_location="cpu", weights_only=False)
+    if len(getattr(model, "heads", [TARGET_HEAD])) <= 1:
+        return model_path
+    torch.set_default_dtype(next(model.parameters()).dtype)
+    out = Path(model_path).parent / DEPLOY_MODEL
+    torch.save(remove_pt_head(model, TARGET_HEAD), out)
+    return out
+
+
 @dataclass
 class TrainResult:
-    model_path: Path
+    model_path: Path  # as MACE wrote it (multihead models keep the replay head)
+    deploy_model_path: Path  # target head only
     argv: list[str]
     curve: list[dict]
     epochs_run: int
@@ -435,4 +455,5 @@ class MaceTrainer:
     ) -> TrainResult:
         argv = run_training(render_args(settings, inputs, workdir), workdir, on_line)
         curve = parse_results(Path(workdir) / "results")
-        return TrainResult(final_model(workdir), argv, curve, epochs_run(curve))
+        model = final_model(workdir)
+        return TrainResult(model, deployable_model(model), argv, curve, epochs_run(curve))

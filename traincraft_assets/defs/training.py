@@ -198,6 +198,7 @@ def finetuned_model(
                         "foundation_e0s_ev": inputs.foundation["e0s"] if inputs.foundation else None,
                     },
                     "argv": result.argv,
+                    "deploy_model": result.deploy_model_path.name,
                     "data_versions": {
                         "split": split_artifact.sha256,
                         "replay_subset": replay.sha256 if replay else None,
@@ -225,6 +226,7 @@ def finetuned_model(
         artifact,
         {
             "model_path": dg.MetadataValue.path(str(artifact.file(FINETUNED_FILE))),
+            "deploy_model_path": dg.MetadataValue.path(str(artifact.file(result.deploy_model_path.name))),
             "manifest_path": dg.MetadataValue.path(str(artifact.file(MANIFEST_FILE))),
             "strategy": settings.strategy,
             "epochs_run": result.epochs_run,

@@ -74,6 +74,7 @@ def test_finetuned_model_metadata_and_learning_curve(graph_run):
     assert meta["strategy"].value == "multihead"
     assert meta["epochs_run"].value == 2
     assert Path(meta["model_path"].value).is_file()
+    assert Path(meta["deploy_model_path"].value).name == "deploy.model"  # multihead: target head only
     epochs = {(r.data["epoch"], r.data["head"]) for r in meta["learning_curve"].value.records}
     assert {(-1, "Default"), (0, "Default"), (1, "Default"), (1, "pt_head")} <= epochs
     # checkpoints are not part of the published artifact; the best model is

@@ -9,7 +9,7 @@ import pytest
 
 from traincraft_assets.core.frames import elements, labels_present, read_frames
 from traincraft_assets.core.mace_train import ModelShape, TrainInputs, TrainSettings
-from traincraft_assets.core.metrics import load_model
+from traincraft_assets.core.metrics import load_model, predict
 from traincraft_assets.core.trainers import get_trainer
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,7 @@ def test_freeze_keeps_frozen_blocks_equal_to_the_foundation(inputs, tmp_path, de
 def test_naive_trains_a_single_head_model(inputs, tmp_path):
     result, _ = _train(inputs, tmp_path, strategy="naive")
     assert list(load_model(result.model_path).heads) == ["Default"]
+    assert result.deploy_model_path == result.model_path
 
 
 def test_lora_trains_and_merges_adapters(inputs, tmp_path):
@@ -72,10 +73,17 @@ def test_lora_trains_and_merges_adapters(inputs, tmp_path):
     assert not any("lora" in k.lower() for k in _params(result.model_path))  # merged into weights
 
 
-def test_multihead_replay_keeps_a_replay_head(inputs, tmp_path):
+def test_multihead_replay_keeps_a_replay_head_and_publishes_a_single_head_model(inputs, tmp_path):
     result, log = _train(inputs, tmp_path, strategy="multihead")
-    assert set(load_model(result.model_path).heads) == {"Default", "pt_head"}
+    multihead = load_model(result.model_path)
+    assert set(multihead.heads) == {"Default", "pt_head"}
     assert "pt_head" in log
+    deploy = load_model(result.deploy_model_path)
+    assert result.deploy_model_path.name == "deploy.model" and list(deploy.heads) == ["Default"]
+    frames = read_frames(inputs.valid_file)
+    for a, b in zip(predict(multihead, frames, "Default"), predict(deploy, frames)):
+        assert a.energy == pytest.approx(b.energy, abs=1e-4)
+        assert abs(a.forces - b.forces).max() < 1e-4
 
 
 def test_replay_with_lora(inputs, tmp_path):
