@@ -47,6 +47,13 @@ def ingest(paths: list[Path], instance, inbox: Path | None = None) -> list[str]:
     from traincraft_assets.defs.data import data_batches
 
     inbox = inbox or inbox_dir()
+    names = [path.name for path in paths]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise FrameError(
+            f"several files are named {repeated}; the file name is the batch name, so rename "
+            "them before ingesting."
+        )
     counts = {}
     for path in paths:  # every file is checked before any is copied
         counts[path] = len(read_frames(path))
@@ -72,8 +79,8 @@ def ingest(paths: list[Path], instance, inbox: Path | None = None) -> list[str]:
 def run_demo(
     instance, run_config: dict, batches_dir: Path, defs=None, inbox: Path | None = None, frames_per_kind: int = 30
 ) -> dict:
-    """Write the demo batches, ingest them, label each (one run per partition), then
-    materialize everything downstream in one `finetune` run; return parity_report's metadata."""
+    """Write the demo batches, ingest them, label each (one run per partition), stage the
+    foundation, then fine-tune and report in one run; return parity_report's metadata."""
     from dagster import AssetKey
 
     from traincraft_assets.core.demo import write_target_batches
@@ -86,12 +93,20 @@ def run_demo(
     for key in keys:
         result = label_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=True)
         print(f"labelled batch {key!r} (run {result.run_id})")
-    result = defs.resolve_job_def("finetune").execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=True
-    )
-    print(f"finetune run {result.run_id} succeeded")
+    for name in ("stage_foundation", "finetune"):
+        job = defs.resolve_job_def(name)
+        result = job.execute_in_process(
+            instance=instance, run_config=run_config_for(job, run_config), raise_on_error=True
+        )
+        print(f"{name} run {result.run_id} succeeded")
     event = instance.get_latest_materialization_event(AssetKey("parity_report"))
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def run_config_for(job, run_config: dict) -> dict:
+    """The part of a whole-graph run config (examples/*.yaml) that one job accepts."""
+    ops = {k: v for k, v in run_config.get("ops", {}).items() if job.graph.has_node_named(k)}
+    return {**run_config, "ops": ops}
 
 
 def _parser() -> argparse.ArgumentParser:

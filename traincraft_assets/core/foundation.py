@@ -88,6 +88,16 @@ def copy_into(src: Path, directory: Path, name: str) -> Path:
     return dst
 
 
+REPLAY_HEAD = "pt_head"
+
+
+def model_head(heads) -> str:
+    """The head MACE fine-tunes from and deploys: the first that is not the replay head
+    (mace.tools.scripts_utils.remove_pt_head's rule). Single-head models have "Default"."""
+    heads = list(heads)
+    return next((h for h in heads if h != REPLAY_HEAD), heads[0])
+
+
 def describe_model(model_path: str | Path) -> dict:
     """What the rest of the graph needs to know about a MACE model, read from the file itself."""
     import mace  # noqa: F401  (sets torch.load defaults MACE models need)
@@ -100,12 +110,15 @@ def describe_model(model_path: str | Path) -> dict:
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     # E0s are stored per head ([n_heads, n_elements]) in recent MACE, flat in older models.
     e0_rows = e0s.reshape(len(heads), -1) if e0s.ndim == 2 else e0s.reshape(1, -1)
+    head = model_head(heads)
+    row = e0_rows[heads.index(head)] if len(e0_rows) == len(heads) else e0_rows[0]
     return {
         "model_class": type(model).__name__,
         "atomic_numbers": numbers,
         "elements": [ase.data.chemical_symbols[z] for z in numbers],
         "r_max": float(model.r_max),
         "heads": heads,
+        "head": head,
         "dtype": dtype,
-        "e0s": {str(z): float(e) for z, e in zip(numbers, e0_rows[0])},
+        "e0s": {str(z): float(e) for z, e in zip(numbers, row)},
     }

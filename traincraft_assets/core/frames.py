@@ -54,7 +54,7 @@ def read_frames(path: str | Path) -> list[Atoms]:
 
 
 def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
-    """Write frames as extxyz, keeping only REF_* labels (no calculator results)."""
+    """Write frames as extxyz without calculator results: labels travel as REF_* keys only."""
     clean = []
     for atoms in frames:
         copy = atoms.copy()  # Atoms.copy drops the calculator, so no bare energy= keys leak out

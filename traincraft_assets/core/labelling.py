@@ -204,6 +204,18 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
             f"labeller command {options.command!r} returned {len(labelled)} frames for "
             f"{len(frames)} inputs; output.xyz must hold every input frame, in order."
         )
+    for index, (given, back) in enumerate(zip(frames, labelled)):
+        same = (
+            list(given.numbers) == list(back.numbers)
+            and np.allclose(given.positions, back.positions, atol=1e-4)
+            and np.allclose(given.cell[:], back.cell[:], atol=1e-4)
+        )
+        if not same:
+            raise FrameError(
+                f"labeller command {options.command!r}: output.xyz frame {index} is not input "
+                f"frame {index} (species, positions or cell differ). Labels must be for the given "
+                "structures, in order; do not relax or reorder them."
+            )
     return _to_ref_keys(labelled)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -29,8 +30,25 @@ ReplayLabels = Literal["reference", "pseudo"]
 
 RUN_NAME = "finetuned"
 TARGET_HEAD = "Default"  # MACE's name for the fine-tuning head; the replay head is "pt_head"
-REPLAY_HEAD = "pt_head"
 COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
+
+# Flags this module sets from typed config or needs to find MACE's outputs; `extra` may not
+# replace them (e.g. force_mh_ft_lr False would silently restore MACE's lr/EMA/loss overrides).
+MANAGED_FLAGS = {
+    "name": "-", "work_dir": "-", "model_dir": "-", "log_dir": "-", "checkpoints_dir": "-",
+    "results_dir": "-", "downloads_dir": "-", "train_file": "split", "valid_file": "split",
+    "test_file": "split", "pt_train_file": "replay_subset", "foundation_model": "foundation_model",
+    "multiheads_finetuning": "strategy", "force_mh_ft_lr": "lr / ema_decay",
+    "E0s": "e0s", "energy_key": "heads", "forces_key": "heads", "stress_key": "heads",
+    "dipole_key": "heads", "polarizability_key": "heads", "pseudolabel_replay": "replay_labels",
+    "freeze": "freeze", "lora": "lora", "seed": "seed", "device": "device", "default_dtype": "dtype",
+}
+# Log lines by which MACE reports that it quietly dropped part of the requested strategy.
+SILENT_FALLBACKS = {
+    "Pseudolabeling was not successful": "pseudolabelling failed, replay frames kept placeholder labels",
+    "Error applying pseudolabels": "pseudolabelling failed, replay frames kept placeholder labels",
+    "FPS failed": "farthest-point sampling failed and fell back to random",
+}
 
 # Learning rate when none is given: multihead converges best near 1e-4 (and it is what MACE
 # itself uses there), naive/LoRA/frozen fine-tuning tolerates 1e-3, scratch needs MACE's 1e-2.
@@ -140,6 +158,13 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
         errors.append("heads must include energy and forces, or dipole")
     if "polarizability" in heads and "dipole" not in heads:
         errors.append("polarizability is fitted together with dipole: add 'dipole' to heads")
+    if "polarizability" in heads and heads & {"energy", "forces", "stress"}:
+        errors.append(
+            "AtomicDielectricMACE (polarizability) fits dipoles and polarizabilities only; MACE "
+            "would silently drop energy/forces/stress: remove them from heads"
+        )
+    if "dipole" in heads and "stress" in heads:
+        errors.append("EnergyDipolesMACE does not fit stress (MACE ignores it): remove 'stress'")
     for head in sorted(heads & set(REF_KEYS)):
         if head not in inputs.data_labels:
             errors.append(
@@ -190,10 +215,10 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
         errors.append("replay_labels 'pseudo' relabels replay frames, so it needs strategy 'multihead'")
     if s.freeze is not None and s.lora:
         errors.append("choose freeze or lora, not both (LoRA already freezes the base weights)")
-    if s.freeze is not None and s.freeze < 1:
+    if s.freeze is not None and not 1 <= s.freeze <= 6:
         errors.append(
-            f"freeze must be >= 1 (1-4: embedding; 5: + interaction blocks; 6: + products, "
-            f"readouts train); got {s.freeze}"
+            f"freeze must be 1-6 (1-4: embedding; 5: + interaction blocks; 6: + products, "
+            f"readouts train; 7 and above would freeze every parameter); got {s.freeze}"
         )
     if s.e0s == "average" and inputs.n_frames_without_energy:
         errors.append(
@@ -201,11 +226,30 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             "REF_energy gives NaN losses in MACE, silently; label them or use 'foundation'/'dict'"
         )
     if s.e0s == "dict":
+        unknown = [sym for sym in (s.e0s_dict or {}) if sym not in ase.data.atomic_numbers]
+        if unknown:
+            errors.append(f"e0s_dict keys must be element symbols; {unknown} are not")
         missing = [e for e in inputs.data_elements if e not in (s.e0s_dict or {})]
         if missing:
             errors.append(f"e0s 'dict' needs e0s_dict entries for {missing}")
-    if s.e0s == "file" and not (s.e0s_file and Path(s.e0s_file).is_file()):
-        errors.append(f"e0s 'file' needs e0s_file pointing at a JSON file; got {s.e0s_file!r}")
+    if s.e0s == "file":
+        try:
+            e0s = _read_e0s_file(s.e0s_file)
+        except (OSError, TypeError, ValueError, AttributeError) as exc:
+            errors.append(
+                f"e0s 'file' needs e0s_file pointing at a JSON object of atomic number -> eV; "
+                f"{s.e0s_file!r}: {exc}"
+            )
+        else:
+            missing = [e for e in inputs.data_elements if ase.data.atomic_numbers[e] not in e0s]
+            if missing:
+                errors.append(f"e0s_file {s.e0s_file} has no E0s for {missing}")
+    for flag in sorted(k.removeprefix("--") for k in s.extra if k.removeprefix("--") in MANAGED_FLAGS):
+        field = MANAGED_FLAGS[flag]
+        errors.append(
+            f"extra may not set --{flag}: it is managed here"
+            + ("" if field == "-" else f" (use the config field/asset: {field})")
+        )
 
     if inputs.foundation and uses_foundation:
         covered = set(inputs.foundation["elements"])
@@ -222,20 +266,27 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
         )
 
 
+def _read_e0s_file(path) -> dict[int, float]:
+    return {int(z): float(e) for z, e in json.loads(Path(path).read_text()).items()}
+
+
 def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
-    # MACE sizes its E0 table by the data's elements: an explicit dict must hold exactly those.
+    """The --E0s value. Explicit E0s are passed as a dict restricted to the data's elements:
+    MACE sizes its E0 table by the elements of the train/valid/test files, and a wider dict or
+    file gives a shape mismatch after the data is loaded. Inlining a file's numbers also puts
+    them in the manifest's argv, so the model records the E0s it was trained with."""
     wanted = {ase.data.atomic_numbers[sym] for sym in inputs.data_elements}
-    if settings.e0s == "foundation":
-        if settings.strategy != "scratch":
-            return "foundation"
-        # scratch has no --foundation_model; pass the same numbers explicitly.
-        return str({int(z): e for z, e in inputs.foundation["e0s"].items() if int(z) in wanted})
-    if settings.e0s == "dict":
+    if settings.e0s == "foundation" and settings.strategy != "scratch":
+        return "foundation"
+    if settings.e0s == "foundation":  # scratch has no --foundation_model: pass its numbers
+        e0s = {int(z): e for z, e in inputs.foundation["e0s"].items()}
+    elif settings.e0s == "dict":
         e0s = {ase.data.atomic_numbers[sym]: float(e) for sym, e in settings.e0s_dict.items()}
-        return str({z: e for z, e in e0s.items() if z in wanted})
-    if settings.e0s == "file":
-        return str(Path(settings.e0s_file).absolute())
-    return "average"
+    elif settings.e0s == "file":
+        e0s = _read_e0s_file(settings.e0s_file)
+    else:
+        return "average"
+    return str({z: e for z, e in sorted(e0s.items()) if z in wanted})
 
 
 def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path) -> list[str]:
@@ -310,7 +361,7 @@ def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path) -> 
         args["freeze"] = str(s.freeze)
     if s.lora:
         args.update(lora="True", lora_rank=str(s.lora_rank), lora_alpha=str(s.lora_alpha))
-    for key, value in s.extra.items():
+    for key, value in s.extra.items():  # validate() refused MANAGED_FLAGS
         args[key.removeprefix("--")] = None if value in ("", None) else str(value)
 
     argv = []
@@ -344,9 +395,16 @@ class TrainingFailed(RuntimeError):
 def run_training(
     args: Sequence[str], workdir: Path, on_line: Callable[[str], None], env: dict | None = None
 ) -> list[str]:
-    """Run MACE, streaming each output line to `on_line`; return the full argv run."""
+    """Run MACE, streaming each output line to `on_line`; return the full argv run.
+
+    MACE runs in its own process group, killed if this step is interrupted (a run stopped from
+    the UI), so no training keeps a GPU busy after its run has ended. Exit code 0 is not
+    enough: MACE logs, and then ignores, some failures that change the strategy
+    (SILENT_FALLBACKS); those fail the step.
+    """
     argv = command_prefix() + list(args)
     tail: deque[str] = deque(maxlen=40)
+    fallbacks: list[str] = []
     Path(workdir).mkdir(parents=True, exist_ok=True)
     try:
         proc = subprocess.Popen(
@@ -357,6 +415,7 @@ def run_training(
             text=True,
             bufsize=1,
             env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise TrainingFailed(
@@ -364,18 +423,39 @@ def run_training(
             "mace-torch in this environment."
         ) from exc
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        tail.append(line)
-        on_line(line)
-    code = proc.wait()
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            on_line(line)
+            fallbacks += [why for pattern, why in SILENT_FALLBACKS.items() if pattern in line]
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
     if code != 0:
         raise TrainingFailed(
             f"mace_run_train exited with code {code}. Last lines of its output:\n"
             + "\n".join(tail)
-            + f"\nFull log under {workdir}/logs. Command: {shlex.join(argv)}"
+            + f"\n(The whole output is in this step's log.) Command: {shlex.join(argv)}"
+        )
+    if fallbacks:
+        raise TrainingFailed(
+            f"mace_run_train finished, but {'; '.join(dict.fromkeys(fallbacks))}, so the model is "
+            "not what the config asked for. See the MACE lines above in this step's log."
         )
     return argv
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 def parse_results(results_dir: Path) -> list[dict]:
@@ -429,9 +509,13 @@ def deployable_model(model_path: Path) -> Path:
     model = torch.load(str(model_path), map_location="cpu", weights_only=False)
     if len(getattr(model, "heads", [TARGET_HEAD])) <= 1:
         return model_path
-    torch.set_default_dtype(next(model.parameters()).dtype)
-    out = Path(model_path).parent / DEPLOY_MODEL
-    torch.save(remove_pt_head(model, TARGET_HEAD), out)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(next(model.parameters()).dtype)  # remove_pt_head builds new layers
+    try:
+        out = Path(model_path).parent / DEPLOY_MODEL
+        torch.save(remove_pt_head(model, TARGET_HEAD), out)
+    finally:
+        torch.set_default_dtype(previous)
     return out
 
 

@@ -17,10 +17,8 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+from traincraft_assets.core.foundation import model_head
 from traincraft_assets.core.frames import CONFIG_TYPE_KEY, get_label
-
-METRIC_KEYS = ("rmse_e_per_atom", "mae_e_per_atom", "rmse_f", "mae_f", "rmse_s", "mae_s")
-
 
 @dataclass
 class Prediction:
@@ -46,7 +44,10 @@ def model_elements(model) -> set[int]:
 def predict(
     model, frames: Sequence[Atoms], head: str | None = None, batch_size: int = 32, device: str = "cpu"
 ) -> list[Prediction]:
-    """Energies, forces and stresses for `frames`, in batches, in the model's own dtype."""
+    """Energies, forces and stresses for `frames`, in batches, in the model's own dtype.
+
+    `head` defaults to the model's target head (core.foundation.model_head), never the replay head.
+    """
     import torch
     from mace import data
     from mace.tools import torch_geometric, torch_tools, utils
@@ -55,7 +56,15 @@ def predict(
         return []
     torch_tools.set_default_dtype(str(next(model.parameters()).dtype).replace("torch.", ""))
     heads = list(getattr(model, "heads", ["Default"]))
-    head = head or heads[-1]
+    head = head or model_head(heads)
+    if "energy" not in model.__class__.__name__.lower() and "Dipole" in model.__class__.__name__ or (
+        model.__class__.__name__ == "AtomicDielectricMACE"
+    ):
+        raise ValueError(
+            f"{model.__class__.__name__} predicts dipoles/polarizabilities, not energies and forces; "
+            "parity for these heads is not implemented yet (evaluate with MACECalculator "
+            "model_type='DipoleMACE')."
+        )
     if head not in heads:
         raise ValueError(f"model has heads {heads}; asked for head {head!r}.")
     z_table = utils.AtomicNumberTable([int(z) for z in model.atomic_numbers])

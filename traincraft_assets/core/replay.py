@@ -45,7 +45,10 @@ def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtyp
     from mace.calculators import MACECalculator
     from mace.cli.fine_tuning_select import FPS, calculate_descriptors
 
-    calc = MACECalculator(model_paths=model_path, device=device, default_dtype=dtype)
+    from traincraft_assets.core.foundation import describe_model
+
+    head = describe_model(model_path)["head"]
+    calc = MACECalculator(model_paths=model_path, device=device, default_dtype=dtype, head=head)
     work = [atoms.copy() for atoms in frames]
     calculate_descriptors(work, calc)
     return [int(i) for i in FPS(work, n).run()]

@@ -2,7 +2,9 @@
 
 A backend is an object with `check(settings, inputs)` (raise before anything starts) and
 `train(settings, inputs, workdir, on_line) -> TrainResult`. Adding SevenNet, MatterSim or Orb is
-one new module implementing those two methods and one line here.
+a new module implementing those two methods and one line here; today's settings, the
+`finetuned.model` file name and parity evaluation are still MACE's, so a second backend also
+brings its own settings and an evaluation path.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+import numpy as np
 
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.health import dataset_problems
@@ -61,7 +62,16 @@ def foundation_energy_consistency(
     known = model_elements(model)
     frames = [a for a in frames if set(a.numbers) <= known]
     rmse = errors(frames, predict(model, frames))["rmse_e_per_atom"]
-    passed = not rmse > E0_WARNING_EV_PER_ATOM
+    if not np.isfinite(rmse):
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"not evaluated: none of the {len(frames)} frames the foundation covers has a finite "
+                "REF_energy. See dataset_health."
+            ),
+        )
+    passed = rmse <= E0_WARNING_EV_PER_ATOM
     description = (
         f"zero-shot foundation energy RMSE {rmse:.3f} eV/atom on {len(frames)} frames"
         + (

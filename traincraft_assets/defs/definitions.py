@@ -24,11 +24,16 @@ ASSETS = [
 ]
 CHECKS = [dataset_health, foundation_energy_consistency]
 
-# Labelling is per batch (partitioned); everything after it is one unpartitioned run.
+# Labelling is per batch (partitioned). The foundation and its pretraining pool are staged once
+# (a download or a training) and reused by every fine-tuning run.
 label_batch_job = dg.define_asset_job("label_batch", selection=dg.AssetSelection.assets(labelled_frames))
-finetune_job = dg.define_asset_job(
-    "finetune", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(labelled_frames)
+stage_foundation_job = dg.define_asset_job(
+    "stage_foundation", selection=dg.AssetSelection.assets(pretraining_frames, foundation_model)
 )
+finetune_job = dg.define_asset_job(
+    "finetune", selection=dg.AssetSelection.assets(dataset, split, replay_subset, finetuned_model, parity_report)
+)
+JOBS = [label_batch_job, stage_foundation_job, finetune_job]
 
 
 
@@ -37,7 +42,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[label_batch_job, finetune_job],
+        jobs=JOBS,
         resources=resources or default_resources(),
         executor=executor(),
     )

@@ -91,7 +91,7 @@ class FoundationConfig(dg.Config):
     batch_size: int = 10
     lr: float = 0.01
     seed: int = 0
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def _train_demo_foundation(context, config: FoundationConfig, pool_path: Path, workdir: Path) -> Path:
@@ -199,7 +199,7 @@ class ReplayConfig(dg.Config):
     filtering: Literal["combinations", "exclusive", "inclusive", "none"] = "combinations"
     num_heldout: int = 200  # filtered but unselected frames kept to measure forgetting
     seed: int = 0
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dg.asset(

@@ -3,11 +3,14 @@
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
 from traincraft_assets.core.frames import read_frames
-from traincraft_assets.core.mace_train import TARGET_HEAD, resolve_device
+from traincraft_assets.core.foundation import model_head
+from traincraft_assets.core.mace_train import resolve_device
+from traincraft_assets.core.manifest import MANIFEST_FILE
 from traincraft_assets.core.metrics import (
     errors_by_config_type,
     figure_thumbnail_base64,
@@ -40,12 +43,18 @@ PARITY_CONTRACT_KEYS = (
 
 class ParityConfig(dg.Config):
     batch_size: int = 32
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-def _target_head(model) -> str:
-    heads = list(getattr(model, "heads", [TARGET_HEAD]))
-    return TARGET_HEAD if TARGET_HEAD in heads else heads[0]
+def _inputs_of_model(context, artifacts, finetuned) -> dict:
+    """The split, foundation and replay versions the model was trained with (its manifest), so
+    a split rematerialized since cannot put training frames into "valid". A foundation or
+    replay set the strategy did not use (scratch, naive) falls back to the latest one."""
+    used = json.loads(finetuned.file(MANIFEST_FILE).read_text())["data_versions"]
+    return {
+        asset: artifacts.open(asset, used[asset]) if used.get(asset) else latest_artifact(context, artifacts, asset)
+        for asset in ("split", "foundation_model", "replay_subset")
+    }
 
 
 def _rows(finetuned: dict, foundation: dict) -> list[dict]:
@@ -93,16 +102,17 @@ def parity_report(
     artifacts = store.store()
     device = resolve_device(config.device)
     finetuned = require_artifact(context, artifacts, "finetuned_model")
-    foundation = require_artifact(context, artifacts, "foundation_model")
-    split_artifact = require_artifact(context, artifacts, "split")
-    replay = latest_artifact(context, artifacts, "replay_subset")
+    inputs = _inputs_of_model(context, artifacts, finetuned)
+    split_artifact, foundation, replay = inputs["split"], inputs["foundation_model"], inputs["replay_subset"]
+    if foundation is None:
+        raise RuntimeError("parity_report compares against the zero-shot foundation; materialize foundation_model.")
 
     valid = read_frames(split_artifact.file(SPLIT_FILES["valid"]))
     ft_model = load_model(finetuned.file(FINETUNED_FILE), device)
     fnd_model = load_model(foundation.file(MODEL_FILE), device)
-    ft_head = _target_head(ft_model)
+    ft_head = model_head(getattr(ft_model, "heads", ["Default"]))  # the head predict() uses
     ft_valid = predict(ft_model, valid, ft_head, config.batch_size, device)
-    fnd_valid = predict(fnd_model, valid, _target_head(fnd_model), config.batch_size, device)
+    fnd_valid = predict(fnd_model, valid, None, config.batch_size, device)
     valid_ft = errors_by_config_type(valid, ft_valid)
     valid_fnd = errors_by_config_type(valid, fnd_valid)
     # The test side, when the split has one, is reported in parity.json beside valid.
@@ -111,7 +121,7 @@ def parity_report(
     test_rows = (
         _rows(
             errors_by_config_type(test, predict(ft_model, test, ft_head, config.batch_size, device)),
-            errors_by_config_type(test, predict(fnd_model, test, _target_head(fnd_model), config.batch_size, device)),
+            errors_by_config_type(test, predict(fnd_model, test, None, config.batch_size, device)),
         )
         if test
         else []
@@ -124,7 +134,7 @@ def parity_report(
         known = model_elements(ft_model)
         heldout = [a for a in read_frames(replay.file(HELDOUT_FILE)) if set(a.numbers) <= known]
     ft_replay = predict(ft_model, heldout, ft_head, config.batch_size, device)
-    fnd_replay = predict(fnd_model, heldout, _target_head(fnd_model), config.batch_size, device)
+    fnd_replay = predict(fnd_model, heldout, None, config.batch_size, device)
     replay_ft = errors_by_config_type(heldout, ft_replay)["all"]
     replay_fnd = errors_by_config_type(heldout, fnd_replay)["all"]
 

@@ -48,22 +48,40 @@ def default_resources() -> dict:
     }
 
 
+def _materialized_in_this_run(context, asset: str, partition: str | None):
+    events = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False
+    ).records
+    for record in events:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization.asset_key == dg.AssetKey(asset) and materialization.partition == partition:
+            return materialization
+    return None
+
+
 def latest_artifact(
     context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
     store: ArtifactStore,
     asset: str,
     partition: str | None = None,
 ) -> Artifact | None:
-    """The artifact of `asset`'s latest materialization (of `partition`), or None if never."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
-        ),
-        limit=1,
-    ).records
-    if not records:
-        return None
-    materialization = records[0].asset_materialization
+    """The artifact `asset` (`partition`) was materialized to in this run, else its latest one;
+    None if never materialized.
+
+    This run's own upstream comes first so that concurrent runs (a strategy sweep launched at
+    once) each read the artifacts they made, not whichever run finished last.
+    """
+    materialization = _materialized_in_this_run(context, asset, partition)
+    if materialization is None:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
+            ),
+            limit=1,
+        ).records
+        if not records:
+            return None
+        materialization = records[0].asset_materialization
     sha = materialization.tags.get(DATA_VERSION_TAG) if materialization else None
     if not sha:
         raise RuntimeError(f"the latest materialization of {asset} carries no data version.")

@@ -26,7 +26,7 @@ from traincraft_assets.core.mace_train import (
     resolve_device,
 )
 from traincraft_assets.core.manifest import MANIFEST_FILE, utc_now, write_manifest
-from traincraft_assets.core.trainers import get_trainer
+from traincraft_assets.core.trainers import TRAINERS, get_trainer
 from traincraft_assets.defs.data import SPLIT_FILES, split
 from traincraft_assets.defs.foundation import (
     MODEL_FILE,
@@ -43,7 +43,7 @@ FINETUNED_FILE = f"{RUN_NAME}.model"
 class FinetuneConfig(dg.Config):
     """Defaults follow the fine-tuning strategies study (see README: Configuration)."""
 
-    trainer: str = "mace"  # a key of core.trainers.TRAINERS
+    trainer: Literal[tuple(TRAINERS)] = "mace"  # type: ignore[valid-type]  # core.trainers registry
     strategy: Literal["multihead", "naive", "scratch"] = "multihead"
     freeze: Optional[int] = None  # MACE --freeze N: 1-4 embedding, 5 + interactions, 6 + products
     lora: bool = False
@@ -67,7 +67,7 @@ class FinetuneConfig(dg.Config):
     batch_size: int = 10
     valid_batch_size: Optional[int] = None
     max_num_epochs: int = 30
-    device: str = "auto"  # auto: cuda when the step's machine has a GPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when the step's machine has one
     dtype: Literal["float32", "float64"] = "float64"
     seed: int = 0
     # architecture, used by strategy 'scratch' only
@@ -149,6 +149,11 @@ def finetuned_model(
     replay = require_artifact(context, artifacts, "replay_subset") if settings.strategy == "multihead" else None
     train_frames = read_frames(split_artifact.file(SPLIT_FILES["train"]))
     test_file = split_artifact.file(SPLIT_FILES["test"])
+    # MACE's element table covers every file it reads, not only the training file.
+    all_frames = [
+        a for name in SPLIT_FILES.values() if split_artifact.file(name).is_file()
+        for a in read_frames(split_artifact.file(name))
+    ]
 
     with tempfile.TemporaryDirectory(prefix="finetune-inputs-") as tmp:
         replay_file = replay.file(REPLAY_FILE) if replay else None
@@ -162,7 +167,7 @@ def finetuned_model(
             foundation_model=foundation.file(MODEL_FILE) if foundation and settings.strategy != "scratch" else None,
             foundation=foundation_info(foundation) if foundation else None,
             data_labels=labels_present(train_frames),
-            data_elements=elements(train_frames),
+            data_elements=elements(all_frames),
             n_frames_without_energy=sum(get_label(a, "energy") is None for a in train_frames),
         )
         trainer.check(settings, inputs)  # fail on impossible settings before anything starts
@@ -220,8 +225,9 @@ def finetuned_model(
 
         artifact, result = artifacts.write("finetuned_model", fill)
 
-    final = [row for row in result.curve if row["head"] == TARGET_HEAD]
-    last = final[-1] if final else {}
+    # MACE keeps the checkpoint with the lowest validation loss of the target head.
+    target = [row for row in result.curve if row["head"] == TARGET_HEAD and row["epoch"] >= 0]
+    best = min(target, key=lambda row: row.get("loss", float("inf")), default={})
     return materialized(
         artifact,
         {
@@ -233,8 +239,9 @@ def finetuned_model(
             "heads": dg.MetadataValue.json(list(settings.heads)),
             "lr": settings.learning_rate,
             "device": settings.device,
-            "valid_rmse_e_mev_per_atom_at_end": 1000 * last.get("rmse_e_per_atom", float("nan")),
-            "valid_rmse_f_mev_per_a_at_end": 1000 * last.get("rmse_f", float("nan")),
+            "best_epoch": best.get("epoch", -1),
+            "valid_rmse_e_mev_per_atom_best": 1000 * best.get("rmse_e_per_atom", float("nan")),
+            "valid_rmse_f_mev_per_a_best": 1000 * best.get("rmse_f", float("nan")),
             "learning_curve": _curve_table(result.curve),
             "mace_command": dg.MetadataValue.md("```\n" + " ".join(result.argv) + "\n```"),
         },

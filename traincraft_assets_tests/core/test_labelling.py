@@ -246,3 +246,28 @@ def test_xtb_labeller_install_hint_or_labels_water():
         assert np.isfinite(get_label(atoms, "energy"))
         assert get_label(atoms, "forces").shape == (3, 3)
         assert get_label(atoms, "stress") is None
+
+
+def test_command_labeller_refuses_labels_for_other_structures(tmp_path):
+    """A DFT wrapper that relaxes the geometry returns labels for a structure we never asked
+    about; attaching them to the input frame would be silently wrong."""
+    path, _ = _unlabelled_batch(tmp_path, n=3)
+    script = _script(
+        tmp_path,
+        """\
+        import os
+        import ase.io
+        from ase.calculators.emt import EMT
+        frames = ase.io.read(os.environ["TRAINCRAFT_INPUT"], index=":")
+        frames[1].positions[0] += 0.05  # "relaxed"
+        for atoms in frames:
+            atoms.calc = EMT()
+            atoms.info["energy"] = atoms.get_potential_energy()
+            atoms.arrays["forces"] = atoms.get_forces()
+            atoms.calc = None
+        ase.io.write(os.environ["TRAINCRAFT_OUTPUT"], frames, format="extxyz")
+        """,
+    )
+    with pytest.raises(FrameError) as info:
+        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+    assert "output.xyz frame 1 is not input frame 1" in str(info.value)

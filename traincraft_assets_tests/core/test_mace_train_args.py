@@ -188,11 +188,25 @@ def test_scratch_average_and_dict_e0s(files, make_inputs):
     assert ast.literal_eval(f["E0s"]) == {29: -3.7, 28: -5.0}
 
 
-def test_e0s_file(files, make_inputs, tmp_path):
+def test_e0s_file_is_inlined_for_the_data_elements(files, make_inputs, tmp_path):
+    """A lab's E0s file usually covers more elements than the data; MACE would size its table
+    from the file and fail after loading the data, so only the data's elements are passed."""
+    e0s = tmp_path / "e0s.json"
+    e0s.write_text('{"1": -13.6, "8": -432.1, "29": -3.6}')
+    _, f, _ = _render(TrainSettings(e0s="file", e0s_file=str(e0s)), make_inputs(), files["workdir"])
+    assert ast.literal_eval(f["E0s"]) == {29: -3.6}
+
+
+def test_reject_e0s_file_missing_an_element_or_not_json(files, make_inputs, tmp_path):
     e0s = tmp_path / "e0s.json"
     e0s.write_text('{"29": -3.6}')
-    _, f, _ = _render(TrainSettings(e0s="file", e0s_file=str(e0s)), make_inputs(), files["workdir"])
-    assert f["E0s"] == str(e0s.absolute())
+    message = _rejected(
+        TrainSettings(e0s="file", e0s_file=str(e0s)), make_inputs(elements=("Cu", "Ni")), files["workdir"]
+    )
+    assert "has no E0s for ['Ni']" in message
+    e0s.write_text("Cu: -3.6")
+    message = _rejected(TrainSettings(e0s="file", e0s_file=str(e0s)), make_inputs(), files["workdir"])
+    assert "JSON object of atomic number -> eV" in message
 
 
 def test_output_dirs_and_test_file(files, make_inputs):
@@ -238,8 +252,8 @@ PROPERTY_HEADS = [
         "EnergyDipoleRMSE",
     ),
     (
-        ("energy", "forces", "dipole", "polarizability"),
-        ("energy", "forces", "dipole", "polarizability"),
+        ("dipole", "polarizability"),
+        ("dipole", "polarizability"),
         2,
         "AtomicDielectricMACE",
         "dipole_polar",
@@ -434,3 +448,34 @@ def test_reject_average_e0s_when_training_frames_lack_energy(files, make_inputs)
     message = _rejected(TrainSettings(strategy="scratch", e0s="average"), inputs, files["workdir"])
     assert "2 training frame(s) lacking REF_energy" in message and "NaN" in message
     render_args(TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"])
+
+
+@pytest.mark.parametrize(
+    "heads, expected",
+    [
+        (("energy", "forces", "dipole", "polarizability"), "would silently drop energy/forces/stress"),
+        (("energy", "forces", "stress", "dipole"), "EnergyDipolesMACE does not fit stress"),
+    ],
+)
+def test_reject_head_sets_mace_would_silently_reduce(files, make_inputs, heads, expected):
+    settings = TrainSettings(strategy="scratch", heads=heads, shape=ModelShape(max_L=2))
+    labels = ("energy", "forces", "stress", "dipole", "polarizability")
+    assert expected in _rejected(settings, make_inputs(labels=labels, replay=False), files["workdir"])
+
+
+def test_reject_freeze_that_would_freeze_everything(files, make_inputs):
+    message = _rejected(TrainSettings(strategy="naive", freeze=7), make_inputs(), files["workdir"])
+    assert "freeze must be 1-6" in message and "freeze every parameter" in message
+
+
+@pytest.mark.parametrize(
+    "flag, field", [("force_mh_ft_lr", "lr / ema_decay"), ("--train_file", "split"), ("E0s", "e0s")]
+)
+def test_reject_extra_overriding_managed_flags(files, make_inputs, flag, field):
+    message = _rejected(TrainSettings(extra={flag: "False"}), make_inputs(), files["workdir"])
+    assert f"extra may not set --{flag.removeprefix('--')}" in message and field in message
+
+
+def test_reject_e0s_dict_with_a_non_element_key(files, make_inputs):
+    settings = TrainSettings(e0s="dict", e0s_dict={"Cu": -3.5, "Cuu": -1.0})
+    assert "['Cuu'] are not" in _rejected(settings, make_inputs(), files["workdir"])

@@ -4,6 +4,8 @@ import json
 import shlex
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +193,52 @@ def test_run_training_program_not_found(tmp_path, monkeypatch):
     with pytest.raises(TrainingFailed) as info:
         run_training([], tmp_path / "w", lambda line: None)
     assert COMMAND_ENV in str(info.value)
+
+
+def test_run_training_fails_when_mace_logs_a_silent_fallback(tmp_path, monkeypatch):
+    """MACE 0.3.16 logs 'Pseudolabeling was not successful' and trains on the placeholders;
+    the step must fail instead of publishing a model that is not pseudolabelled replay."""
+    _fake_trainer(
+        tmp_path,
+        """\
+        print("2026-11-21 INFO: Generating pseudolabels", flush=True)
+        print("2026-11-21 WARNING: Pseudolabeling was not successful, continuing with original configurations", flush=True)
+        print("2026-11-21 INFO: Done", flush=True)
+        """,
+        monkeypatch,
+    )
+    with pytest.raises(TrainingFailed) as info:
+        run_training([], tmp_path / "w", lambda line: None)
+    assert "pseudolabelling failed" in str(info.value) and "exited" not in str(info.value)
+
+
+def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkeypatch):
+    """A run stopped from the UI raises in the step; MACE (and any torchrun workers it
+    spawned) must not keep training."""
+    pid_file = tmp_path / "child.pid"
+    _fake_trainer(
+        tmp_path,
+        f"""\
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        print("training started", flush=True)
+        time.sleep(120)
+        """,
+        monkeypatch,
+    )
+
+    def stop_on_first_line(line):
+        raise KeyboardInterrupt  # what Dagster's termination raises in the step
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_training([], tmp_path / "w", stop_on_first_line)
+    assert time.monotonic() - started < 30
+    status = Path(f"/proc/{int(pid_file.read_text())}/status")
+    for _ in range(50):  # gone, or a zombie waiting for a reaper (not running either)
+        if not status.exists() or "State:\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the training's child process is still running")

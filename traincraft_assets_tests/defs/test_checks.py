@@ -89,3 +89,15 @@ def test_energy_consistency_warns_without_blocking(project, graph_run, tmp_path)
     assert "E0s" in warning.description and "e0s 'dict' or 'file'" in warning.description
     assert _check(result, "dataset_health").passed
     assert project.latest("split") is not None  # a warning does not block
+
+
+def test_energy_consistency_is_not_a_pass_when_nothing_could_be_evaluated(project, graph_run, tmp_path):
+    frames = [_cu(seed) for seed in range(3)]
+    for atoms in frames:
+        del atoms.info["REF_energy"]
+    path = tmp_path / "forces_only.xyz"
+    write_frames(path, frames)
+    project.label(project.add_batch(path))
+    result = project.materialize(["foundation_model", "dataset"], _foundation_config(graph_run), raise_on_error=False)
+    warning = _check(result, "foundation_energy_consistency")
+    assert not warning.passed and "not evaluated" in warning.description

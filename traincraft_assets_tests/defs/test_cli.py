@@ -86,3 +86,11 @@ def test_ingest_refuses_bad_input_and_changes_nothing(shell_env, tmp_path):
     clash = _run([BIN / "traincraft", "ingest", other], shell_env, tmp_path)
     assert clash.returncode == 2 and "Batches are immutable" in clash.stderr
     assert (tmp_path / "inbox" / good.name).read_bytes() == good.read_bytes()
+
+
+def test_ingest_refuses_two_files_with_the_same_name(shell_env, tmp_path):
+    [first] = write_target_batches(tmp_path / "a", frames_per_kind=1)[:1]
+    [second] = [p for p in write_target_batches(tmp_path / "b", frames_per_kind=1, seed=5) if p.name == first.name]
+    result = _run([BIN / "traincraft", "ingest", first, second], shell_env, tmp_path)
+    assert result.returncode == 2 and first.name in result.stderr and "rename" in result.stderr
+    assert not (tmp_path / "inbox").exists()

@@ -21,7 +21,7 @@ def test_dagster_loads_the_module_without_errors():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_asset_has_config_and_code_version():
+def test_assets_have_typed_config_code_versions_and_jobs():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
@@ -30,6 +30,15 @@ def test_every_asset_has_config_and_code_version():
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
+    job = defs.resolve_implicit_global_asset_job_def()
+    configurable = {
+        name for name in keys if getattr(job.graph.node_named(name).definition.config_schema.config_type, "fields", None)
+    }
+    assert configurable == keys - {"dataset"}  # dataset merges what is there; nothing to set
+    # the foundation is staged by its own job, not retrained by every fine-tuning run
+    finetune = defs.resolve_job_def("finetune")
+    assert not finetune.graph.has_node_named("foundation_model")
+    assert defs.resolve_job_def("stage_foundation").graph.has_node_named("foundation_model")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)

@@ -94,6 +94,28 @@ def test_parity_report_contract(graph_run):
     assert rows["all"]["n_frames"] == len(valid)
     assert set(rows) - {"all"} == {a.info["config_type"] for a in valid}
     assert meta["parity_plot"].value.startswith("![parity](data:image/png;base64,")
+    assert report["finetuned_head"] == "Default"  # the target head, never the replay head
+
+
+def test_parity_numbers_match_an_independent_ase_calculator_evaluation(graph_run):
+    """The batched evaluation against MACE's own ASE calculator, frame by frame."""
+    import numpy as np
+    from mace.calculators import MACECalculator
+
+    meta = graph_run.latest("parity_report").metadata
+    model = Path(graph_run.latest("finetuned_model").metadata["model_path"].value)
+    split = graph_run.store / "split" / graph_run.latest("split").tags["dagster/data_version"]
+    calc = MACECalculator(model_paths=str(model), device="cpu", default_dtype="float32", head="Default")
+    dforces, denergy = [], []
+    for atoms in read_frames(split / "valid.xyz"):
+        reference_f, reference_e = atoms.arrays["REF_forces"], atoms.info["REF_energy"]
+        atoms.calc = calc
+        dforces.append((atoms.get_forces() - reference_f).ravel())
+        denergy.append((atoms.get_potential_energy() - reference_e) / len(atoms))
+    rmse_f = 1000 * np.sqrt(np.mean(np.concatenate(dforces) ** 2))
+    rmse_e = 1000 * np.sqrt(np.mean(np.square(denergy)))
+    assert meta["rmse_f_mev_per_a"].value == pytest.approx(rmse_f, rel=1e-4)
+    assert meta["rmse_e_mev_per_atom"].value == pytest.approx(rmse_e, rel=1e-3, abs=1e-3)
     assert (Path(meta["report_path"].value).parent / "parity_valid.png").stat().st_size > 10_000
 
 
@@ -114,3 +136,20 @@ def test_checks_ran_and_passed_on_demo_data(graph_run):
             [dg.AssetCheckKey(dg.AssetKey("dataset"), check)]
         )[dg.AssetCheckKey(dg.AssetKey("dataset"), check)]
         assert record.status.value == "SUCCEEDED", check
+
+
+def test_parity_report_evaluates_the_split_the_model_was_trained_on(project, tmp_path):
+    """Re-splitting after training must not put the model's training frames into 'valid'."""
+    from traincraft_assets.cli import run_demo
+    from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+
+    run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+    trained_on = project.latest("split").tags["dagster/data_version"]
+    project.materialize(["split"], {"ops": {"split": {"config": {"valid_fraction": 0.5, "salt": "other"}}}})
+    assert project.latest("split").tags["dagster/data_version"] != trained_on
+
+    project.materialize(["parity_report"])
+    report = json.loads(Path(project.latest("parity_report").metadata["report_path"].value).read_text())
+    assert report["data_versions"]["split"] == trained_on
+    trained_valid = read_frames(project.store / "split" / trained_on / "valid.xyz")
+    assert report["n_valid"] == len(trained_valid)

@@ -75,3 +75,5 @@ def test_lineage_page_shows_the_models_inputs(webserver, tmp_path):
     dom = _render(f"{webserver}/assets/finetuned_model?view=lineage&lineageScope=upstream&lineageDepth=1", tmp_path)
     for upstream in ("split", "replay_subset", "foundation_model"):
         assert upstream in dom, upstream
+    for unrelated in ("labelled_frames", "pretraining_frames", "parity_report"):  # not direct inputs
+        assert unrelated not in dom, unrelated
