@@ -147,13 +147,13 @@ def finetuned_model(
     uses_foundation = settings.strategy != "scratch" or settings.e0s == "foundation"
     foundation = require_artifact(context, artifacts, "foundation_model") if uses_foundation else None
     replay = require_artifact(context, artifacts, "replay_subset") if settings.strategy == "multihead" else None
-    train_frames = read_frames(split_artifact.file(SPLIT_FILES["train"]))
+    sides = {
+        side: read_frames(split_artifact.file(name))
+        for side, name in SPLIT_FILES.items()
+        if split_artifact.file(name).is_file()
+    }
+    train_frames = sides["train"]
     test_file = split_artifact.file(SPLIT_FILES["test"])
-    # MACE's element table covers every file it reads, not only the training file.
-    all_frames = [
-        a for name in SPLIT_FILES.values() if split_artifact.file(name).is_file()
-        for a in read_frames(split_artifact.file(name))
-    ]
 
     with tempfile.TemporaryDirectory(prefix="finetune-inputs-") as tmp:
         replay_file = replay.file(REPLAY_FILE) if replay else None
@@ -167,7 +167,8 @@ def finetuned_model(
             foundation_model=foundation.file(MODEL_FILE) if foundation and settings.strategy != "scratch" else None,
             foundation=foundation_info(foundation) if foundation else None,
             data_labels=labels_present(train_frames),
-            data_elements=elements(all_frames),
+            # MACE's element table covers every file it reads, not only the training file.
+            data_elements=elements([a for frames in sides.values() for a in frames]),
             n_frames_without_energy=sum(get_label(a, "energy") is None for a in train_frames),
         )
         trainer.check(settings, inputs)  # fail on impossible settings before anything starts
@@ -209,11 +210,7 @@ def finetuned_model(
                         "replay_subset": replay.sha256 if replay else None,
                         "foundation_model": foundation.sha256 if foundation else None,
                     },
-                    "split_sizes": {
-                        side: len(read_frames(split_artifact.file(name)))
-                        for side, name in SPLIT_FILES.items()
-                        if split_artifact.file(name).is_file()
-                    },
+                    "split_sizes": {side: len(frames) for side, frames in sides.items()},
                     "config": config.model_dump(),
                     "start_time": started,
                     "end_time": utc_now(),
