@@ -8,6 +8,7 @@ import pytest
 
 from traincraft_assets.core.frames import elements, read_frames
 
+# Written out from design.md's CONTRACT, not imported from the code: renaming a key fails here.
 CONTRACT_PARITY_KEYS = {
     "rmse_e_mev_per_atom",
     "rmse_f_mev_per_a",
