@@ -20,6 +20,10 @@ from ase import Atoms
 from traincraft_assets.core.foundation import model_head
 from traincraft_assets.core.frames import CONFIG_TYPE_KEY, get_label
 
+# MACE model classes that predict dipoles/polarizabilities but no energy or forces.
+MODELS_WITHOUT_ENERGY = {"AtomicDipolesMACE", "AtomicDielectricMACE"}
+
+
 @dataclass
 class Prediction:
     energy: float
@@ -57,9 +61,7 @@ def predict(
     torch_tools.set_default_dtype(str(next(model.parameters()).dtype).replace("torch.", ""))
     heads = list(getattr(model, "heads", ["Default"]))
     head = head or model_head(heads)
-    if "energy" not in model.__class__.__name__.lower() and "Dipole" in model.__class__.__name__ or (
-        model.__class__.__name__ == "AtomicDielectricMACE"
-    ):
+    if type(model).__name__ in MODELS_WITHOUT_ENERGY:
         raise ValueError(
             f"{model.__class__.__name__} predicts dipoles/polarizabilities, not energies and forces; "
             "parity for these heads is not implemented yet (evaluate with MACECalculator "
