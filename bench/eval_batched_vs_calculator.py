@@ -1,4 +1,4 @@
-"""Batched evaluation (core.metrics.predict) vs a per-frame ASE MACECalculator loop.
+"""Batched evaluation (core.evaluation.predict) vs a per-frame ASE MACECalculator loop.
 
 Same model, same frames, same thread count, measured side by side; prints the speed ratio.
 Usage: python bench/eval_batched_vs_calculator.py MODEL [N_FRAMES]
@@ -15,7 +15,7 @@ def main(model_path: str, n_frames: int = 200) -> None:
     from mace.calculators import MACECalculator
 
     from traincraft_assets.core.demo import target_batches
-    from traincraft_assets.core.metrics import load_model, predict
+    from traincraft_assets.core.evaluation import load_model, predict
 
     frames = [a for batch in target_batches(frames_per_kind=n_frames // 4 + 1).values() for a in batch][:n_frames]
     model = load_model(model_path)

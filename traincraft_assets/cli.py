@@ -1,19 +1,15 @@
-"""`traincraft`: ingest data batches and run the demo on the local Dagster instance."""
+"""`traincraft`: ingest data batches and run the demo on the local Dagster instance.
+
+Each verb is a few lines over core (the inbox rules) or Dagster's API (jobs on the local
+instance); the heavy imports happen inside the verb, so `traincraft --help` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-
-import yaml
-
-from traincraft_assets.core.frames import FrameError, read_frames
-from traincraft_assets.core.store import file_sha256
 
 DEMO_RUN_CONFIG = Path(__file__).parent / "demo" / "run_config.yaml"
 
@@ -21,6 +17,8 @@ DEMO_RUN_CONFIG = Path(__file__).parent / "demo" / "run_config.yaml"
 def local_instance():
     """The instance `dagster dev` and `dagster asset materialize` would use from this directory:
     $DAGSTER_HOME when set, else ./.dagster_home configured by ./dagster.yaml (if present)."""
+    import os
+
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
@@ -32,46 +30,16 @@ def local_instance():
     return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(config_dir)))
 
 
-def inbox_dir() -> Path:
-    from traincraft_assets.defs.resources import DEFAULT_INBOX
-
-    return Path(os.environ.get("TRAINCRAFT_INBOX", DEFAULT_INBOX)).absolute()
-
-
-def ingest(paths: list[Path], instance, inbox: Path | None = None) -> list[str]:
-    """Copy batch files into the inbox and register one data_batches partition per file.
-
-    Each file is read first, so a malformed file is refused before anything changes. A batch is
-    immutable: the same name with different content is refused (use a new file name).
-    """
+def ingest(paths: list[Path], instance, inbox_path: Path | None = None) -> list[str]:
+    """Take batch files into the inbox (core.inbox's rules) and register one partition each."""
+    from traincraft_assets.core.inbox import Inbox
+    from traincraft_assets.core.settings import load_settings
     from traincraft_assets.defs.data import data_batches
 
-    inbox = inbox or inbox_dir()
-    names = [path.name for path in paths]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise FrameError(
-            f"several files are named {repeated}; the file name is the batch name, so rename "
-            "them before ingesting."
-        )
-    counts = {}
-    for path in paths:  # every file is checked before any is copied
-        counts[path] = len(read_frames(path))
-        target = inbox / path.name
-        if target.exists() and file_sha256(target) != file_sha256(path):
-            raise FrameError(
-                f"{path}: a different batch named {path.name!r} is already in the inbox "
-                f"({target}). Batches are immutable; give the new file a new name."
-            )
-    inbox.mkdir(parents=True, exist_ok=True)
-    for path, n in counts.items():
-        target = inbox / path.name
-        if not target.exists():
-            with tempfile.NamedTemporaryFile(dir=inbox, prefix=".incoming-", delete=False) as tmp:
-                shutil.copyfile(path, tmp.name)
-            os.replace(tmp.name, target)
-        print(f"ingested {path} ({n} frames) as batch {path.name!r}")
-    keys = [path.name for path in paths]
+    batches = Inbox(inbox_path or load_settings().inbox).ingest(paths)
+    for path, batch in zip(paths, batches):
+        print(f"ingested {path} ({batch.n_frames} frames) as batch {batch.name!r}")
+    keys = [batch.name for batch in batches]
     instance.add_dynamic_partitions(data_batches.name, keys)
     return keys
 
@@ -83,6 +51,7 @@ def run_demo(
     foundation, then fine-tune and report in one run; return parity_report's metadata."""
     from dagster import AssetKey
 
+    from traincraft_assets.core.artifacts import ParityReport
     from traincraft_assets.core.demo import write_target_batches
 
     if defs is None:
@@ -99,7 +68,7 @@ def run_demo(
             instance=instance, run_config=run_config_for(job, run_config), raise_on_error=True
         )
         print(f"{name} run {result.run_id} succeeded")
-    event = instance.get_latest_materialization_event(AssetKey("parity_report"))
+    event = instance.get_latest_materialization_event(AssetKey(ParityReport.asset))
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -110,7 +79,7 @@ def run_config_for(job, run_config: dict) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="traincraft", description=__doc__)
+    parser = argparse.ArgumentParser(prog="traincraft", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_ingest = sub.add_parser("ingest", help="copy batch files into the inbox and register them")
     p_ingest.add_argument("paths", nargs="+", type=Path)
@@ -120,11 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def main(argv: list[str] | None = None) -> int:
-    from traincraft_assets.defs.reports import PARITY_CONTRACT_KEYS
-
     args = _parser().parse_args(argv)
+    import yaml
+
+    from traincraft_assets.core.evaluation import PARITY_CONTRACT_KEYS
+    from traincraft_assets.core.frames import FrameError
+    from traincraft_assets.core.settings import SettingsError
+
     try:
         with local_instance() as instance:
             if args.command == "ingest":
@@ -135,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\nparity report (valid set):")
                 print(json.dumps({k: metadata[k] for k in PARITY_CONTRACT_KEYS}, indent=1, default=str))
                 print("\nOpen the UI with `dagster dev` from this directory to see every asset.")
-    except (FrameError, FileNotFoundError) as exc:
+    except (FrameError, FileNotFoundError, SettingsError) as exc:
         print(f"traincraft: {exc}", file=sys.stderr)
         return 2
     return 0

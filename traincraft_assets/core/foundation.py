@@ -1,4 +1,4 @@
-"""Foundation models and named replay sets: staging from MACE's sources, and reading a model.
+"""Foundation models and their pretraining pools: where they come from, staged once.
 
 Named models are fetched with MACE's own downloader into MACE's cache (so a cache seeded by
 hand works offline) and then copied into the artifact store, where cluster pods read them:
@@ -7,12 +7,24 @@ GPU pods never download.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 import urllib.request
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Literal
 
 import ase.data
+from ase import Atoms
+
+from traincraft_assets.core import demo
+from traincraft_assets.core.artifacts import FoundationModel
+from traincraft_assets.core.frames import read_frames
+from traincraft_assets.core.labelling import LabelOptions, prelabelled
+from traincraft_assets.core.store import file_sha256
+from traincraft_assets.core.training.mace import TrainSettings
 
 # MACE fetches these inside run_train (mace/tools/multihead_tools.py) without exposing the
 # table; kept in step with mace-torch 0.3.16.
@@ -23,6 +35,31 @@ NAMED_REPLAY_SETS = {
     "omat": "https://github.com/ACEsuit/mace-foundations/releases/download/mace_omat_0/mp_traj_combined_omat.xyz",
 }
 MODEL_ALIASES = {"mp0": "medium", "mace-mp-0": "medium"}
+
+PoolSource = Literal["demo", "file", "named"]
+FoundationSource = Literal["demo", "path", "named"]
+
+
+@dataclass
+class PoolSettings:
+    source: PoolSource = "demo"
+    path: str | None = field(
+        default=None, metadata={"help": "source 'file': any ASE-readable file with energy/forces labels"}
+    )
+    name: str | None = field(default=None, metadata={"help": f"source 'named': {' | '.join(NAMED_REPLAY_SETS)}"})
+    demo_frames_per_metal: int = 40
+    seed: int = 0
+
+
+@dataclass
+class FoundationSettings:
+    source: FoundationSource = "demo"
+    path: str | None = field(default=None, metadata={"help": "source 'path': a MACE .model file"})
+    name: str | None = field(
+        default=None, metadata={"help": "source 'named': a MACE foundation name (small, medium, large, ...)"}
+    )
+    # source 'demo': a small MACE trained from scratch on the pretraining pool
+    demo: TrainSettings = field(default_factory=lambda: replace(demo.DEMO_FOUNDATION))
 
 
 def named_models() -> list[str]:
@@ -82,10 +119,53 @@ def fetch_named_replay_set(name: str) -> Path:
     return cached
 
 
-def copy_into(src: Path, directory: Path, name: str) -> Path:
-    dst = directory / name
-    shutil.copyfile(src, dst)
-    return dst
+def load_pool(settings: PoolSettings) -> tuple[list[Atoms], str]:
+    """The replay pool with labels under REF_* keys, and where it came from."""
+    if settings.source == "demo":
+        frames = demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed)
+        return frames, f"demo (EMT bulk {', '.join(demo.PRETRAINING_METALS)})"
+    if settings.source == "file":
+        if not settings.path:
+            raise ValueError("pretraining frames from source 'file' need `path`.")
+        source = Path(settings.path)
+    else:
+        if not settings.name:
+            raise ValueError("pretraining frames from source 'named' need `name` (e.g. mp).")
+        source = fetch_named_replay_set(settings.name)
+    return prelabelled(read_frames(source), LabelOptions()), str(source)
+
+
+def stage_foundation(
+    settings: FoundationSettings, pool: Path | None, out: FoundationModel, on_output: Callable[[str], None]
+) -> dict:
+    """Copy (or, for the demo, train from `pool`) the model into `out`, with foundation.json
+    describing it; return that description."""
+    if settings.source == "demo":
+        if pool is None:
+            raise ValueError("the demo foundation is trained on a pretraining pool; none was given.")
+        # MACE's checkpoints and logs stay out of the artifact: only the model is kept.
+        with tempfile.TemporaryDirectory(dir=out.path.parent, prefix="foundation-train-") as scratch:
+            model = demo.train_foundation(pool, settings.demo, Path(scratch), on_output)
+            shutil.copyfile(model, out.model_path)
+        origin = "demo"
+    elif settings.source == "path":
+        if not settings.path:
+            raise ValueError("a foundation from source 'path' needs `path` to a .model file.")
+        shutil.copyfile(settings.path, out.model_path)
+        origin = str(Path(settings.path).absolute())
+    else:
+        if not settings.name:
+            raise ValueError("a foundation from source 'named' needs `name` (e.g. medium).")
+        shutil.copyfile(fetch_named_model(settings.name), out.model_path)
+        origin = canonical_model_name(settings.name)
+    info = {
+        "source": settings.source,
+        "origin": origin,
+        "sha256": file_sha256(out.model_path),
+        **describe_model(out.model_path),
+    }
+    out.info_path.write_text(json.dumps(info, indent=1))
+    return info
 
 
 REPLAY_HEAD = "pt_head"

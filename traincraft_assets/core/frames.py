@@ -10,20 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence, get_args
 
 import ase.io
 import numpy as np
 from ase import Atoms
 
+Label = Literal["energy", "forces", "stress", "dipole", "polarizability"]
 # label name -> REF_* key. Energy and stress are per-frame (atoms.info), forces per-atom (arrays).
-REF_KEYS = {
-    "energy": "REF_energy",
-    "forces": "REF_forces",
-    "stress": "REF_stress",
-    "dipole": "REF_dipole",
-    "polarizability": "REF_polarizability",
-}
+REF_KEYS = {name: f"REF_{name}" for name in get_args(Label)}
 PER_ATOM_LABELS = {"forces"}
 
 # Provenance written on every frame so errors can name the batch and the frame in it.

@@ -45,15 +45,18 @@ LABEL_ALIASES = {
 class LabelOptions:
     """Options shared by labellers; each labeller reads the ones it needs."""
 
-    command: str | None = None  # `command` labeller: program to run (shell words)
-    timeout_s: float | None = None  # `command` labeller: wall-clock limit per batch
-    xtb_method: str = "GFN2-xTB"  # `xtb` labeller
-    compute_stress: bool = True  # in-process labellers: stress on fully periodic frames
-    env: dict[str, str] = field(default_factory=dict)
+    command: str | None = field(
+        default=None, metadata={"help": "labeller 'command': program reading input.xyz, writing output.xyz"}
+    )
+    timeout_s: float | None = field(default=None, metadata={"help": "labeller 'command': limit per batch (s)"})
+    xtb_method: str = field(default="GFN2-xTB", metadata={"help": "labeller 'xtb'"})
+    compute_stress: bool = field(default=True, metadata={"help": "emt/xtb: label stress on fully periodic frames"})
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the `command` labeller
 
 
 Labeller = Callable[[list[Atoms], LabelOptions], list[Atoms]]
 LABELLERS: dict[str, Labeller] = {}
+DEFAULT_LABELLER = "prelabelled"
 
 
 def register_labeller(name: str) -> Callable[[Labeller], Labeller]:
@@ -155,8 +158,8 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     """
     if not options.command:
         raise ValueError(
-            "labeller 'command' needs a command to run; set `command` in the labelled_frames "
-            "config, e.g. command: 'python run_dft.py' (see README: Bring your own labeller)."
+            "labeller 'command' needs a command to run; set the `command` option, e.g. "
+            "command: 'python run_dft.py' (see README: Bring your own labeller)."
         )
     with tempfile.TemporaryDirectory(prefix="traincraft-label-") as tmp:
         workdir = Path(tmp)

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-MANIFEST_FILE = "manifest.json"
 TRACKED_PACKAGES = ("mace-torch", "torch", "dagster", "ase", "traincraft_assets")
 
 
@@ -25,7 +24,7 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_manifest(directory: Path, manifest: dict) -> Path:
-    path = Path(directory) / MANIFEST_FILE
-    path.write_text(json.dumps({**manifest, "package_versions": package_versions()}, indent=1))
-    return path
+def write_manifest(path: Path, manifest: dict) -> Path:
+    """Write `manifest` with the package versions of this environment added."""
+    Path(path).write_text(json.dumps({**manifest, "package_versions": package_versions()}, indent=1))
+    return Path(path)

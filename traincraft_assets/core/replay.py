@@ -8,14 +8,28 @@ for measuring forgetting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import numpy as np
 from ase import Atoms
 
+from traincraft_assets.core.device import Device, resolve_device
+
 Subselect = Literal["fps", "random"]
 Filtering = Literal["combinations", "exclusive", "inclusive", "none"]
+
+
+@dataclass
+class ReplaySettings:
+    num_samples: int = field(default=10000, metadata={"help": "MACE's guide: as many as affordable (~30000 with mp)"})
+    subselect: Subselect = "fps"
+    filtering: Filtering = "combinations"
+    num_heldout: int = field(
+        default=200, metadata={"help": "filtered but unselected frames kept to measure forgetting"}
+    )
+    seed: int = 0
+    device: Device = "auto"
 
 
 @dataclass
@@ -57,15 +71,14 @@ def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtyp
 def select_replay(
     pool: Sequence[Atoms],
     target_elements: Sequence[str],
-    num_samples: int,
-    subselect: Subselect,
-    filtering: Filtering,
+    settings: ReplaySettings,
     foundation_model: str | None,
-    num_heldout: int,
-    seed: int = 0,
-    device: str = "cpu",
     dtype: str = "float64",
 ) -> ReplaySelection:
+    """Filter `pool` to the target elements, select `num_samples` frames (FPS on the
+    foundation's descriptors, or random), and hold out up to `num_heldout` of the rest."""
+    num_samples, subselect, filtering = settings.num_samples, settings.subselect, settings.filtering
+    seed = settings.seed
     if filtering != "none" and not target_elements:
         raise ValueError(f"filtering {filtering!r} needs the dataset's elements; the dataset has none.")
     filtered = filter_pool(pool, target_elements, filtering)
@@ -83,12 +96,12 @@ def select_replay(
     elif subselect == "fps":
         if foundation_model is None:
             raise ValueError("subselect 'fps' needs the foundation model for descriptors.")
-        chosen = _fps_indices(filtered, n, foundation_model, device, dtype)
+        chosen = _fps_indices(filtered, n, foundation_model, resolve_device(settings.device), dtype)
     else:
         chosen = sorted(int(i) for i in rng.choice(len(filtered), size=n, replace=False))
     chosen_set = set(chosen)
     rest = [i for i in range(len(filtered)) if i not in chosen_set]
-    heldout_idx = sorted(rng.permutation(rest)[:num_heldout].tolist()) if rest else []
+    heldout_idx = sorted(rng.permutation(rest)[: settings.num_heldout].tolist()) if rest else []
     return ReplaySelection(
         selected=[filtered[i] for i in chosen],
         heldout=[filtered[i] for i in heldout_idx],

@@ -8,6 +8,7 @@ different sides.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from ase import Atoms
@@ -16,6 +17,15 @@ from traincraft_assets.core.dataset import FINGERPRINT_KEY
 from traincraft_assets.core.frames import fingerprint
 
 SIDES = ("train", "valid", "test")
+
+
+@dataclass
+class SplitSettings:
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.0
+    salt: str = field(
+        default="traincraft", metadata={"help": "change it to draw a different (but again stable) split"}
+    )
 
 
 def side_of(frame_fingerprint: str, valid_fraction: float, test_fraction: float, salt: str) -> str:
@@ -29,7 +39,10 @@ def side_of(frame_fingerprint: str, valid_fraction: float, test_fraction: float,
 
 
 def split_frames(
-    frames: Sequence[Atoms], valid_fraction: float, test_fraction: float = 0.0, salt: str = "traincraft"
+    frames: Sequence[Atoms],
+    valid_fraction: float,
+    test_fraction: float = SplitSettings.test_fraction,
+    salt: str = SplitSettings.salt,
 ) -> dict[str, list[int]]:
     """Indices of `frames` on each side."""
     if not (0 < valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):

@@ -13,20 +13,24 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, ClassVar, TypeVar
+
+from traincraft_assets.core.settings import STORE_ENV
 
 T = TypeVar("T")
-
-DEFAULT_ROOT = ".traincraft/store"
 
 
 @dataclass(frozen=True)
 class Artifact:
-    path: Path
-    sha256: str
+    """One artifact directory. Subclasses in core/artifacts.py name the asset folder and the
+    files inside; `sha256` is empty while the directory is still being filled (staging)."""
 
-    def file(self, name: str) -> Path:
-        return self.path / name
+    asset: ClassVar[str]
+    path: Path
+    sha256: str = ""
+
+
+A = TypeVar("A", bound=Artifact)
 
 
 def tree_sha256(directory: Path) -> str:
@@ -51,28 +55,29 @@ def file_sha256(path: Path) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root or os.environ.get("TRAINCRAFT_STORE") or DEFAULT_ROOT).absolute()
+    def __init__(self, root: str | Path):
+        self.root = Path(root).absolute()
 
-    def write(self, asset: str, fill: Callable[[Path], T]) -> tuple[Artifact, T]:
-        """Run `fill(staging_dir)`, then publish the directory; return the artifact and fill's result.
+    def write(self, kind: type[A], fill: Callable[[A], T]) -> tuple[A, T]:
+        """Run `fill(staging)` on an empty artifact of `kind`, then publish it; return the
+        published artifact and fill's result.
 
         If `fill` raises, the staging directory is removed and nothing appears in the store.
         """
         staging_parent = self.root / ".staging"
         staging_parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{asset}-", dir=staging_parent))
+        staging = Path(tempfile.mkdtemp(prefix=f"{kind.asset}-", dir=staging_parent))
         try:
-            result = fill(staging)
-            return self.publish(asset, staging), result
+            result = fill(kind(staging))
+            return self.publish(kind, staging), result
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def publish(self, asset: str, staging: Path) -> Artifact:
+    def publish(self, kind: type[A], staging: Path) -> A:
         """Move a finished staging directory into place under its content hash."""
         digest = tree_sha256(staging)
         staging.chmod(0o755)  # mkdtemp makes it 0700; pods on a shared volume may run as other users
-        final = self.root / asset / digest
+        final = self.root / kind.asset / digest
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staging, final)
@@ -81,14 +86,14 @@ class ArtifactStore:
             # the existing copy is identical by construction, keep it.
             if not final.is_dir():
                 raise
-        return Artifact(final, digest)
+        return kind(final, digest)
 
-    def open(self, asset: str, sha256: str) -> Artifact:
-        path = self.root / asset / sha256
+    def open(self, kind: type[A], sha256: str) -> A:
+        path = self.root / kind.asset / sha256
         if not path.is_dir():
             raise FileNotFoundError(
-                f"artifact {asset}/{sha256} is not in the store at {self.root}. "
-                "Was TRAINCRAFT_STORE changed since it was materialized? "
-                f"Re-materialize {asset!r} or point TRAINCRAFT_STORE at the store that holds it."
+                f"artifact {kind.asset}/{sha256} is not in the store at {self.root}. "
+                f"Was {STORE_ENV} changed since it was written? Point {STORE_ENV} at the store "
+                f"that holds it, or produce {kind.asset} again."
             )
-        return Artifact(path, sha256)
+        return kind(path, sha256)

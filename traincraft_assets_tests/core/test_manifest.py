@@ -3,12 +3,12 @@
 import json
 from importlib.metadata import version
 
-from traincraft_assets.core.manifest import MANIFEST_FILE, write_manifest
+from traincraft_assets.core.manifest import write_manifest
 
 
 def test_write_manifest(tmp_path):
-    path = write_manifest(tmp_path, {"strategy": "multihead", "argv": ["--name", "finetuned"]})
-    assert path == tmp_path / MANIFEST_FILE
+    path = write_manifest(tmp_path / "manifest.json", {"strategy": "multihead", "argv": ["--name", "finetuned"]})
+    assert path == tmp_path / "manifest.json"
     data = json.loads(path.read_text())
     assert data["strategy"] == "multihead" and data["argv"] == ["--name", "finetuned"]
     versions = data["package_versions"]

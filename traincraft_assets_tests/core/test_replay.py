@@ -3,7 +3,15 @@
 import pytest
 from ase import Atoms
 
-from traincraft_assets.core.replay import select_replay
+from traincraft_assets.core.replay import ReplaySettings, select_replay
+
+
+def _select(pool, elements, num_samples, subselect, filtering, **settings):
+    """select_replay without a model (random subselection needs none)."""
+    return select_replay(
+        pool, elements, ReplaySettings(num_samples=num_samples, subselect=subselect, filtering=filtering, **settings), None
+    )
+
 
 # (symbols, how many frames of that composition)
 COMPOSITIONS = [("Cu4", 20), ("Cu2Ni2", 15), ("Ni4", 10), ("Al4", 12), ("Cu2Al2", 8), ("Ni2Au2", 5)]
@@ -41,7 +49,7 @@ def test_combinations_keep_only_frames_made_of_target_elements():
     # the same semantics as MACE's own filter
     assert expected == {a.info["pool_index"] for a in pool if filter_atoms(a, ["Cu", "Ni"], FilteringType.COMBINATIONS)}
 
-    selection = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=1)
+    selection = _select(pool, ["Cu", "Ni"], 10, "random", "combinations", num_heldout=5, seed=1)
     assert selection.n_pool == len(pool)
     assert selection.n_filtered == 45
     assert len(selection.selected) == 10
@@ -51,7 +59,7 @@ def test_combinations_keep_only_frames_made_of_target_elements():
 
 def test_none_keeps_all():
     pool = _pool()
-    selection = select_replay(pool, [], 1000, "random", "none", None, num_heldout=5)
+    selection = _select(pool, [], 1000, "random", "none", num_heldout=5)
     assert selection.n_filtered == len(pool)
     assert sorted(_ids(selection.selected)) == list(range(len(pool)))
     assert selection.heldout == []
@@ -59,7 +67,7 @@ def test_none_keeps_all():
 
 def test_more_samples_than_filtered_returns_all_filtered():
     pool = _pool()
-    selection = select_replay(pool, ["Ni"], 500, "random", "combinations", None, num_heldout=3)
+    selection = _select(pool, ["Ni"], 500, "random", "combinations", num_heldout=3)
     assert sorted(_ids(selection.selected)) == sorted(_made_of(pool, ["Ni"]))
     assert len(selection.selected) == 10
     assert selection.heldout == []  # nothing left over to hold out
@@ -67,29 +75,29 @@ def test_more_samples_than_filtered_returns_all_filtered():
 
 def test_heldout_is_disjoint_and_bounded():
     pool = _pool()
-    selection = select_replay(pool, ["Cu", "Ni"], 30, "random", "combinations", None, num_heldout=8, seed=4)
+    selection = _select(pool, ["Cu", "Ni"], 30, "random", "combinations", num_heldout=8, seed=4)
     selected, heldout = set(_ids(selection.selected)), set(_ids(selection.heldout))
     assert len(selected) == 30
     assert selected.isdisjoint(heldout)
     assert len(heldout) == 8
 
-    few_left = select_replay(pool, ["Cu", "Ni"], 40, "random", "combinations", None, num_heldout=8, seed=4)
+    few_left = _select(pool, ["Cu", "Ni"], 40, "random", "combinations", num_heldout=8, seed=4)
     assert len(few_left.heldout) == 5  # only 45 - 40 frames remain
     assert set(_ids(few_left.selected)).isdisjoint(_ids(few_left.heldout))
 
 
 def test_same_seed_same_selection_other_seed_differs():
     pool = _pool()
-    a = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=7)
-    b = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=7)
-    c = select_replay(pool, ["Cu", "Ni"], 10, "random", "combinations", None, num_heldout=5, seed=8)
+    a = _select(pool, ["Cu", "Ni"], 10, "random", "combinations", num_heldout=5, seed=7)
+    b = _select(pool, ["Cu", "Ni"], 10, "random", "combinations", num_heldout=5, seed=7)
+    c = _select(pool, ["Cu", "Ni"], 10, "random", "combinations", num_heldout=5, seed=8)
     assert _ids(a.selected) == _ids(b.selected) and _ids(a.heldout) == _ids(b.heldout)
     assert _ids(a.selected) != _ids(c.selected)
 
 
 def test_nothing_passes_the_filter():
     with pytest.raises(ValueError) as info:
-        select_replay(_pool(), ["Zr"], 10, "random", "combinations", None, num_heldout=0)
+        _select(_pool(), ["Zr"], 10, "random", "combinations", num_heldout=0)
     message = str(info.value)
     assert "Zr" in message and "combinations" in message
     assert "'none'" in message  # says what to change
@@ -97,10 +105,10 @@ def test_nothing_passes_the_filter():
 
 def test_filter_needs_target_elements():
     with pytest.raises(ValueError, match="elements"):
-        select_replay(_pool(), [], 10, "random", "combinations", None, num_heldout=0)
+        _select(_pool(), [], 10, "random", "combinations", num_heldout=0)
 
 
 def test_fps_needs_a_model():
     with pytest.raises((ValueError, RuntimeError)) as info:
-        select_replay(_pool(), ["Cu", "Ni"], 5, "fps", "combinations", None, num_heldout=0)
+        _select(_pool(), ["Cu", "Ni"], 5, "fps", "combinations", num_heldout=0)
     assert "fps" in str(info.value)

@@ -5,13 +5,14 @@ import re
 
 import pytest
 
+from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames, ReplaySubset, Split
 from traincraft_assets.core.store import ArtifactStore, file_sha256, tree_sha256
 
 
 def _fill(files: dict[str, bytes]):
-    def fill(directory):
+    def fill(staging):
         for name, data in files.items():
-            path = directory / name
+            path = staging.path / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         return sorted(files)
@@ -26,11 +27,11 @@ def _staging_leftovers(store: ArtifactStore) -> list:
 
 def test_write_publishes_under_asset_and_content_hash(tmp_path):
     store = ArtifactStore(tmp_path / "store")
-    artifact, result = store.write("dataset", _fill({"frames.xyz": b"abc", "meta/info.json": b"{}"}))
+    artifact, result = store.write(Dataset, _fill({"frames.xyz": b"abc", "meta/info.json": b"{}"}))
     assert result == ["frames.xyz", "meta/info.json"]  # fill's return value comes back
     assert re.fullmatch(r"[0-9a-f]{64}", artifact.sha256)
     assert artifact.path == (tmp_path / "store" / "dataset" / artifact.sha256).absolute()
-    assert artifact.file("frames.xyz").read_bytes() == b"abc"
+    assert (artifact.path / "frames.xyz").read_bytes() == b"abc"
     assert (artifact.path / "meta" / "info.json").read_bytes() == b"{}"
     assert artifact.sha256 == tree_sha256(artifact.path)
     assert _staging_leftovers(store) == []
@@ -38,31 +39,31 @@ def test_write_publishes_under_asset_and_content_hash(tmp_path):
 
 def test_same_content_twice_gives_same_artifact_without_error(tmp_path):
     store = ArtifactStore(tmp_path / "store")
-    first, _ = store.write("split", _fill({"train.xyz": b"1", "valid.xyz": b"2"}))
-    second, _ = store.write("split", _fill({"valid.xyz": b"2", "train.xyz": b"1"}))
+    first, _ = store.write(Split, _fill({"train.xyz": b"1", "valid.xyz": b"2"}))
+    second, _ = store.write(Split, _fill({"valid.xyz": b"2", "train.xyz": b"1"}))
     assert first == second
     assert [p.name for p in (tmp_path / "store" / "split").iterdir()] == [first.sha256]
-    assert second.file("train.xyz").read_bytes() == b"1"
+    assert (second.path / "train.xyz").read_bytes() == b"1"
     assert _staging_leftovers(store) == []
 
 
 def test_different_content_gives_a_different_artifact(tmp_path):
     store = ArtifactStore(tmp_path / "store")
-    a, _ = store.write("split", _fill({"train.xyz": b"1"}))
-    b, _ = store.write("split", _fill({"train.xyz": b"2"}))
+    a, _ = store.write(Split, _fill({"train.xyz": b"1"}))
+    b, _ = store.write(Split, _fill({"train.xyz": b"2"}))
     assert a.sha256 != b.sha256 and a.path != b.path
-    assert a.file("train.xyz").read_bytes() == b"1"
+    assert (a.path / "train.xyz").read_bytes() == b"1"
 
 
 def test_failed_fill_leaves_nothing_behind(tmp_path):
     store = ArtifactStore(tmp_path / "store")
 
-    def fill(directory):
-        (directory / "half_written.xyz").write_text("partial")
+    def fill(staging):
+        (staging.frames_path).write_text("partial")
         raise RuntimeError("labeller crashed")
 
     with pytest.raises(RuntimeError, match="labeller crashed"):
-        store.write("labelled_frames", fill)
+        store.write(LabelledFrames, fill)
     asset_dir = tmp_path / "store" / "labelled_frames"
     assert not asset_dir.exists() or list(asset_dir.iterdir()) == []
     assert _staging_leftovers(store) == []
@@ -96,24 +97,17 @@ def test_file_sha256_matches_hashlib(tmp_path):
 
 def test_open_returns_published_artifact(tmp_path):
     store = ArtifactStore(tmp_path / "store")
-    artifact, _ = store.write("replay_subset", _fill({"replay.xyz": b"x"}))
-    reopened = ArtifactStore(tmp_path / "store").open("replay_subset", artifact.sha256)
-    assert reopened == artifact
+    artifact, _ = store.write(ReplaySubset, _fill({"replay.xyz": b"x"}))
+    reopened = ArtifactStore(tmp_path / "store").open(ReplaySubset, artifact.sha256)
+    assert reopened == artifact and isinstance(reopened, ReplaySubset)
 
 
 def test_open_unknown_sha_explains(tmp_path):
     store = ArtifactStore(tmp_path / "store")
     missing = "0" * 64
     with pytest.raises(FileNotFoundError) as info:
-        store.open("foundation_model", missing)
+        store.open(FoundationModel, missing)
     message = str(info.value)
     assert "foundation_model" in message and missing in message
     assert str(store.root) in message
     assert "TRAINCRAFT_STORE" in message  # tells the user what to check
-
-
-def test_root_comes_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRAINCRAFT_STORE", str(tmp_path / "env_store"))
-    store = ArtifactStore()
-    artifact, _ = store.write("dataset", _fill({"f": b"1"}))
-    assert artifact.path.parent.parent == (tmp_path / "env_store").absolute()

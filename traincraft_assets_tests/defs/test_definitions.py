@@ -47,22 +47,3 @@ def test_example_run_configs_are_valid(path):
     run_config = yaml.safe_load(path.read_text())
     job = defs.resolve_implicit_global_asset_job_def()
     dg.validate_run_config(job, run_config)
-
-
-def test_finetune_config_maps_every_field_to_the_training_settings():
-    from traincraft_assets.defs.training import FinetuneConfig
-
-    config = FinetuneConfig(
-        strategy="naive", freeze=6, lr=2e-3, heads=["energy", "forces", "stress"], e0s="dict",
-        e0s_dict={"Cu": -0.1}, ema_decay=0.99, stress_weight=5.0, device="cpu", dtype="float32",
-        num_channels=16, max_L=0, extra={"clip_grad": "5"},
-    )
-    s = config.settings()
-    assert (s.strategy, s.freeze, s.lr, s.heads, s.e0s, s.e0s_dict) == (
-        "naive", 6, 2e-3, ("energy", "forces", "stress"), "dict", {"Cu": -0.1}
-    )
-    assert (s.ema_decay, s.stress_weight, s.device, s.dtype) == (0.99, 5.0, "cpu", "float32")
-    assert (s.shape.num_channels, s.shape.max_L, s.extra) == (16, 0, {"clip_grad": "5"})
-    defaults = FinetuneConfig().settings()
-    assert (defaults.weight_decay, defaults.ema_decay, defaults.energy_weight, defaults.forces_weight) == (0.0, 0.995, 10.0, 10.0)
-    assert (defaults.strategy, defaults.e0s, defaults.learning_rate) == ("multihead", "foundation", 1e-4)

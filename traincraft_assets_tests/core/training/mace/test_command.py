@@ -1,4 +1,4 @@
-"""mace_train: settings -> mace_run_train argv, and the rules checked before MACE starts.
+"""MACE settings -> mace_run_train argv, and the rules checked before MACE starts.
 
 The decisive flags of each strategy in the fine-tuning study are asserted one by one, and each
 rendered argv is also parsed by MACE 0.3.16's own argument parser, so a flag MACE does not know
@@ -11,20 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from traincraft_assets.core.frames import write_frames
-from traincraft_assets.core.mace_train import (
-    COMMAND_ENV,
-    MaceTrainer,
-    ModelShape,
-    TrainConfigError,
-    TrainInputs,
-    TrainSettings,
-    command_prefix,
-    render_args,
-    validate,
-)
-from traincraft_assets.core.trainers import get_trainer
+from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
+from traincraft_assets.core.training import TrainConfigError, TrainInputs, get_trainer
+from traincraft_assets.core.training.mace import ModelShape, TrainSettings
+from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
 from traincraft_assets_tests.core.helpers import cu_bulk, flags, labelled
 
 FOUNDATION = {
@@ -75,7 +68,7 @@ def mace_parser():
 
 
 def _render(settings, inputs, workdir, mace_parser=None):
-    argv = render_args(settings, inputs, workdir)
+    argv = render_args(settings, inputs, workdir, "finetuned")
     f = flags(argv)  # also asserts that no flag appears twice
     parsed = mace_parser.parse_args(argv) if mace_parser is not None else None
     return argv, f, parsed
@@ -92,6 +85,7 @@ def test_multihead_defaults(files, make_inputs, mace_parser):
     assert f["force_mh_ft_lr"] == "True"  # otherwise MACE replaces our lr, EMA and loss
     assert f["E0s"] == "foundation"
     assert float(f["lr"]) == 1e-4
+    assert f["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # device 'auto'
     # defaults of the fine-tuning study
     assert float(f["weight_decay"]) == 0.0
     assert "ema" in f and f["ema"] is None
@@ -212,7 +206,7 @@ def test_reject_e0s_file_missing_an_element_or_not_json(files, make_inputs, tmp_
 def test_output_dirs_and_test_file(files, make_inputs):
     work = files["workdir"]
     _, f, _ = _render(TrainSettings(), make_inputs(test=True), work)
-    assert f["name"] and f["work_dir"] == str(work) and f["model_dir"] == str(work)
+    assert f["name"] == "finetuned" and f["work_dir"] == str(work) and f["model_dir"] == str(work)
     for key in ("log_dir", "checkpoints_dir", "results_dir", "downloads_dir"):
         assert Path(f[key]).parent == work
     assert f["results_dir"] == str(work / "results")
@@ -282,9 +276,9 @@ def test_property_heads_from_scratch(files, make_inputs, mace_parser, heads, lab
 
 
 def test_extra_overrides_in_place_and_adds_flags(files, make_inputs, mace_parser):
-    plain = render_args(TrainSettings(), make_inputs(), files["workdir"])
+    plain = render_args(TrainSettings(), make_inputs(), files["workdir"], "finetuned")
     extra = {"lr": "0.05", "--max_num_epochs": "3", "num_workers": "2", "swa": ""}
-    argv = render_args(TrainSettings(extra=extra), make_inputs(), files["workdir"])
+    argv = render_args(TrainSettings(extra=extra), make_inputs(), files["workdir"], "finetuned")
     f = flags(argv)  # no duplicate flags
     assert argv.count("--lr") == 1 and f["lr"] == "0.05"
     assert argv.index("--lr") == plain.index("--lr")  # overridden where it was
@@ -304,12 +298,12 @@ def test_extra_overrides_in_place_and_adds_flags(files, make_inputs, mace_parser
 
 def _rejected(settings, inputs, workdir):
     with pytest.raises(TrainConfigError) as info:
-        render_args(settings, inputs, workdir)
+        render_args(settings, inputs, workdir, "finetuned")
     assert not Path(workdir).exists()  # nothing ran, nothing was created
     with pytest.raises(TrainConfigError):
         validate(settings, inputs)
     with pytest.raises(TrainConfigError):
-        MaceTrainer().check(settings, inputs)
+        get_trainer("mace").validate(settings, inputs)
     return str(info.value)
 
 
@@ -414,7 +408,7 @@ def test_several_problems_reported_together(files, make_inputs):
 
 def test_valid_settings_pass_check(make_inputs):
     validate(TrainSettings(), make_inputs())  # no exception
-    get_trainer("mace").check(replace(TrainSettings(), strategy="naive"), make_inputs())
+    get_trainer("mace").validate(replace(TrainSettings(), strategy="naive"), make_inputs())
 
 
 def test_unknown_trainer():
@@ -427,12 +421,12 @@ def test_unknown_trainer():
 
 
 def test_command_prefix_default(monkeypatch):
-    monkeypatch.delenv(COMMAND_ENV, raising=False)
+    monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
     assert command_prefix() == [sys.executable, "-m", "mace.cli.run_train"]
 
 
 def test_command_prefix_override(monkeypatch):
-    monkeypatch.setenv(COMMAND_ENV, "torchrun --standalone --nproc_per_node 4 '/opt/my mace/run_train.py'")
+    monkeypatch.setenv(TRAIN_COMMAND_ENV, "torchrun --standalone --nproc_per_node 4 '/opt/my mace/run_train.py'")
     assert command_prefix() == [
         "torchrun",
         "--standalone",
@@ -447,7 +441,7 @@ def test_reject_average_e0s_when_training_frames_lack_energy(files, make_inputs)
     inputs = replace(make_inputs(replay=False), n_frames_without_energy=2)
     message = _rejected(TrainSettings(strategy="scratch", e0s="average"), inputs, files["workdir"])
     assert "2 training frame(s) lacking REF_energy" in message and "NaN" in message
-    render_args(TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"])
+    render_args(TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"], "finetuned")
 
 
 @pytest.mark.parametrize(

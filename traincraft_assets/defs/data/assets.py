@@ -1,31 +1,24 @@
 """Data assets: labelled_frames (one partition per batch file), dataset, split."""
 
-
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import dagster as dg
 
+from traincraft_assets.core.artifacts import Dataset, LabelledFrames, Split
 from traincraft_assets.core.dataset import FINGERPRINT_KEY, merge_batches
 from traincraft_assets.core.frames import read_frames, summarize, write_frames
-from traincraft_assets.core.labelling import LabelOptions, label_batch
-from traincraft_assets.core.split import split_frames
+from traincraft_assets.core.labelling import DEFAULT_LABELLER, LABELLERS, LabelOptions, label_batch
+from traincraft_assets.core.split import SplitSettings, split_frames
 from traincraft_assets.core.store import file_sha256
-from traincraft_assets.defs.resources import (
-    InboxResource,
-    StoreResource,
-    latest_artifact,
-    materialized,
-    require_artifact,
-)
+from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
+from traincraft_assets.defs.resources import InboxResource, StoreResource
 
 data_batches = dg.DynamicPartitionsDefinition(name="data_batches")
 
-FRAMES_FILE = "frames.xyz"
-DATASET_FILE = "dataset.xyz"
 
-
-def _summary_metadata(frames) -> dict:
+def summary_metadata(frames) -> dict:
     summary = summarize(frames)
     return {
         "n_frames": summary["n_frames"],
@@ -36,12 +29,13 @@ def _summary_metadata(frames) -> dict:
     }
 
 
-class LabelledFramesConfig(dg.Config):
-    labeller: Literal["prelabelled", "emt", "xtb", "command"] = "prelabelled"
-    command: Optional[str] = None  # for labeller 'command': program reading input.xyz, writing output.xyz
-    timeout_s: Optional[float] = None  # for labeller 'command'
-    xtb_method: str = "GFN2-xTB"
-    compute_stress: bool = True  # emt/xtb: label stress on fully periodic frames
+LabelledFramesConfig = settings_config(
+    "LabelledFramesConfig",
+    LabelOptions,
+    "How a batch is labelled (README: Bring your own labeller).",
+    exclude=("env",),
+    extra={"labeller": (Literal[tuple(LABELLERS)], DEFAULT_LABELLER)},
+)
 
 
 @dg.asset(partitions_def=data_batches, code_version="1", group_name="data", kinds={"ase"})
@@ -53,20 +47,14 @@ def labelled_frames(
 ) -> dg.MaterializeResult:
     """One data batch, read from the inbox and labelled, with every label under a REF_* key."""
     batch = context.partition_key
-    source = inbox.batch_file(batch)
-    options = LabelOptions(
-        command=config.command,
-        timeout_s=config.timeout_s,
-        xtb_method=config.xtb_method,
-        compute_stress=config.compute_stress,
-    )
-    frames = label_batch(source, batch, config.labeller, options)
-    artifact, _ = store.store().write("labelled_frames", lambda d: write_frames(d / FRAMES_FILE, frames))
+    source = inbox.inbox().batch_file(batch)
+    frames = label_batch(source, batch, config.labeller, config.to_settings())
+    artifact, _ = store.store().write(LabelledFrames, lambda out: write_frames(out.frames_path, frames))
     context.log.info(f"labelled {len(frames)} frames of batch {batch!r} with {config.labeller!r}")
     return materialized(
         artifact,
         {
-            **_summary_metadata(frames),
+            **summary_metadata(frames),
             "labeller": config.labeller,
             "source_file": dg.MetadataValue.path(str(source)),
             "source_sha256": file_sha256(source),
@@ -86,11 +74,11 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
     batches = context.instance.get_dynamic_partitions(data_batches.name)
     frames_per_batch, used, unlabelled = [], [], []
     for batch in batches:
-        artifact = latest_artifact(context, artifacts, "labelled_frames", batch)
+        artifact = latest_artifact(context, artifacts, LabelledFrames, batch)
         if artifact is None:
             unlabelled.append(batch)
             continue
-        frames_per_batch.append(read_frames(artifact.file(FRAMES_FILE)))
+        frames_per_batch.append(read_frames(artifact.frames_path))
         used.append({"batch": batch, "data_version": artifact.sha256})
     if not used:
         raise RuntimeError(
@@ -106,15 +94,15 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
     for conflict in report.conflicts:
         context.log.warning(conflict)
 
-    def fill(d):
-        write_frames(d / DATASET_FILE, frames)
-        (d / "batches.json").write_text(json.dumps(used, indent=1))
+    def fill(out: Dataset):
+        write_frames(out.frames_path, frames)
+        out.batches_path.write_text(json.dumps(used, indent=1))
 
-    artifact, _ = artifacts.write("dataset", fill)
+    artifact, _ = artifacts.write(Dataset, fill)
     return materialized(
         artifact,
         {
-            **_summary_metadata(frames),
+            **summary_metadata(frames),
             "n_duplicates_removed": report.n_duplicates,
             "n_label_conflicts": len(report.conflicts),
             "batches": dg.MetadataValue.json(used),
@@ -123,27 +111,22 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
     )
 
 
-class SplitConfig(dg.Config):
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.0
-    salt: str = "traincraft"  # change it to draw a different (but again stable) split
-
-
-SPLIT_FILES = {"train": "train.xyz", "valid": "valid.xyz", "test": "test.xyz"}
+SplitConfig = settings_config("SplitConfig", SplitSettings, "Stable train/valid(/test) fractions.")
 
 
 @dg.asset(deps=[dataset], code_version="1", group_name="data", kinds={"ase"})
 def split(context: dg.AssetExecutionContext, config: SplitConfig, store: StoreResource) -> dg.MaterializeResult:
     """Train/valid(/test) by a hash of each frame's structure: a frame never changes side."""
     artifacts = store.store()
-    frames = read_frames(require_artifact(context, artifacts, "dataset").file(DATASET_FILE))
-    sides = split_frames(frames, config.valid_fraction, config.test_fraction, config.salt)
+    frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
+    settings = config.to_settings()
+    sides = split_frames(frames, settings.valid_fraction, settings.test_fraction, settings.salt)
 
-    def fill(d):
+    def fill(out: Split):
         for side, indices in sides.items():
             if indices:
-                write_frames(d / SPLIT_FILES[side], [frames[i] for i in indices])
-        (d / "indices.json").write_text(
+                write_frames(out.side_path(side), [frames[i] for i in indices])
+        out.indices_path.write_text(
             json.dumps(
                 {
                     side: {
@@ -155,5 +138,5 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, store: StoreRe
             )
         )
 
-    artifact, _ = artifacts.write("split", fill)
+    artifact, _ = artifacts.write(Split, fill)
     return materialized(artifact, {f"n_{side}": len(idx) for side, idx in sides.items()})

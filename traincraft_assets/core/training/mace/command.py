@@ -1,122 +1,39 @@
-"""MACE training: settings -> one `mace_run_train` argv, run as a subprocess, results parsed.
+"""MACE training settings -> one `mace_run_train` command line, and the rules checked first.
 
-Training itself is MACE's; this module decides the flags. The defaults and the rules below come
-from the fine-tuning strategies study (design.md) and from MACE 0.3.16 behaviour that silently
-changes a strategy (notes/mace.md): multihead mode overrides lr/EMA/loss unless
-`--force_mh_ft_lr True`, rejects `--E0s average`, and uses a replay file whole.
+Training itself is MACE's; this module decides the flags. The rules below come from the
+fine-tuning strategies study (design.md) and from MACE 0.3.16 behaviour that silently changes a
+strategy (notes/mace.md): multihead mode overrides lr/EMA/loss unless `--force_mh_ft_lr True`,
+rejects `--E0s average`, and uses a replay file whole.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import signal
-import subprocess
 import sys
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Sequence
 
 import ase.data
 
+from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import REF_KEYS
-
-Strategy = Literal["multihead", "naive", "scratch"]
-Head = Literal["energy", "forces", "stress", "dipole", "polarizability"]
-E0sMode = Literal["foundation", "average", "dict", "file"]
-ReplayLabels = Literal["reference", "pseudo"]
-
-RUN_NAME = "finetuned"
-TARGET_HEAD = "Default"  # MACE's name for the fine-tuning head; the replay head is "pt_head"
-COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
+from traincraft_assets.core.settings import load_settings
+from traincraft_assets.core.training.base import TrainConfigError, TrainInputs
+from traincraft_assets.core.training.mace.settings import TrainSettings
 
 # Flags this module sets from typed config or needs to find MACE's outputs; `extra` may not
 # replace them (e.g. force_mh_ft_lr False would silently restore MACE's lr/EMA/loss overrides).
+# The value says where the setting comes from ("-": from the run itself).
 MANAGED_FLAGS = {
     "name": "-", "work_dir": "-", "model_dir": "-", "log_dir": "-", "checkpoints_dir": "-",
-    "results_dir": "-", "downloads_dir": "-", "train_file": "split", "valid_file": "split",
-    "test_file": "split", "pt_train_file": "replay_subset", "foundation_model": "foundation_model",
+    "results_dir": "-", "downloads_dir": "-", "train_file": "the split", "valid_file": "the split",
+    "test_file": "the split", "pt_train_file": "the replay subset", "foundation_model": "the foundation model",
     "multiheads_finetuning": "strategy", "force_mh_ft_lr": "lr / ema_decay",
     "E0s": "e0s", "energy_key": "heads", "forces_key": "heads", "stress_key": "heads",
     "dipole_key": "heads", "polarizability_key": "heads", "pseudolabel_replay": "replay_labels",
     "freeze": "freeze", "lora": "lora", "seed": "seed", "device": "device", "default_dtype": "dtype",
 }
-# Log lines by which MACE reports that it quietly dropped part of the requested strategy.
-SILENT_FALLBACKS = {
-    "Pseudolabeling was not successful": "pseudolabelling failed, replay frames kept placeholder labels",
-    "Error applying pseudolabels": "pseudolabelling failed, replay frames kept placeholder labels",
-    "FPS failed": "farthest-point sampling failed and fell back to random",
-}
-
-# Learning rate when none is given: multihead converges best near 1e-4 (and it is what MACE
-# itself uses there), naive/LoRA/frozen fine-tuning tolerates 1e-3, scratch needs MACE's 1e-2.
-DEFAULT_LR = {"multihead": 1e-4, "naive": 1e-3, "scratch": 1e-2}
-
-
-class TrainConfigError(ValueError):
-    """Settings that cannot train; raised before MACE starts, listing every problem."""
-
-
-@dataclass
-class ModelShape:
-    """Architecture for a model trained from scratch (fine-tuning keeps the foundation's)."""
-
-    num_channels: int = 128
-    max_L: int = 1
-    r_max: float = 5.0
-    num_interactions: int = 2
-    correlation: int = 3
-
-
-@dataclass
-class TrainSettings:
-    strategy: Strategy = "multihead"
-    freeze: int | None = None
-    lora: bool = False
-    lora_rank: int = 4
-    lora_alpha: float = 1.0
-    replay_labels: ReplayLabels = "reference"
-    heads: Sequence[Head] = ("energy", "forces")
-    e0s: E0sMode = "foundation"
-    e0s_dict: dict[str, float] | None = None  # element symbol -> isolated-atom energy (eV)
-    e0s_file: str | None = None
-    weight_decay: float = 0.0
-    ema_decay: float = 0.995
-    energy_weight: float = 10.0
-    forces_weight: float = 10.0
-    stress_weight: float = 1.0
-    dipole_weight: float = 1.0
-    polarizability_weight: float = 1.0
-    lr: float | None = None
-    batch_size: int = 10
-    valid_batch_size: int | None = None
-    max_num_epochs: int = 30
-    device: str = "cpu"
-    dtype: Literal["float32", "float64"] = "float64"
-    seed: int = 0
-    shape: ModelShape = field(default_factory=ModelShape)
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.strategy]
-
-
-@dataclass
-class TrainInputs:
-    """Files and facts about them, gathered by the caller before rendering."""
-
-    train_file: Path
-    valid_file: Path
-    test_file: Path | None = None
-    replay_file: Path | None = None
-    foundation_model: Path | None = None
-    foundation: dict | None = None  # core.foundation.describe_model(...)
-    data_labels: Sequence[str] = ("energy", "forces")
-    data_elements: Sequence[str] = ()
-    n_frames_without_energy: int = 0  # in the training file
 
 
 @dataclass(frozen=True)
@@ -248,7 +165,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
         field = MANAGED_FLAGS[flag]
         errors.append(
             f"extra may not set --{flag}: it is managed here"
-            + ("" if field == "-" else f" (use the config field/asset: {field})")
+            + ("" if field == "-" else f" (set through {field})")
         )
 
     if inputs.foundation and uses_foundation:
@@ -262,7 +179,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
 
     if errors:
         raise TrainConfigError(
-            "finetuned_model config cannot train:\n" + "\n".join(f"  - {e}" for e in errors)
+            "these training settings cannot train:\n" + "\n".join(f"  - {e}" for e in errors)
         )
 
 
@@ -289,12 +206,12 @@ def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
     return str({z: e for z, e in sorted(e0s.items()) if z in wanted})
 
 
-def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path) -> list[str]:
+def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str) -> list[str]:
     """The arguments after the `mace_run_train` program, in a stable order."""
     validate(settings, inputs)
     s, plan, w = settings, plan_heads(settings.heads), Path(workdir)
     args: dict[str, str | None] = {
-        "name": RUN_NAME,
+        "name": run_name,
         "seed": str(s.seed),
         "work_dir": str(w),
         "model_dir": str(w),
@@ -342,7 +259,7 @@ def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path) -> 
         batch_size=str(s.batch_size),
         valid_batch_size=str(s.valid_batch_size or s.batch_size),
         max_num_epochs=str(s.max_num_epochs),
-        device=s.device,
+        device=resolve_device(s.device),
         default_dtype=s.dtype,
         eval_interval="1",
         plot="False",
@@ -372,172 +289,8 @@ def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path) -> 
     return argv
 
 
-def resolve_device(device: str) -> str:
-    """'auto' means the GPU when the step's machine has one (a GPU pod), else the CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def command_prefix() -> list[str]:
     """How to start MACE: $TRAINCRAFT_MACE_TRAIN_COMMAND (e.g. torchrun, a container) or this
     interpreter's `mace.cli.run_train`, which works even when the venv's bin/ is not on PATH."""
-    override = os.environ.get(COMMAND_ENV)
-    return shlex.split(override) if override else [sys.executable, "-m", "mace.cli.run_train"]
-
-
-class TrainingFailed(RuntimeError):
-    pass
-
-
-def run_training(
-    args: Sequence[str], workdir: Path, on_line: Callable[[str], None], env: dict | None = None
-) -> list[str]:
-    """Run MACE, streaming each output line to `on_line`; return the full argv run.
-
-    MACE runs in its own process group, killed if this step is interrupted (a run stopped from
-    the UI), so no training keeps a GPU busy after its run has ended. Exit code 0 is not
-    enough: MACE logs, and then ignores, some failures that change the strategy
-    (SILENT_FALLBACKS); those fail the step.
-    """
-    argv = command_prefix() + list(args)
-    tail: deque[str] = deque(maxlen=40)
-    fallbacks: list[str] = []
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise TrainingFailed(
-            f"could not start MACE with {argv[0]!r} ({exc}); check ${COMMAND_ENV} or install "
-            "mace-torch in this environment."
-        ) from exc
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            on_line(line)
-            fallbacks += [why for pattern, why in SILENT_FALLBACKS.items() if pattern in line]
-        code = proc.wait()
-    finally:
-        if proc.poll() is None:
-            _stop(proc)
-    if code != 0:
-        raise TrainingFailed(
-            f"mace_run_train exited with code {code}. Last lines of its output:\n"
-            + "\n".join(tail)
-            + f"\n(The whole output is in this step's log.) Command: {shlex.join(argv)}"
-        )
-    if fallbacks:
-        raise TrainingFailed(
-            f"mace_run_train finished, but {'; '.join(dict.fromkeys(fallbacks))}, so the model is "
-            "not what the config asked for. See the MACE lines above in this step's log."
-        )
-    return argv
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-
-
-def parse_results(results_dir: Path) -> list[dict]:
-    """Per-epoch validation metrics from MACE's results/*_train.txt (JSON lines).
-
-    Evaluation lines carry `mode: eval`; a restarted run appends, so the last line per
-    (epoch, head) wins. The initial evaluation (epoch null) is kept as epoch -1: it is the
-    zero-shot error before any update.
-    """
-    rows: dict[tuple[int, str], dict] = {}
-    for path in sorted(Path(results_dir).glob("*_train.txt")):
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut off by a killed run
-            if entry.get("mode") != "eval":
-                continue
-            epoch = -1 if entry.get("epoch") is None else int(entry["epoch"])
-            head = str(entry.get("head", TARGET_HEAD))
-            rows[(epoch, head)] = {"epoch": epoch, "head": head, **{
-                k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k != "epoch"
-            }}
-    return [rows[k] for k in sorted(rows)]
-
-
-def epochs_run(curve: Sequence[dict]) -> int:
-    return max((row["epoch"] + 1 for row in curve), default=0)
-
-
-def final_model(workdir: Path) -> Path:
-    path = Path(workdir) / f"{RUN_NAME}.model"
-    if not path.is_file():
-        raise TrainingFailed(f"MACE finished but wrote no {path.name} in {workdir}.")
-    return path
-
-
-DEPLOY_MODEL = "deploy.model"
-
-
-def deployable_model(model_path: Path) -> Path:
-    """The model to run MD with: a multihead model reduced to its target head by MACE's own
-    `remove_pt_head` (what `mace_select_head` does); a single-head model is already that."""
-    import mace  # noqa: F401  (sets the torch.load defaults MACE models need)
-    import torch
-    from mace.tools.scripts_utils import remove_pt_head
-
-    model = torch.load(str(model_path), map_location="cpu", weights_only=False)
-    if len(getattr(model, "heads", [TARGET_HEAD])) <= 1:
-        return model_path
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(next(model.parameters()).dtype)  # remove_pt_head builds new layers
-    try:
-        out = Path(model_path).parent / DEPLOY_MODEL
-        torch.save(remove_pt_head(model, TARGET_HEAD), out)
-    finally:
-        torch.set_default_dtype(previous)
-    return out
-
-
-@dataclass
-class TrainResult:
-    model_path: Path  # as MACE wrote it (multihead models keep the replay head)
-    deploy_model_path: Path  # target head only
-    argv: list[str]
-    curve: list[dict]
-    epochs_run: int
-
-
-class MaceTrainer:
-    """The `mace` entry of the trainer registry (core/trainers.py)."""
-
-    def check(self, settings: TrainSettings, inputs: TrainInputs) -> None:
-        validate(settings, inputs)
-
-    def train(
-        self, settings: TrainSettings, inputs: TrainInputs, workdir: Path, on_line: Callable[[str], None]
-    ) -> TrainResult:
-        argv = run_training(render_args(settings, inputs, workdir), workdir, on_line)
-        curve = parse_results(Path(workdir) / "results")
-        model = final_model(workdir)
-        return TrainResult(model, deployable_model(model), argv, curve, epochs_run(curve))
+    override = load_settings().train_command
+    return list(override) if override else [sys.executable, "-m", "mace.cli.run_train"]

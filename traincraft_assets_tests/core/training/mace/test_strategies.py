@@ -1,34 +1,35 @@
-"""Every strategy of the fine-tuning study, trained for real by mace_run_train (1 epoch, tiny
-foundation from the session's graph run). Flag rendering is unit-tested in core; these tests
-show MACE 0.3.16 accepts each rendered command and does what the strategy means."""
+"""Every strategy of the fine-tuning study, trained for real by mace_run_train through the
+trainer interface (1 epoch, tiny foundation from the session's graph run). Flag rendering is
+unit-tested in test_command.py; these tests show MACE 0.3.16 accepts each rendered command and
+does what the strategy means."""
 
-import json
 from pathlib import Path
 
 import pytest
 
+from traincraft_assets.core.artifacts import FoundationModel, ReplaySubset, Split
+from traincraft_assets.core.evaluation import load_model, predict
 from traincraft_assets.core.frames import elements, labels_present, read_frames
-from traincraft_assets.core.mace_train import ModelShape, TrainInputs, TrainSettings
-from traincraft_assets.core.metrics import load_model, predict
-from traincraft_assets.core.trainers import get_trainer
+from traincraft_assets.core.training import TrainInputs, get_trainer
+from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 
 pytestmark = pytest.mark.integration
 
 
-def _artifact(graph_run, asset) -> Path:
-    return Path(graph_run.latest(asset).metadata["artifact_path"].value)
+def _artifact(graph_run, kind):
+    return kind(Path(graph_run.latest(kind.asset).metadata["artifact_path"].value))
 
 
 @pytest.fixture(scope="module")
 def inputs(graph_run):
-    split, replay, foundation = (_artifact(graph_run, a) for a in ("split", "replay_subset", "foundation_model"))
-    train = read_frames(split / "train.xyz")
+    split, replay, foundation = (_artifact(graph_run, k) for k in (Split, ReplaySubset, FoundationModel))
+    train = read_frames(split.train_path)
     return TrainInputs(
-        train_file=split / "train.xyz",
-        valid_file=split / "valid.xyz",
-        replay_file=replay / "replay.xyz",
-        foundation_model=foundation / "foundation.model",
-        foundation=json.loads((foundation / "foundation.json").read_text()),
+        train_file=split.train_path,
+        valid_file=split.valid_path,
+        replay_file=replay.selected_path,
+        foundation_model=foundation.model_path,
+        foundation=foundation.info,
         data_labels=labels_present(train),
         data_elements=elements(train),
     )
@@ -36,10 +37,13 @@ def inputs(graph_run):
 
 def _train(inputs, tmp_path, **settings):
     lines = []
+    trainer = get_trainer("mace")
     settings = TrainSettings(max_num_epochs=1, batch_size=4, dtype="float32", lr=0.01, **settings)
-    result = get_trainer("mace").train(settings, inputs, tmp_path / "run", lines.append)
+    result = trainer.train(settings, inputs, tmp_path / "run", lines.append, "finetuned")
     assert result.model_path.is_file() and result.epochs_run == 1
-    return result, "\n".join(lines)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the kept model is the best checkpoint
+    deploy = trainer.export(result.model_path, tmp_path / "run" / "deploy.model")
+    return result, deploy, "\n".join(lines)
 
 
 def _params(path):
@@ -54,7 +58,7 @@ def _same(a, b, prefix):
 
 @pytest.mark.parametrize("depth", [5, 6])
 def test_freeze_keeps_frozen_blocks_equal_to_the_foundation(inputs, tmp_path, depth):
-    result, _ = _train(inputs, tmp_path, strategy="naive", freeze=depth)
+    result, _, _ = _train(inputs, tmp_path, strategy="naive", freeze=depth)
     before, after = _params(inputs.foundation_model), _params(result.model_path)
     assert _same(before, after, "interactions.")
     assert _same(before, after, "products.") == (depth >= 6)
@@ -62,24 +66,24 @@ def test_freeze_keeps_frozen_blocks_equal_to_the_foundation(inputs, tmp_path, de
 
 
 def test_naive_trains_a_single_head_model(inputs, tmp_path):
-    result, _ = _train(inputs, tmp_path, strategy="naive")
+    result, deploy, _ = _train(inputs, tmp_path, strategy="naive")
     assert list(load_model(result.model_path).heads) == ["Default"]
-    assert result.deploy_model_path == result.model_path
+    assert deploy == result.model_path  # already deployable: no second copy
 
 
 def test_lora_trains_and_merges_adapters(inputs, tmp_path):
-    result, log = _train(inputs, tmp_path, strategy="naive", lora=True)
+    result, _, log = _train(inputs, tmp_path, strategy="naive", lora=True)
     assert "lora" in log.lower()
     assert not any("lora" in k.lower() for k in _params(result.model_path))  # merged into weights
 
 
 def test_multihead_replay_keeps_a_replay_head_and_publishes_a_single_head_model(inputs, tmp_path):
-    result, log = _train(inputs, tmp_path, strategy="multihead")
+    result, deploy_path, log = _train(inputs, tmp_path, strategy="multihead")
     multihead = load_model(result.model_path)
     assert set(multihead.heads) == {"Default", "pt_head"}
     assert "pt_head" in log
-    deploy = load_model(result.deploy_model_path)
-    assert result.deploy_model_path.name == "deploy.model" and list(deploy.heads) == ["Default"]
+    deploy = load_model(deploy_path)
+    assert deploy_path.name == "deploy.model" and list(deploy.heads) == ["Default"]
     frames = read_frames(inputs.valid_file)
     for a, b in zip(predict(multihead, frames, "Default"), predict(deploy, frames)):
         assert a.energy == pytest.approx(b.energy, abs=1e-4)
@@ -87,26 +91,28 @@ def test_multihead_replay_keeps_a_replay_head_and_publishes_a_single_head_model(
 
 
 def test_replay_with_lora(inputs, tmp_path):
-    result, _ = _train(inputs, tmp_path, strategy="multihead", lora=True)
+    result, _, _ = _train(inputs, tmp_path, strategy="multihead", lora=True)
     assert set(load_model(result.model_path).heads) == {"Default", "pt_head"}
 
 
 def test_pseudolabelled_replay_relabels_replay_frames(inputs, tmp_path):
-    from traincraft_assets.defs.training import _pseudolabel_ready
-
-    zeroed = _pseudolabel_ready(inputs.replay_file, tmp_path / "replay_pseudo.xyz")
-    inputs = TrainInputs(**{**inputs.__dict__, "replay_file": zeroed})
-    result, log = _train(inputs, tmp_path, strategy="multihead", replay_labels="pseudo")
+    """The trainer writes placeholder labels on the replay frames itself (MACE would otherwise
+    leave label-less frames at loss weight 0); the replay file given stays untouched."""
+    before = inputs.replay_file.read_bytes()
+    result, _, log = _train(inputs, tmp_path, strategy="multihead", replay_labels="pseudo")
     assert "pseudolabel" in log.lower()
     # With placeholder zeros kept, the replay head's initial force error would equal the
     # foundation's force magnitude; relabelled by the foundation itself, it is ~0.
     pt_initial = [r for r in result.curve if r["head"] == "pt_head" and r["epoch"] == -1]
     assert pt_initial and pt_initial[0]["rmse_f"] < 1e-3
+    assert inputs.replay_file.read_bytes() == before
+    argv = result.argv
+    assert argv[argv.index("--pt_train_file") + 1] != str(inputs.replay_file)  # the placeholders
 
 
 def test_scratch_uses_the_foundation_e0s(inputs, tmp_path):
     shape = ModelShape(num_channels=8, max_L=0, r_max=4.0, num_interactions=2, correlation=2)
-    result, _ = _train(inputs, tmp_path, strategy="scratch", e0s="foundation", shape=shape)
+    result, _, _ = _train(inputs, tmp_path, strategy="scratch", e0s="foundation", shape=shape)
     model = load_model(result.model_path)
     e0 = float(model.atomic_energies_fn.atomic_energies.reshape(-1)[0])
     assert e0 == pytest.approx(inputs.foundation["e0s"]["29"], rel=1e-5)

@@ -1,15 +1,17 @@
 """Checks on `dataset`: a blocking health check, and a warning when E0s look inconsistent."""
 
-
 import dagster as dg
 import numpy as np
 
+from traincraft_assets.core.artifacts import Dataset, FoundationModel
+from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.health import dataset_problems
-from traincraft_assets.core.metrics import errors, load_model, model_elements, predict
-from traincraft_assets.defs.data import DATASET_FILE, dataset
-from traincraft_assets.defs.foundation import MODEL_FILE, foundation_info, foundation_model
-from traincraft_assets.defs.resources import StoreResource, latest_artifact, require_artifact
+from traincraft_assets.defs.data.assets import dataset
+from traincraft_assets.defs.lineage import latest_artifact, require_artifact
+from traincraft_assets.defs.resources import StoreResource
+
+FOUNDATION_MODEL = dg.AssetKey(FoundationModel.asset)
 
 MAX_LISTED = 20
 # MACE's multihead guide: an initial error above 0.4 eV/atom usually means the data's E0s do
@@ -17,16 +19,16 @@ MAX_LISTED = 20
 E0_WARNING_EV_PER_ATOM = 0.4
 
 
-@dg.asset_check(asset=dataset, additional_deps=[foundation_model], blocking=True)
+@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True)
 def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
     """NaN/inf or missing labels, empty frames, overlapping atoms, elements the foundation lacks.
 
     Blocking: training on any of these is silently wrong, so nothing downstream runs.
     """
     artifacts = store.store()
-    frames = read_frames(require_artifact(context, artifacts, "dataset").file(DATASET_FILE))
-    foundation = latest_artifact(context, artifacts, "foundation_model")
-    covered = foundation_info(foundation)["elements"] if foundation else None
+    frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
+    foundation = latest_artifact(context, artifacts, FoundationModel)
+    covered = foundation.info["elements"] if foundation else None
     problems = dataset_problems(frames, covered)
     if problems:
         listed = "\n".join(f"- {p}" for p in problems[:MAX_LISTED])
@@ -51,17 +53,16 @@ def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource)
     )
 
 
-@dg.asset_check(asset=dataset, additional_deps=[foundation_model], blocking=False)
+@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=False)
 def foundation_energy_consistency(
     context: dg.AssetCheckExecutionContext, store: StoreResource
 ) -> dg.AssetCheckResult:
     """Warn when the zero-shot foundation's energy error exceeds 0.4 eV/atom (inconsistent E0s)."""
     artifacts = store.store()
-    frames = read_frames(require_artifact(context, artifacts, "dataset").file(DATASET_FILE))
-    model = load_model(require_artifact(context, artifacts, "foundation_model").file(MODEL_FILE))
-    known = model_elements(model)
-    frames = [a for a in frames if set(a.numbers) <= known]
-    rmse = errors(frames, predict(model, frames))["rmse_e_per_atom"]
+    frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
+    model = load_model(require_artifact(context, artifacts, FoundationModel).model_path)
+    frames = known_frames(frames, model)
+    rmse = evaluate(model, frames).overall["rmse_e_per_atom"]
     if not np.isfinite(rmse):
         return dg.AssetCheckResult(
             passed=False,

@@ -1,0 +1,189 @@
+"""The artifact catalogue: each asset's folder in the store and the files it holds.
+
+Every path to a store file is built here, so the layout is written down once and a reader
+finds, in one screen, what each artifact contains. An asset reads its inputs as
+`store.open(Dataset, sha).frames_path` and fills its own artifact through the same accessors
+(`ArtifactStore.write(Dataset, fill)` hands `fill` a staging `Dataset`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from traincraft_assets.core.split import SIDES
+from traincraft_assets.core.store import Artifact
+
+MANIFEST_FILE = "manifest.json"  # CONTRACT (design.md)
+
+
+@dataclass(frozen=True)
+class LabelledFrames(Artifact):
+    """One data batch, labelled, with every label under a REF_* key."""
+
+    asset = "labelled_frames"
+
+    @property
+    def frames_path(self) -> Path:
+        return self.path / "frames.xyz"
+
+
+@dataclass(frozen=True)
+class Dataset(Artifact):
+    """Every labelled batch merged, first copy of each structure kept."""
+
+    asset = "dataset"
+
+    @property
+    def frames_path(self) -> Path:
+        return self.path / "dataset.xyz"
+
+    @property
+    def batches_path(self) -> Path:
+        """Which batch versions went in: [{batch, data_version}]."""
+        return self.path / "batches.json"
+
+
+@dataclass(frozen=True)
+class Split(Artifact):
+    """Train / valid (/ test) extxyz files, and each frame's dataset index and fingerprint."""
+
+    asset = "split"
+
+    def side_path(self, side: str) -> Path:
+        if side not in SIDES:
+            raise ValueError(f"unknown split side {side!r}; expected one of {list(SIDES)}")
+        return self.path / f"{side}.xyz"
+
+    @property
+    def train_path(self) -> Path:
+        return self.side_path("train")
+
+    @property
+    def valid_path(self) -> Path:
+        return self.side_path("valid")
+
+    @property
+    def test_path(self) -> Path:
+        """Absent when the split has no test side (test_fraction 0)."""
+        return self.side_path("test")
+
+    def present_sides(self) -> dict[str, Path]:
+        """The sides this split has, in train/valid/test order."""
+        return {side: self.side_path(side) for side in SIDES if self.side_path(side).is_file()}
+
+    @property
+    def indices_path(self) -> Path:
+        return self.path / "indices.json"
+
+
+@dataclass(frozen=True)
+class PretrainingFrames(Artifact):
+    """The replay pool, labels under REF_* keys."""
+
+    asset = "pretraining_frames"
+
+    @property
+    def frames_path(self) -> Path:
+        return self.path / "pool.xyz"
+
+
+@dataclass(frozen=True)
+class FoundationModel(Artifact):
+    """The model to fine-tune, and what the rest of the graph needs to know about it."""
+
+    asset = "foundation_model"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "foundation.model"
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / "foundation.json"
+
+    @property
+    def info(self) -> dict:
+        """origin, sha256, model class, elements, r_max, heads, dtype, E0s (core.foundation)."""
+        return json.loads(self.info_path.read_text())
+
+
+@dataclass(frozen=True)
+class ReplaySubset(Artifact):
+    """Replay frames selected for training, and unselected ones held out to measure forgetting."""
+
+    asset = "replay_subset"
+
+    @property
+    def selected_path(self) -> Path:
+        return self.path / "replay.xyz"
+
+    @property
+    def heldout_path(self) -> Path:
+        """Absent when no frame was held out."""
+        return self.path / "heldout.xyz"
+
+
+@dataclass(frozen=True)
+class FinetunedModel(Artifact):
+    """A trained model as its trainer wrote it, the model to deploy, and manifest.json."""
+
+    asset = "finetuned_model"
+    RUN_NAME = "finetuned"  # the trainer's run name: MACE writes <run name>.model
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / f"{self.RUN_NAME}.model"
+
+    @property
+    def deploy_target(self) -> Path:
+        """Where the single-head export goes when it differs from the trained model."""
+        return self.path / "deploy.model"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_FILE
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads(self.manifest_path.read_text())
+
+    @property
+    def deploy_model_path(self) -> Path:
+        """The model to run MD with (the manifest's `deploy_model`)."""
+        return self.path / self.manifest["deploy_model"]
+
+
+@dataclass(frozen=True)
+class ParityReport(Artifact):
+    """parity.json and its plots."""
+
+    asset = "parity_report"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "parity.json"
+
+    @property
+    def valid_plot_path(self) -> Path:
+        return self.path / "parity_valid.png"
+
+    @property
+    def replay_plot_path(self) -> Path:
+        return self.path / "parity_replay.png"
+
+
+CATALOGUE: dict[str, type[Artifact]] = {
+    kind.asset: kind
+    for kind in (
+        LabelledFrames,
+        Dataset,
+        Split,
+        PretrainingFrames,
+        FoundationModel,
+        ReplaySubset,
+        FinetunedModel,
+        ParityReport,
+    )
+}

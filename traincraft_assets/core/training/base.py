@@ -1,0 +1,122 @@
+"""The trainer interface: what the rest of the project needs from a training backend.
+
+A backend validates its settings against the inputs before anything starts, renders one
+command, runs it (streaming each output line to a callback), reads the learning curve and the
+trained model back, and exports a deployable model. `Trainer.train` composes those steps; a
+backend implements them. The backend's settings type is a dataclass: the Dagster config of
+`finetuned_model` is derived from its fields, so a setting is declared once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+OnOutput = Callable[[str], None]
+
+
+class TrainConfigError(ValueError):
+    """Settings that cannot train; raised before training starts, listing every problem."""
+
+
+class TrainingFailed(RuntimeError):
+    """The training process failed, or finished without producing what was asked for."""
+
+
+@dataclass
+class TrainInputs:
+    """Files and facts about them, gathered by the caller before rendering."""
+
+    train_file: Path
+    valid_file: Path
+    test_file: Path | None = None
+    replay_file: Path | None = None
+    foundation_model: Path | None = None
+    foundation: dict | None = None  # core.foundation.describe_model(...) plus origin and sha256
+    data_labels: Sequence[str] = ("energy", "forces")
+    data_elements: Sequence[str] = ()  # of every file the trainer reads, not only train
+    n_frames_without_energy: int = 0  # in the training file
+
+
+@dataclass(frozen=True)
+class Uses:
+    """Which upstream artifacts a run with given settings reads."""
+
+    foundation: bool
+    replay: bool
+
+
+@dataclass
+class TrainResult:
+    model_path: Path  # as the trainer wrote it (a multihead model keeps its replay head)
+    argv: list[str]  # the exact command run
+    curve: list[dict]  # per epoch and head: validation loss and RMSEs (eV units); epoch -1: before training
+    best: dict  # the curve row of the model that was kept ({} when there is none)
+
+    @property
+    def epochs_run(self) -> int:
+        return max((row["epoch"] + 1 for row in self.curve), default=0)
+
+
+class Trainer(ABC):
+    name: ClassVar[str]
+    settings_type: ClassVar[type]  # a dataclass; its defaults are the project's defaults
+
+    @abstractmethod
+    def uses(self, settings: Any) -> Uses:
+        """The upstream artifacts these settings need."""
+
+    @abstractmethod
+    def validate(self, settings: Any, inputs: TrainInputs) -> None:
+        """Raise TrainConfigError naming every problem, before any compute is spent."""
+
+    def prepare(self, settings: Any, inputs: TrainInputs, scratch: Path) -> TrainInputs:
+        """Inputs rewritten for the backend's quirks, in a scratch directory (default: as given)."""
+        return inputs
+
+    @abstractmethod
+    def render(self, settings: Any, inputs: TrainInputs, workdir: Path, run_name: str) -> list[str]:
+        """The whole command line (validated first)."""
+
+    @abstractmethod
+    def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
+        """Run the command in `workdir`, each output line to `on_output`; raise TrainingFailed."""
+
+    @abstractmethod
+    def learning_curve(self, workdir: Path) -> list[dict]:
+        """Per-epoch validation metrics the run wrote."""
+
+    @abstractmethod
+    def best(self, curve: Sequence[dict]) -> dict:
+        """The curve row of the epoch whose model the trainer kept."""
+
+    @abstractmethod
+    def trained_model(self, workdir: Path, run_name: str) -> Path:
+        """The model file the run produced; raise TrainingFailed when it is missing."""
+
+    def finish(self, workdir: Path) -> None:
+        """Remove what the run left in `workdir` that is not part of the result (default: nothing)."""
+
+    @abstractmethod
+    def export(self, model_path: Path, deploy_path: Path) -> Path:
+        """The model to deploy: written to `deploy_path`, or `model_path` when it already is one."""
+
+    @abstractmethod
+    def describe(self, settings: Any, inputs: TrainInputs, argv: Sequence[str]) -> dict:
+        """The manifest's record of the strategy, heads and E0s as they were run."""
+
+    def train(
+        self, settings: Any, inputs: TrainInputs, workdir: Path, on_output: OnOutput, run_name: str
+    ) -> TrainResult:
+        """Prepare, render, run, then read back the curve and the model."""
+        with tempfile.TemporaryDirectory(prefix="traincraft-inputs-") as scratch:
+            prepared = self.prepare(settings, inputs, Path(scratch))
+            argv = self.render(settings, prepared, Path(workdir), run_name)
+            self.run(argv, Path(workdir), on_output)
+        curve = self.learning_curve(Path(workdir))
+        model = self.trained_model(Path(workdir), run_name)
+        self.finish(Path(workdir))
+        return TrainResult(model, argv, curve, self.best(curve))

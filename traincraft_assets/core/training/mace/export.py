@@ -1,0 +1,27 @@
+"""Deployable models: one head, the one that was fine-tuned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traincraft_assets.core.training.mace.results import TARGET_HEAD
+
+
+def deployable_model(model_path: Path, deploy_path: Path) -> Path:
+    """The model to run MD with: a multihead model reduced to its target head by MACE's own
+    `remove_pt_head` (what `mace_select_head` does) and saved at `deploy_path`; a single-head
+    model is already that, and is returned as it is."""
+    import mace  # noqa: F401  (sets the torch.load defaults MACE models need)
+    import torch
+    from mace.tools.scripts_utils import remove_pt_head
+
+    model = torch.load(str(model_path), map_location="cpu", weights_only=False)
+    if len(getattr(model, "heads", [TARGET_HEAD])) <= 1:
+        return Path(model_path)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(next(model.parameters()).dtype)  # remove_pt_head builds new layers
+    try:
+        torch.save(remove_pt_head(model, TARGET_HEAD), deploy_path)
+    finally:
+        torch.set_default_dtype(previous)
+    return Path(deploy_path)

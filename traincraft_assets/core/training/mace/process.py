@@ -1,0 +1,86 @@
+"""Running `mace_run_train` as a subprocess: output streamed, failures explained, no orphans."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from collections import deque
+from pathlib import Path
+from typing import Callable, Sequence
+
+from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
+from traincraft_assets.core.training.base import TrainingFailed
+
+# Log lines by which MACE reports that it quietly dropped part of the requested strategy.
+SILENT_FALLBACKS = {
+    "Pseudolabeling was not successful": "pseudolabelling failed, replay frames kept placeholder labels",
+    "Error applying pseudolabels": "pseudolabelling failed, replay frames kept placeholder labels",
+    "FPS failed": "farthest-point sampling failed and fell back to random",
+}
+
+
+def run_training(
+    argv: Sequence[str], workdir: Path, on_line: Callable[[str], None], env: dict | None = None
+) -> None:
+    """Run MACE's command line `argv`, streaming each output line to `on_line`.
+
+    MACE runs in its own process group, killed if this step is interrupted (a run stopped from
+    the UI), so no training keeps a GPU busy after its run has ended. Exit code 0 is not
+    enough: MACE logs, and then ignores, some failures that change the strategy
+    (SILENT_FALLBACKS); those fail the step.
+    """
+    argv = list(argv)
+    tail: deque[str] = deque(maxlen=40)
+    fallbacks: list[str] = []
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise TrainingFailed(
+            f"could not start MACE with {argv[0]!r} ({exc}); check ${TRAIN_COMMAND_ENV} or install "
+            "mace-torch in this environment."
+        ) from exc
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            on_line(line)
+            fallbacks += [why for pattern, why in SILENT_FALLBACKS.items() if pattern in line]
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+    if code != 0:
+        raise TrainingFailed(
+            f"mace_run_train exited with code {code}. Last lines of its output:\n"
+            + "\n".join(tail)
+            + f"\n(The whole output is in the log.) Command: {shlex.join(argv)}"
+        )
+    if fallbacks:
+        raise TrainingFailed(
+            f"mace_run_train finished, but {'; '.join(dict.fromkeys(fallbacks))}, so the model is "
+            "not what the settings asked for. See the MACE lines above in the log."
+        )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

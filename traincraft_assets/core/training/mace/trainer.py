@@ -1,0 +1,88 @@
+"""The `mace` backend: MACE's own `mace_run_train`, wrapped, never reimplemented."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from traincraft_assets.core.frames import read_frames, set_label, write_frames
+from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, Uses
+from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
+from traincraft_assets.core.training.mace.export import deployable_model
+from traincraft_assets.core.training.mace.process import run_training
+from traincraft_assets.core.training.mace.results import best_epoch, final_model, parse_results
+from traincraft_assets.core.training.mace.settings import TrainSettings
+
+
+def pseudolabel_placeholders(src: Path, dst: Path) -> Path:
+    """Replay frames with zero labels: MACE's pseudolabelling replaces existing labels but leaves
+    frames without any at loss weight 0 (notes/mace.md), so every frame gets placeholders."""
+    frames = read_frames(src)
+    for atoms in frames:
+        set_label(atoms, "energy", 0.0)
+        set_label(atoms, "forces", [[0.0, 0.0, 0.0]] * len(atoms))
+        atoms.info.pop("REF_stress", None)
+    write_frames(dst, frames)
+    return dst
+
+
+class MaceTrainer(Trainer):
+    name = "mace"
+    settings_type = TrainSettings
+
+    def uses(self, settings: TrainSettings) -> Uses:
+        return Uses(
+            foundation=settings.strategy != "scratch" or settings.e0s == "foundation",
+            replay=settings.strategy == "multihead",
+        )
+
+    def validate(self, settings: TrainSettings, inputs: TrainInputs) -> None:
+        validate(settings, inputs)
+
+    def prepare(self, settings: TrainSettings, inputs: TrainInputs, scratch: Path) -> TrainInputs:
+        if inputs.replay_file is not None and settings.replay_labels == "pseudo":
+            placeholders = pseudolabel_placeholders(inputs.replay_file, scratch / "replay_pseudo.xyz")
+            return replace(inputs, replay_file=placeholders)
+        return inputs
+
+    def render(self, settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str) -> list[str]:
+        return command_prefix() + render_args(settings, inputs, workdir, run_name)
+
+    def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
+        run_training(argv, workdir, on_output)
+
+    def learning_curve(self, workdir: Path) -> list[dict]:
+        return parse_results(Path(workdir) / "results")
+
+    def best(self, curve: Sequence[dict]) -> dict:
+        return best_epoch(curve)
+
+    def trained_model(self, workdir: Path, run_name: str) -> Path:
+        return final_model(workdir, run_name)
+
+    def finish(self, workdir: Path) -> None:
+        # The final model is MACE's best checkpoint; the checkpoints themselves are not kept.
+        shutil.rmtree(Path(workdir) / "checkpoints", ignore_errors=True)
+        shutil.rmtree(Path(workdir) / "downloads", ignore_errors=True)
+
+    def export(self, model_path: Path, deploy_path: Path) -> Path:
+        return deployable_model(model_path, deploy_path)
+
+    def describe(self, settings: TrainSettings, inputs: TrainInputs, argv: Sequence[str]) -> dict:
+        argv = list(argv)
+        return {
+            "strategy": {
+                "strategy": settings.strategy,
+                "freeze": settings.freeze,
+                "lora": settings.lora,
+                "replay_labels": settings.replay_labels if settings.strategy == "multihead" else None,
+            },
+            "heads": list(settings.heads),
+            "e0s": {
+                "mode": settings.e0s,
+                "argument": argv[argv.index("--E0s") + 1],
+                "foundation_e0s_ev": inputs.foundation["e0s"] if inputs.foundation else None,
+            },
+        }

@@ -1,0 +1,13 @@
+"""Data: batches labelled one partition each, merged into a checked dataset, split stably."""
+
+import dagster as dg
+
+from traincraft_assets.defs.data.assets import data_batches, dataset, labelled_frames, split
+from traincraft_assets.defs.data.checks import dataset_health, foundation_energy_consistency
+
+defs = dg.Definitions(
+    assets=[labelled_frames, dataset, split],
+    asset_checks=[dataset_health, foundation_energy_consistency],
+)
+
+__all__ = ["data_batches", "defs"]

@@ -1,0 +1,119 @@
+"""Foundation-side assets: pretraining_frames (the replay pool), foundation_model, replay_subset."""
+
+import dagster as dg
+
+from traincraft_assets.core.artifacts import Dataset, FoundationModel, PretrainingFrames, ReplaySubset
+from traincraft_assets.core.demo import DEMO_FOUNDATION_OPTIONS
+from traincraft_assets.core.foundation import FoundationSettings, PoolSettings, load_pool, stage_foundation
+from traincraft_assets.core.frames import elements, read_frames, write_frames
+from traincraft_assets.core.replay import ReplaySettings, select_replay
+from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.data.assets import dataset, summary_metadata
+from traincraft_assets.defs.k8s import GPU_STEP_TAGS
+from traincraft_assets.defs.lineage import materialized, require_artifact
+from traincraft_assets.defs.resources import StoreResource
+
+PretrainingFramesConfig = settings_config(
+    "PretrainingFramesConfig", PoolSettings, "The replay pool: the demo generator, a file or a MACE named set."
+)
+
+
+@dg.asset(code_version="1", group_name="foundation", kinds={"ase"})
+def pretraining_frames(
+    context: dg.AssetExecutionContext, config: PretrainingFramesConfig, store: StoreResource
+) -> dg.MaterializeResult:
+    """The pool replay frames are drawn from, staged once into the store, labels as REF_*."""
+    frames, origin = load_pool(config.to_settings())
+    context.log.info(f"read {len(frames)} pretraining frames from {origin}")
+    artifact, _ = store.store().write(PretrainingFrames, lambda out: write_frames(out.frames_path, frames))
+    return materialized(artifact, {"source": origin, **summary_metadata(frames)})
+
+
+FoundationConfig = settings_config(
+    "FoundationConfig",
+    FoundationSettings,
+    "The model to fine-tune: a path, a MACE named foundation, or (demo) a small MACE trained here.",
+    only=("source", "path", "name", *DEMO_FOUNDATION_OPTIONS),
+)
+
+
+@dg.asset(
+    deps=[pretraining_frames],
+    code_version="1",
+    group_name="foundation",
+    kinds={"pytorch"},
+    op_tags=GPU_STEP_TAGS,
+)
+def foundation_model(
+    context: dg.AssetExecutionContext, config: FoundationConfig, store: StoreResource
+) -> dg.MaterializeResult:
+    """The model to fine-tune, staged once into the store so training pods never download it."""
+    artifacts = store.store()
+    settings = config.to_settings()
+    pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "demo" else None
+    artifact, info = artifacts.write(
+        FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
+    )
+    return materialized(
+        artifact,
+        {
+            "origin": info["origin"],
+            "model_path": dg.MetadataValue.path(str(artifact.model_path)),
+            "model_sha256": info["sha256"],
+            "model_class": info["model_class"],
+            "elements": dg.MetadataValue.json(info["elements"]),
+            "dtype": info["dtype"],
+            "r_max": info["r_max"],
+            "heads": dg.MetadataValue.json(info["heads"]),
+        },
+    )
+
+
+ReplayConfig = settings_config(
+    "ReplayConfig", ReplaySettings, "How replay frames are chosen from the pool for the dataset's elements."
+)
+
+
+@dg.asset(
+    deps=[pretraining_frames, dataset, foundation_model],
+    code_version="1",
+    group_name="foundation",
+    kinds={"ase"},
+)
+def replay_subset(
+    context: dg.AssetExecutionContext, config: ReplayConfig, store: StoreResource
+) -> dg.MaterializeResult:
+    """Replay frames for the dataset's elements, chosen here because MACE uses a replay file whole."""
+    artifacts = store.store()
+    settings = config.to_settings()
+    pool = read_frames(require_artifact(context, artifacts, PretrainingFrames).frames_path)
+    target_elements = elements(read_frames(require_artifact(context, artifacts, Dataset).frames_path))
+    foundation = require_artifact(context, artifacts, FoundationModel)
+    selection = select_replay(
+        pool, target_elements, settings, str(foundation.model_path), dtype=foundation.info["dtype"]
+    )
+    if len(selection.selected) < settings.num_samples:
+        context.log.warning(
+            f"asked for {settings.num_samples} replay frames but only {selection.n_filtered} of the "
+            f"{selection.n_pool} pretraining frames pass filtering {settings.filtering!r}; using "
+            f"{len(selection.selected)}."
+        )
+
+    def fill(out: ReplaySubset):
+        write_frames(out.selected_path, selection.selected)
+        if selection.heldout:
+            write_frames(out.heldout_path, selection.heldout)
+
+    artifact, _ = artifacts.write(ReplaySubset, fill)
+    return materialized(
+        artifact,
+        {
+            "n_selected": len(selection.selected),
+            "n_heldout": len(selection.heldout),
+            "n_pool": selection.n_pool,
+            "n_after_filtering": selection.n_filtered,
+            "elements": dg.MetadataValue.json(elements(selection.selected)),
+            "subselect": settings.subselect,
+            "filtering": settings.filtering,
+        },
+    )

@@ -1,0 +1,91 @@
+"""parity_report: is the fine-tuned model better than the foundation, and what did it forget?"""
+
+import dagster as dg
+
+from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ParityReport, ReplaySubset, Split
+from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity_report
+from traincraft_assets.core.metrics import to_mev
+from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.data.assets import split
+from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
+from traincraft_assets.defs.k8s import GPU_STEP_TAGS
+from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
+from traincraft_assets.defs.resources import StoreResource
+from traincraft_assets.defs.training.assets import finetuned_model
+
+ParityConfig = settings_config("ParityConfig", EvalSettings, "How the models are evaluated.")
+
+
+def _inputs_of_model(context, artifacts, finetuned: FinetunedModel) -> dict:
+    """The split, foundation and replay versions the model was trained with (its manifest), so
+    a split rematerialized since cannot put training frames into "valid". A foundation or
+    replay set the strategy did not use (scratch, naive) falls back to the latest one."""
+    used = finetuned.manifest["data_versions"]
+    return {
+        kind: artifacts.open(kind, used[kind.asset]) if used.get(kind.asset) else latest_artifact(context, artifacts, kind)
+        for kind in (Split, FoundationModel, ReplaySubset)
+    }
+
+
+def _table(rows: list[dict]) -> dg.MetadataValue:
+    columns = [
+        dg.TableColumn("config_type", "string"),
+        dg.TableColumn("n_frames", "int"),
+        *[dg.TableColumn(k, "float") for k in rows[0] if k not in ("config_type", "n_frames")],
+    ]
+    return dg.MetadataValue.table([dg.TableRecord(r) for r in rows], dg.TableSchema(columns=columns))
+
+
+@dg.asset(
+    deps=[finetuned_model, foundation_model, split, replay_subset],
+    code_version="1",
+    group_name="reports",
+    kinds={"pytorch"},
+    op_tags=GPU_STEP_TAGS,
+)
+def parity_report(
+    context: dg.AssetExecutionContext, config: ParityConfig, store: StoreResource
+) -> dg.MaterializeResult:
+    """Fine-tuned vs zero-shot foundation on the valid set, and fine-tuned on held-out replay."""
+    artifacts = store.store()
+    finetuned = require_artifact(context, artifacts, FinetunedModel)
+    inputs = _inputs_of_model(context, artifacts, finetuned)
+    split_artifact, foundation, replay = inputs[Split], inputs[FoundationModel], inputs[ReplaySubset]
+    if foundation is None:
+        raise RuntimeError("parity_report compares against the zero-shot foundation; materialize foundation_model.")
+
+    result = parity(
+        finetuned.model_path,
+        foundation.model_path,
+        split_artifact.valid_path,
+        split_artifact.test_path,
+        replay.heldout_path if replay is not None else None,
+        config.to_settings(),
+    )
+    data_versions = {
+        FinetunedModel.asset: finetuned.sha256,
+        FoundationModel.asset: foundation.sha256,
+        Split.asset: split_artifact.sha256,
+        ReplaySubset.asset: replay.sha256 if replay else None,
+    }
+    artifact, thumbnail = artifacts.write(ParityReport, lambda out: write_parity_report(result, out, data_versions))
+    metrics = result.metrics
+    better = result.beats_foundation_on_forces
+    context.log.info(
+        f"valid force RMSE: fine-tuned {metrics['rmse_f_mev_per_a']:.1f} meV/Å vs zero-shot "
+        f"foundation {metrics['foundation_rmse_f_mev_per_a']:.1f} meV/Å "
+        f"({'better' if better else 'NOT better'})"
+    )
+    return materialized(
+        artifact,
+        {
+            **metrics,
+            "report_path": dg.MetadataValue.path(str(artifact.report_path)),
+            "replay_rmse_f_foundation_mev_per_a": to_mev(result.replay_foundation.overall["rmse_f"]),
+            "n_replay_heldout": len(result.replay.frames),
+            "beats_foundation_on_forces": better,
+            "per_config_type": _table(result.rows),
+            "parity_plot": dg.MetadataValue.md(f"![parity](data:image/png;base64,{thumbnail})"),
+            "parity_plot_path": dg.MetadataValue.path(str(artifact.valid_plot_path)),
+        },
+    )

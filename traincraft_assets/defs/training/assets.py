@@ -1,0 +1,99 @@
+"""finetuned_model: one training run of the configured trainer, strategy, heads and settings."""
+
+from typing import Literal
+
+import dagster as dg
+
+from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
+from traincraft_assets.core.device import resolve_device
+from traincraft_assets.core.training import DEFAULT_TRAINER, TRAINERS, get_trainer
+from traincraft_assets.core.training.finetune import Upstream, plan_training, train_model
+from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.data.assets import split
+from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
+from traincraft_assets.defs.k8s import GPU_STEP_TAGS
+from traincraft_assets.defs.lineage import materialized, require_artifact
+from traincraft_assets.defs.resources import StoreResource
+
+FinetuneConfig = settings_config(
+    "FinetuneConfig",
+    TRAINERS[DEFAULT_TRAINER].settings_type,
+    "Defaults follow the fine-tuning strategies study (see README: Configuration).",
+    extra={"trainer": (Literal[tuple(TRAINERS)], DEFAULT_TRAINER)},
+)
+
+
+def _mev(row: dict, key: str) -> float | None:
+    return 1000 * row[key] if key in row else None
+
+
+def _curve_table(curve: list[dict]) -> dg.MetadataValue:
+    records = [
+        dg.TableRecord(
+            {
+                "epoch": row["epoch"],
+                "head": row["head"],
+                "loss": row.get("loss"),
+                "rmse_e_per_atom": _mev(row, "rmse_e_per_atom"),
+                "rmse_f": _mev(row, "rmse_f"),
+                "rmse_stress": _mev(row, "rmse_stress"),
+            }
+        )
+        for row in curve
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("epoch", "int", description="-1: before the first update"),
+            dg.TableColumn("head", "string"),
+            dg.TableColumn("loss", "float"),
+            dg.TableColumn("rmse_e_per_atom", "float", description="meV/atom"),
+            dg.TableColumn("rmse_f", "float", description="meV/Å"),
+            dg.TableColumn("rmse_stress", "float", description="meV/Å³"),
+        ]
+    )
+    return dg.MetadataValue.table(records, schema)
+
+
+@dg.asset(
+    deps=[split, replay_subset, foundation_model],
+    code_version="1",
+    group_name="training",
+    kinds={"pytorch"},
+    op_tags=GPU_STEP_TAGS,
+)
+def finetuned_model(
+    context: dg.AssetExecutionContext, config: FinetuneConfig, store: StoreResource
+) -> dg.MaterializeResult:
+    """A model fine-tuned (or trained from scratch) by the trainer's own program (MACE's mace_run_train)."""
+    artifacts = store.store()
+    trainer = get_trainer(config.trainer)
+    settings = config.to_settings()
+    uses = trainer.uses(settings)
+    upstream = Upstream(
+        split=require_artifact(context, artifacts, Split),
+        foundation=require_artifact(context, artifacts, FoundationModel) if uses.foundation else None,
+        replay=require_artifact(context, artifacts, ReplaySubset) if uses.replay else None,
+    )
+    plan = plan_training(trainer, settings, upstream)  # impossible settings fail here, before training
+    artifact, result = artifacts.write(
+        FinetunedModel, lambda out: train_model(plan, out, context.log.info, config.model_dump())
+    )
+    best = result.best
+    return materialized(
+        artifact,
+        {
+            "model_path": dg.MetadataValue.path(str(artifact.model_path)),
+            "deploy_model_path": dg.MetadataValue.path(str(artifact.deploy_model_path)),
+            "manifest_path": dg.MetadataValue.path(str(artifact.manifest_path)),
+            "strategy": settings.strategy,
+            "epochs_run": result.epochs_run,
+            "heads": dg.MetadataValue.json(list(settings.heads)),
+            "lr": settings.learning_rate,
+            "device": resolve_device(settings.device),
+            "best_epoch": best.get("epoch", -1),
+            "valid_rmse_e_mev_per_atom_best": 1000 * best.get("rmse_e_per_atom", float("nan")),
+            "valid_rmse_f_mev_per_a_best": 1000 * best.get("rmse_f", float("nan")),
+            "learning_curve": _curve_table(result.curve),
+            "mace_command": dg.MetadataValue.md("```\n" + " ".join(result.argv) + "\n```"),
+        },
+    )

@@ -1,0 +1,67 @@
+"""core.evaluation without a model: comparisons, the parity record, which frames a model covers.
+
+Predictions are made by hand here; real models are evaluated in the graph tests (and checked
+against MACE's own ASE calculator there).
+"""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from traincraft_assets.core.evaluation import (
+    PARITY_CONTRACT_KEYS,
+    Evaluation,
+    Parity,
+    compare_rows,
+    known_frames,
+)
+from traincraft_assets.core.metrics import Prediction, errors_by_config_type
+from traincraft_assets_tests.core.helpers import labelled
+
+
+def _evaluation(energy_errors, config_types, force_error=0.0):
+    """Evaluation of one-atom frames whose per-atom energy errors are `energy_errors` (eV)."""
+    frames = [
+        labelled(Atoms("Cu", positions=[[0, 0, 0]]), energy=0.0, config_type=ct) for ct in config_types
+    ]
+    predictions = [Prediction(de, np.full((1, 3), force_error), None) for de in energy_errors]
+    return Evaluation(frames, predictions, errors_by_config_type(frames, predictions))
+
+
+def test_compare_rows_put_candidate_beside_baseline_in_mev():
+    candidate = _evaluation([0.001, -0.003], ["surface", "vacancy"])
+    baseline = _evaluation([0.010, 0.020], ["surface", "vacancy"])
+    rows = {row["config_type"]: row for row in compare_rows(candidate, baseline, "champion")}
+    assert list(rows) == ["all", "surface", "vacancy"]
+    assert rows["surface"]["rmse_e_mev_per_atom"] == pytest.approx(1.0)
+    assert rows["vacancy"]["champion_rmse_e_mev_per_atom"] == pytest.approx(20.0)
+    assert rows["all"]["n_frames"] == 2
+    assert math.isnan(rows["all"]["rmse_s_mev_per_a3"])  # no stress labels: NaN, never 0
+
+
+def test_parity_metrics_and_report_carry_the_contract_keys():
+    valid = _evaluation([0.001, 0.001], ["a", "b"], force_error=0.02)
+    valid_foundation = _evaluation([0.1, 0.1], ["a", "b"], force_error=0.05)
+    replay = _evaluation([0.002], ["bulk"], force_error=0.01)
+    result = Parity("Default", valid, valid_foundation, replay, replay, test_rows=[])
+    assert set(result.metrics) == set(PARITY_CONTRACT_KEYS) - {"report_path"}
+    assert result.metrics["rmse_f_mev_per_a"] == pytest.approx(20.0)
+    assert result.metrics["foundation_rmse_f_mev_per_a"] == pytest.approx(50.0)
+    assert result.metrics["replay_rmse_f_mev_per_a"] == pytest.approx(10.0)
+    assert result.metrics["n_valid"] == 2
+    assert result.beats_foundation_on_forces
+    report = result.report({"split": "abc"})
+    for key, value in result.metrics.items():
+        assert report[key] == pytest.approx(value, nan_ok=True), key
+    assert report["finetuned_head"] == "Default" and report["data_versions"] == {"split": "abc"}
+    assert report["replay_heldout"]["n_frames"] == 1
+    assert [row["config_type"] for row in report["rows"]] == ["all", "a", "b"]
+
+
+def test_known_frames_drops_frames_with_elements_the_model_lacks():
+    model = SimpleNamespace(atomic_numbers=[29, 28])  # Cu, Ni
+    frames = [Atoms("Cu2"), Atoms("CuNi"), Atoms("CuAl"), Atoms("Zr")]
+    assert [a.get_chemical_formula() for a in known_frames(frames, model)] == ["Cu2", "CuNi"]

@@ -1,0 +1,45 @@
+"""core.settings: the one place the environment is read."""
+
+import shlex
+
+import pytest
+
+from traincraft_assets.core.settings import SettingsError, load_settings
+
+
+def test_defaults_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({})
+    assert settings.store == tmp_path / ".traincraft" / "store"
+    assert settings.inbox == tmp_path / ".traincraft" / "inbox"
+    assert settings.deployment == "local" and settings.train_command is None
+
+
+def test_every_variable_is_read(tmp_path):
+    command = f"torchrun --nproc_per_node 4 '{tmp_path}/my mace/run_train.py'"
+    settings = load_settings(
+        {
+            "TRAINCRAFT_STORE": str(tmp_path / "s"),
+            "TRAINCRAFT_INBOX": "relative/inbox",
+            "TRAINCRAFT_DEPLOYMENT": "k8s",
+            "TRAINCRAFT_MACE_TRAIN_COMMAND": command,
+        }
+    )
+    assert settings.store == tmp_path / "s"
+    assert settings.inbox.is_absolute() and settings.inbox.parts[-2:] == ("relative", "inbox")
+    assert settings.deployment == "k8s"
+    assert settings.train_command == tuple(shlex.split(command))
+
+
+def test_process_environment_is_read_at_call_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINCRAFT_STORE", str(tmp_path / "env_store"))
+    assert load_settings().store == tmp_path / "env_store"
+    monkeypatch.setenv("TRAINCRAFT_STORE", str(tmp_path / "other"))
+    assert load_settings().store == tmp_path / "other"
+
+
+def test_unknown_deployment_is_refused_with_the_choices():
+    with pytest.raises(SettingsError) as info:
+        load_settings({"TRAINCRAFT_DEPLOYMENT": "kubernetes"})
+    message = str(info.value)
+    assert "TRAINCRAFT_DEPLOYMENT" in message and "'kubernetes'" in message and "'k8s'" in message

@@ -1,0 +1,136 @@
+"""run_training: our wrapper's process handling (streaming, exit codes, error messages, no
+orphans) with a small stand-in program set through TRAINCRAFT_MACE_TRAIN_COMMAND.
+
+They do not run MACE; real training is covered by test_strategies.py.
+"""
+
+import shlex
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
+from traincraft_assets.core.training import TrainingFailed
+from traincraft_assets.core.training.mace.command import command_prefix
+from traincraft_assets.core.training.mace.process import run_training
+
+
+def _fake_trainer(tmp_path, body, monkeypatch):
+    script = tmp_path / "fake_run_train.py"
+    script.write_text(textwrap.dedent(body))
+    monkeypatch.setenv(TRAIN_COMMAND_ENV, shlex.join([sys.executable, str(script)]))
+    return script
+
+
+def test_run_training_streams_lines_in_order(tmp_path, monkeypatch):
+    script = _fake_trainer(
+        tmp_path,
+        """\
+        import os, sys
+        print("args:", " ".join(sys.argv[1:]), flush=True)
+        print("cwd:", os.getcwd(), flush=True)
+        for epoch in range(5):
+            print(f"epoch {epoch} done", flush=True)
+        print("warning on stderr", file=sys.stderr, flush=True)
+        """,
+        monkeypatch,
+    )
+    workdir = tmp_path / "not_yet" / "run"
+    lines = []
+    argv = command_prefix() + ["--name", "finetuned", "--seed", "0"]
+    assert argv == [sys.executable, str(script), "--name", "finetuned", "--seed", "0"]
+    run_training(argv, workdir, lines.append)
+
+    assert lines[0] == "args: --name finetuned --seed 0"
+    assert lines[1] == f"cwd: {workdir}"
+    assert lines[2:7] == [f"epoch {i} done" for i in range(5)]
+    assert lines[7] == "warning on stderr"  # stderr is merged into the stream
+    assert workdir.is_dir()
+
+
+def test_run_training_passes_extra_environment(tmp_path, monkeypatch):
+    _fake_trainer(tmp_path, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])\n", monkeypatch)
+    lines = []
+    run_training(command_prefix(), tmp_path / "w", lines.append, env={"CUDA_VISIBLE_DEVICES": "3"})
+    assert lines == ["3"]
+
+
+def test_run_training_failure_reports_code_and_tail(tmp_path, monkeypatch):
+    _fake_trainer(
+        tmp_path,
+        """\
+        import sys
+        for i in range(60):
+            print(f"log line {i}", flush=True)
+        print("RuntimeError: CUDA out of memory", file=sys.stderr, flush=True)
+        sys.exit(3)
+        """,
+        monkeypatch,
+    )
+    lines = []
+    with pytest.raises(TrainingFailed) as info:
+        run_training(command_prefix() + ["--name", "x"], tmp_path / "w", lines.append)
+    message = str(info.value)
+    assert "code 3" in message
+    assert "log line 59" in message and "RuntimeError: CUDA out of memory" in message
+    assert "log line 0\n" not in message  # only the tail, not the whole log
+    assert len(lines) == 61  # every line still reached the callback
+
+
+def test_run_training_program_not_found(tmp_path, monkeypatch):
+    monkeypatch.setenv(TRAIN_COMMAND_ENV, str(tmp_path / "no_such_mace_run_train"))
+    with pytest.raises(TrainingFailed) as info:
+        run_training(command_prefix(), tmp_path / "w", lambda line: None)
+    assert TRAIN_COMMAND_ENV in str(info.value)
+
+
+def test_run_training_fails_when_mace_logs_a_silent_fallback(tmp_path, monkeypatch):
+    """MACE 0.3.16 logs 'Pseudolabeling was not successful' and trains on the placeholders;
+    the step must fail instead of publishing a model that is not pseudolabelled replay."""
+    _fake_trainer(
+        tmp_path,
+        """\
+        print("2026-11-21 INFO: Generating pseudolabels", flush=True)
+        print("2026-11-21 WARNING: Pseudolabeling was not successful, continuing with original configurations", flush=True)
+        print("2026-11-21 INFO: Done", flush=True)
+        """,
+        monkeypatch,
+    )
+    with pytest.raises(TrainingFailed) as info:
+        run_training(command_prefix(), tmp_path / "w", lambda line: None)
+    assert "pseudolabelling failed" in str(info.value) and "exited" not in str(info.value)
+
+
+def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkeypatch):
+    """A run stopped from the UI raises in the step; MACE (and any torchrun workers it
+    spawned) must not keep training."""
+    pid_file = tmp_path / "child.pid"
+    _fake_trainer(
+        tmp_path,
+        f"""\
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        print("training started", flush=True)
+        time.sleep(120)
+        """,
+        monkeypatch,
+    )
+
+    def stop_on_first_line(line):
+        raise KeyboardInterrupt  # what Dagster's termination raises in the step
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_training(command_prefix(), tmp_path / "w", stop_on_first_line)
+    assert time.monotonic() - started < 30
+    status = Path(f"/proc/{int(pid_file.read_text())}/status")
+    for _ in range(50):  # gone, or a zombie waiting for a reaper (not running either)
+        if not status.exists() or "State:\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the training's child process is still running")
