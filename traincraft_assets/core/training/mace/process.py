@@ -6,11 +6,13 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
+from traincraft_assets.core.training import guard
 from traincraft_assets.core.training.base import TrainingFailed
 
 # Log lines by which MACE reports that it quietly dropped part of the requested strategy.
@@ -26,31 +28,26 @@ def run_training(
 ) -> None:
     """Run MACE's command line `argv`, streaming each output line to `on_line`.
 
-    MACE runs in its own process group, killed if this step is interrupted (a run stopped from
-    the UI), so no training keeps a GPU busy after its run has ended. Exit code 0 is not
-    enough: MACE logs, and then ignores, some failures that change the strategy
-    (SILENT_FALLBACKS); those fail the step.
+    MACE runs in its own process group under core/training/guard.py, so no training keeps a GPU
+    busy after its step has ended: the group is stopped if this call is interrupted (a run
+    stopped from the UI) and, by the guard, if this process dies without a word (SIGKILL, OOM).
+    Exit code 0 is not enough: MACE logs, and then ignores, some failures that change the
+    strategy (SILENT_FALLBACKS); those fail the step.
     """
     argv = list(argv)
     tail: deque[str] = deque(maxlen=40)
     fallbacks: list[str] = []
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise TrainingFailed(
-            f"could not start MACE with {argv[0]!r} ({exc}); check ${TRAIN_COMMAND_ENV} or install "
-            "mace-torch in this environment."
-        ) from exc
+    proc = subprocess.Popen(
+        [sys.executable, guard.__file__, *argv],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -62,6 +59,11 @@ def run_training(
     finally:
         if proc.poll() is None:
             _stop(proc)
+    if code == guard.COULD_NOT_START:
+        raise TrainingFailed(
+            f"could not start MACE with {argv[0]!r} ({tail[-1] if tail else 'no output'}); check "
+            f"${TRAIN_COMMAND_ENV} or install mace-torch in this environment."
+        )
     if code != 0:
         raise TrainingFailed(
             f"mace_run_train exited with code {code}. Last lines of its output:\n"

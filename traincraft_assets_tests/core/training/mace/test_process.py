@@ -5,6 +5,7 @@ They do not run MACE; real training is covered by test_strategies.py.
 """
 
 import shlex
+import subprocess
 import sys
 import textwrap
 import time
@@ -16,6 +17,12 @@ from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
 from traincraft_assets.core.training import TrainingFailed
 from traincraft_assets.core.training.mace.command import command_prefix
 from traincraft_assets.core.training.mace.process import run_training
+
+
+def _gone(pid: int) -> bool:
+    """Exited, or a zombie waiting for a reaper (not running either)."""
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "State:\tZ" in status.read_text()
 
 
 def _fake_trainer(tmp_path, body, monkeypatch):
@@ -127,10 +134,49 @@ def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run_training(command_prefix(), tmp_path / "w", stop_on_first_line)
     assert time.monotonic() - started < 30
-    status = Path(f"/proc/{int(pid_file.read_text())}/status")
-    for _ in range(50):  # gone, or a zombie waiting for a reaper (not running either)
-        if not status.exists() or "State:\tZ" in status.read_text():
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        if _gone(child):
             break
         time.sleep(0.1)
     else:
         pytest.fail("the training's child process is still running")
+
+
+def test_a_killed_step_takes_its_training_down(tmp_path, monkeypatch):
+    """SIGKILL of the process running the step (an OOM kill, a lost run worker) gives it no
+    chance to clean up; the guard must still stop the training and everything it started."""
+    pid_file = tmp_path / "pids"
+    _fake_trainer(
+        tmp_path,
+        f"""\
+        import os, subprocess, sys, time
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pid_file)!r}, "w").write(f"{{os.getpid()}} {{worker.pid}}")
+        print("training started", flush=True)
+        time.sleep(120)
+        """,
+        monkeypatch,
+    )
+    step = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from traincraft_assets.core.training.mace.command import command_prefix; "
+         "from traincraft_assets.core.training.mace.process import run_training; "
+         "run_training(command_prefix(), sys.argv[1], print)", str(tmp_path / "w")],
+    )
+    for _ in range(600):
+        if pid_file.exists() and len(pid_file.read_text().split()) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        step.kill()
+        pytest.fail("the stand-in training never started")
+    trainer, worker = (int(p) for p in pid_file.read_text().split())
+    step.kill()
+    step.wait()
+    for _ in range(100):
+        if _gone(trainer) and _gone(worker):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"training processes survived their step: {[p for p in (trainer, worker) if not _gone(p)]}")
