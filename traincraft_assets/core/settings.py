@@ -20,6 +20,7 @@ STORE_ENV = "TRAINCRAFT_STORE"
 INBOX_ENV = "TRAINCRAFT_INBOX"
 DEPLOYMENT_ENV = "TRAINCRAFT_DEPLOYMENT"
 TRAIN_COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
+POD_PROFILES_ENV = "TRAINCRAFT_POD_PROFILES"
 
 DEFAULT_STORE = ".traincraft/store"
 DEFAULT_INBOX = ".traincraft/inbox"
@@ -35,6 +36,7 @@ class Settings:
     inbox: Path  # one file per data batch; the file name is the batch name
     deployment: Deployment  # local: one process; k8s: a pod per step
     train_command: tuple[str, ...] | None  # replaces `<python> -m mace.cli.run_train`
+    pod_profiles: Path | None  # YAML overriding the Kubernetes pod profiles (defs/k8s/profiles.py)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,9 +50,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"Unset it on a laptop, or set it to 'k8s' inside the cluster."
         )
     command = env.get(TRAIN_COMMAND_ENV)
+    profiles = env.get(POD_PROFILES_ENV)
     return Settings(
         store=Path(env.get(STORE_ENV) or DEFAULT_STORE).absolute(),
         inbox=Path(env.get(INBOX_ENV) or DEFAULT_INBOX).absolute(),
         deployment=deployment,
         train_command=tuple(shlex.split(command)) if command else None,
+        pod_profiles=Path(profiles).absolute() if profiles else None,
     )

@@ -12,6 +12,7 @@ from traincraft_assets.core.labelling import DEFAULT_LABELLER, LABELLERS, LabelO
 from traincraft_assets.core.split import SplitSettings, split_frames
 from traincraft_assets.core.store import file_sha256
 from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.k8s import CPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 
@@ -38,7 +39,7 @@ LabelledFramesConfig = settings_config(
 )
 
 
-@dg.asset(partitions_def=data_batches, code_version="1", group_name="data", kinds={"ase"})
+@dg.asset(partitions_def=data_batches, code_version="1", group_name="data", kinds={"ase"}, **CPU_STEP)
 def labelled_frames(
     context: dg.AssetExecutionContext,
     config: LabelledFramesConfig,
@@ -67,6 +68,7 @@ def labelled_frames(
     code_version="1",
     group_name="data",
     kinds={"ase"},
+    **CPU_STEP,
 )
 def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     """Every labelled batch merged in partition order, exact duplicates removed."""
@@ -114,7 +116,7 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
 SplitConfig = settings_config("SplitConfig", SplitSettings, "Stable train/valid(/test) fractions.")
 
 
-@dg.asset(deps=[dataset], code_version="1", group_name="data", kinds={"ase"})
+@dg.asset(deps=[dataset], code_version="1", group_name="data", kinds={"ase"}, **CPU_STEP)
 def split(context: dg.AssetExecutionContext, config: SplitConfig, store: StoreResource) -> dg.MaterializeResult:
     """Train/valid(/test) by a hash of each frame's structure: a frame never changes side."""
     artifacts = store.store()

@@ -9,7 +9,7 @@ from traincraft_assets.core.frames import elements, read_frames, write_frames
 from traincraft_assets.core.replay import ReplaySettings, select_replay
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import dataset, summary_metadata
-from traincraft_assets.defs.k8s import GPU_STEP_TAGS
+from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import materialized, require_artifact
 from traincraft_assets.defs.resources import StoreResource
 
@@ -18,7 +18,7 @@ PretrainingFramesConfig = settings_config(
 )
 
 
-@dg.asset(code_version="1", group_name="foundation", kinds={"ase"})
+@dg.asset(code_version="1", group_name="foundation", kinds={"ase"}, **CPU_STEP)
 def pretraining_frames(
     context: dg.AssetExecutionContext, config: PretrainingFramesConfig, store: StoreResource
 ) -> dg.MaterializeResult:
@@ -42,7 +42,7 @@ FoundationConfig = settings_config(
     code_version="1",
     group_name="foundation",
     kinds={"pytorch"},
-    op_tags=GPU_STEP_TAGS,
+    **GPU_STEP,
 )
 def foundation_model(
     context: dg.AssetExecutionContext, config: FoundationConfig, store: StoreResource
@@ -79,6 +79,7 @@ ReplayConfig = settings_config(
     code_version="1",
     group_name="foundation",
     kinds={"ase"},
+    **CPU_STEP,
 )
 def replay_subset(
     context: dg.AssetExecutionContext, config: ReplayConfig, store: StoreResource

@@ -1,26 +1,18 @@
 """One Definitions object serves both deployments; TRAINCRAFT_DEPLOYMENT (core.settings) picks
-the executor. The op tags below are inert locally and, on Kubernetes, give the training and
-evaluation step pods a GPU."""
+the executor, and the pod profiles become op tags (inert locally)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from traincraft_assets.core.settings import Settings
+from traincraft_assets.core.settings import Settings, load_settings
+from traincraft_assets.defs.k8s.profiles import GPU_POOL, load_profiles
 
-GPU_STEP_TAGS = {
-    "dagster-k8s/config": {
-        "container_config": {
-            "resources": {
-                "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
-                "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
-            }
-        },
-        "pod_spec_config": {
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-        },
-    }
-}
+K8S_CONFIG_TAG = "dagster-k8s/config"
+
+_PROFILES = load_profiles(load_settings().pod_profiles)  # read once, when the code loads
+CPU_STEP = {"op_tags": {K8S_CONFIG_TAG: _PROFILES["cpu"].k8s_config()}}
+GPU_STEP = {"op_tags": {K8S_CONFIG_TAG: _PROFILES["gpu"].k8s_config()}, "pool": GPU_POOL}
 
 
 def executor(settings: Settings):

@@ -8,7 +8,7 @@ from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
-from traincraft_assets.defs.k8s import GPU_STEP_TAGS
+from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
 from traincraft_assets.defs.resources import StoreResource
 from traincraft_assets.defs.training.assets import finetuned_model
@@ -41,7 +41,7 @@ def _table(rows: list[dict]) -> dg.MetadataValue:
     code_version="1",
     group_name="reports",
     kinds={"pytorch"},
-    op_tags=GPU_STEP_TAGS,
+    **GPU_STEP,
 )
 def parity_report(
     context: dg.AssetExecutionContext, config: ParityConfig, store: StoreResource

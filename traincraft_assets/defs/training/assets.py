@@ -11,7 +11,7 @@ from traincraft_assets.core.training.finetune import Upstream, plan_training, tr
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
-from traincraft_assets.defs.k8s import GPU_STEP_TAGS
+from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import materialized, require_artifact
 from traincraft_assets.defs.resources import StoreResource
 
@@ -59,7 +59,7 @@ def _curve_table(curve: list[dict]) -> dg.MetadataValue:
     code_version="1",
     group_name="training",
     kinds={"pytorch"},
-    op_tags=GPU_STEP_TAGS,
+    **GPU_STEP,
 )
 def finetuned_model(
     context: dg.AssetExecutionContext, config: FinetuneConfig, store: StoreResource

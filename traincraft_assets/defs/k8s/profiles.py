@@ -1,0 +1,92 @@
+"""Pod profiles: what a step's Kubernetes pod asks for, as typed config.
+
+Two profiles: `cpu` for data steps, `gpu` for training and evaluation. Each becomes the
+`dagster-k8s/config` op tag of its assets, which `k8s_job_executor` applies to the step's pod
+(locally the tag is inert). A team overrides them without code changes: a YAML file named by
+TRAINCRAFT_POD_PROFILES with any of the fields below under `cpu:` / `gpu:`. GPU steps also
+share the `gpu` concurrency pool, so an instance limit on that pool (k8s/dagster.yaml) caps how
+many run at once to the GPUs the team has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROFILE_NAMES = ("cpu", "gpu")
+GPU_POOL = "gpu"
+NVIDIA_GPU = "nvidia.com/gpu"
+
+
+class ProfileError(ValueError):
+    """A pod profiles file the project cannot use; names the file and the field."""
+
+
+@dataclass(frozen=True)
+class PodProfile:
+    cpu: str | None = None  # CPU request (cores, Kubernetes quantity)
+    cpu_limit: str | None = None
+    memory: str | None = None  # memory request, e.g. "16Gi"
+    memory_limit: str | None = None
+    gpus: int = 0  # nvidia.com/gpu, request = limit
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict] = field(default_factory=list)
+    shm_size: str | None = None  # a memory-backed /dev/shm of this size (PyTorch data loaders)
+
+    def k8s_config(self) -> dict:
+        """The value of the `dagster-k8s/config` tag."""
+        requests = {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v}
+        limits = {k: v for k, v in (("cpu", self.cpu_limit), ("memory", self.memory_limit)) if v}
+        if self.gpus:
+            requests[NVIDIA_GPU] = limits[NVIDIA_GPU] = str(self.gpus)
+        container: dict = {"resources": {"requests": requests, "limits": limits}}
+        pod: dict = {}
+        if self.node_selector:
+            pod["node_selector"] = dict(self.node_selector)
+        if self.tolerations:
+            pod["tolerations"] = [dict(t) for t in self.tolerations]
+        if self.shm_size:
+            container["volume_mounts"] = [{"name": "dshm", "mount_path": "/dev/shm"}]
+            pod["volumes"] = [{"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": self.shm_size}}]
+        return {"container_config": container, **({"pod_spec_config": pod} if pod else {})}
+
+
+DEFAULT_PROFILES = {
+    "cpu": PodProfile(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "gpu": PodProfile(
+        cpu="4",
+        memory="16Gi",
+        memory_limit="32Gi",
+        gpus=1,
+        tolerations=[{"key": NVIDIA_GPU, "operator": "Exists", "effect": "NoSchedule"}],
+        shm_size="8Gi",
+    ),
+}
+
+
+def load_profiles(path: Path | None) -> dict[str, PodProfile]:
+    """The default profiles, with the fields given in `path` (YAML) replaced."""
+    if path is None:
+        return dict(DEFAULT_PROFILES)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProfileError(f"{path}: cannot read the pod profiles ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: expected a mapping of profile name to fields, found {type(data).__name__}.")
+    unknown = sorted(set(data) - set(PROFILE_NAMES))
+    if unknown:
+        raise ProfileError(f"{path}: unknown profile(s) {unknown}; expected some of {list(PROFILE_NAMES)}.")
+    fields = {f.name for f in dataclasses.fields(PodProfile)}
+    profiles = dict(DEFAULT_PROFILES)
+    for name, changes in data.items():
+        bad = sorted(set(changes or {}) - fields)
+        if bad:
+            raise ProfileError(f"{path}: profile {name!r} has unknown field(s) {bad}; expected some of {sorted(fields)}.")
+        profiles[name] = dataclasses.replace(profiles[name], **(changes or {}))
+        if not isinstance(profiles[name].gpus, int) or profiles[name].gpus < 0:
+            raise ProfileError(f"{path}: profile {name!r} field 'gpus' must be a whole number >= 0.")
+    return profiles

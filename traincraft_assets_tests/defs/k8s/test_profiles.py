@@ -1,0 +1,104 @@
+"""Pod profiles, read back through dagster-k8s's own code: the op tags our assets carry are
+parsed by `get_user_defined_k8s_config` and turned into a Kubernetes Job by
+`construct_dagster_k8s_job`, exactly as `k8s_job_executor` does for a step pod. No cluster is
+needed to see what the API would receive."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+from traincraft_assets import defs
+from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, ProfileError, load_profiles
+
+GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report"}
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _step_pod(asset: str):
+    """The pod spec dagster-k8s builds for this asset's step."""
+    op = defs.resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.op
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(job_image="traincraft:test", dagster_home="/opt/dagster/home"),
+        args=["dagster", "api", "execute_step"],
+        job_name="dagster-step-test",
+        user_defined_k8s_config=get_user_defined_k8s_config(op.tags),
+    )
+    return job.spec.template.spec, op
+
+
+@pytest.mark.parametrize("asset", sorted(GPU_ASSETS))
+def test_training_and_evaluation_steps_ask_for_a_gpu_and_tolerate_gpu_nodes(asset):
+    pod, op = _step_pod(asset)
+    [container] = pod.containers
+    assert container.resources.limits["nvidia.com/gpu"] == container.resources.requests["nvidia.com/gpu"] == "1"
+    assert container.resources.limits["memory"] == "32Gi"
+    assert [t.key for t in pod.tolerations] == ["nvidia.com/gpu"]
+    shm = [v for v in pod.volumes if v.name == "dshm"]
+    assert shm and shm[0].empty_dir.medium == "Memory" and shm[0].empty_dir.size_limit == "8Gi"
+    assert any(m.mount_path == "/dev/shm" for m in container.volume_mounts)
+    assert op.pool == "gpu"  # the instance's limit on this pool caps concurrent GPU steps
+
+
+@pytest.mark.parametrize("asset", ["labelled_frames", "dataset", "split", "pretraining_frames", "replay_subset"])
+def test_data_steps_stay_on_cpu(asset):
+    pod, op = _step_pod(asset)
+    [container] = pod.containers
+    assert "nvidia.com/gpu" not in (container.resources.limits or {})
+    assert container.resources.requests == {"cpu": "1", "memory": "4Gi"}
+    assert not pod.tolerations and op.pool is None
+
+
+def test_a_profiles_file_overrides_fields_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "profiles.yaml"
+    path.write_text(
+        "gpu:\n  gpus: 2\n  node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}\n"
+        "cpu:\n  memory: 2Gi\n"
+    )
+    profiles = load_profiles(path)
+    assert profiles["gpu"].gpus == 2 and profiles["gpu"].shm_size == DEFAULT_PROFILES["gpu"].shm_size
+    assert profiles["cpu"].memory == "2Gi" and profiles["cpu"].cpu == "1"
+    config = profiles["gpu"].k8s_config()
+    assert config["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert config["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("gpu:\n  gpu: 2\n", "profile 'gpu' has unknown field(s) ['gpu']"),
+        ("tpu:\n  gpus: 1\n", "unknown profile(s) ['tpu']"),
+        ("gpu:\n  gpus: -1\n", "'gpus' must be a whole number"),
+        ("- gpu\n", "expected a mapping"),
+    ],
+)
+def test_a_bad_profiles_file_names_the_file_and_the_field(tmp_path, text, expected):
+    path = tmp_path / "profiles.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as info:
+        load_profiles(path)
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
+def test_the_deployment_reads_the_profiles_file_named_in_the_environment(tmp_path):
+    """What a Helm values file does: set TRAINCRAFT_POD_PROFILES; the code location picks it up."""
+    path = tmp_path / "profiles.yaml"
+    path.write_text("gpu:\n  gpus: 4\n  memory_limit: 200Gi\n")
+    script = (
+        "import dagster as dg; from traincraft_assets import defs; "
+        "op = defs.resolve_asset_graph().get(dg.AssetKey('finetuned_model')).assets_def.op; "
+        "print(op.tags['dagster-k8s/config'])"  # tags hold JSON text
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, "TRAINCRAFT_POD_PROFILES": str(path)},
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    tags = json.loads(result.stdout.strip().splitlines()[-1])
+    limits = tags["container_config"]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"
