@@ -88,6 +88,11 @@ class ArtifactStore:
                 raise
         return kind(final, digest)
 
+    @property
+    def work_root(self) -> Path:
+        """Where trainings keep their work directories (checkpoints) until they publish."""
+        return self.root / ".training"
+
     def open(self, kind: type[A], sha256: str) -> A:
         path = self.root / kind.asset / sha256
         if not path.is_dir():

@@ -68,6 +68,8 @@ def test_model_lineage_records_the_exact_input_versions(graph_run):
     assert manifest["split_sizes"]["train"] + manifest["split_sizes"]["valid"] == 16
     assert manifest["start_time"] <= manifest["end_time"]
     assert manifest["device"] == "cpu"
+    assert manifest["resumed_from_epoch"] is None  # trained in one go
+    assert not any((graph_run.store / ".training").glob("*"))  # published: work directory released
 
 
 def test_finetuned_model_metadata_and_learning_curve(graph_run):
@@ -154,3 +156,18 @@ def test_parity_report_evaluates_the_split_the_model_was_trained_on(project, tmp
     assert report["data_versions"]["split"] == trained_on
     trained_valid = read_frames(project.store / "split" / trained_on / "valid.xyz")
     assert report["n_valid"] == len(trained_valid)
+
+
+def test_impossible_training_settings_fail_the_step_before_any_training(graph_run):
+    before = graph_run.latest("finetuned_model").tags["dagster/data_version"]
+    result = graph_run.materialize(
+        ["finetuned_model"],
+        {"ops": {"finetuned_model": {"config": {"strategy": "naive", "freeze": 9, "lora": True}}}},
+        raise_on_error=False,
+    )
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    data = failure.step_failure_data
+    description = data.user_failure_data.description
+    assert "freeze must be 1-6" in description and "choose freeze or lora" in description  # all at once
+    assert graph_run.latest("finetuned_model").tags["dagster/data_version"] == before
+    assert not any((graph_run.store / ".training").glob("*"))  # nothing started

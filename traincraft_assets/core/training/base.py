@@ -2,13 +2,15 @@
 
 A backend validates its settings against the inputs before anything starts, renders one
 command, runs it (streaming each output line to a callback), reads the learning curve and the
-trained model back, and exports a deployable model. `Trainer.train` composes those steps; a
-backend implements them. The backend's settings type is a dataclass: the Dagster config of
+trained model back, and exports a deployable model. It also says where a killed run can be
+resumed from. `Trainer.train` composes those steps in a work directory that survives the
+process (core/training/workdir.py); a backend implements them. The backend's settings type is a dataclass: the Dagster config of
 `finetuned_model` is derived from its fields, so a setting is declared once.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 OnOutput = Callable[[str], None]
+DONE_FILE = ".done"  # in a work directory: the training finished; its argv and resume point
 
 
 class TrainConfigError(ValueError):
@@ -55,6 +58,7 @@ class TrainResult:
     argv: list[str]  # the exact command run
     curve: list[dict]  # per epoch and head: validation loss and RMSEs (eV units); epoch -1: before training
     best: dict  # the curve row of the model that was kept ({} when there is none)
+    resumed_from_epoch: int | None = None  # the checkpoint a killed run was resumed from
 
     @property
     def epochs_run(self) -> int:
@@ -78,8 +82,13 @@ class Trainer(ABC):
         return inputs
 
     @abstractmethod
-    def render(self, settings: Any, inputs: TrainInputs, workdir: Path, run_name: str) -> list[str]:
-        """The whole command line (validated first)."""
+    def render(self, settings: Any, inputs: TrainInputs, workdir: Path, run_name: str, resume: bool) -> list[str]:
+        """The whole command line (validated first); with `resume`, one that continues from the
+        latest checkpoint in `workdir`."""
+
+    @abstractmethod
+    def resume_epoch(self, workdir: Path, run_name: str) -> int | None:
+        """The epoch of the latest checkpoint a rerun would continue from; None: start afresh."""
 
     @abstractmethod
     def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
@@ -97,8 +106,9 @@ class Trainer(ABC):
     def trained_model(self, workdir: Path, run_name: str) -> Path:
         """The model file the run produced; raise TrainingFailed when it is missing."""
 
-    def finish(self, workdir: Path) -> None:
-        """Remove what the run left in `workdir` that is not part of the result (default: nothing)."""
+    @abstractmethod
+    def outputs(self, workdir: Path, run_name: str) -> list[Path]:
+        """What of `workdir` belongs in the published artifact (not checkpoints or downloads)."""
 
     @abstractmethod
     def export(self, model_path: Path, deploy_path: Path) -> Path:
@@ -111,12 +121,26 @@ class Trainer(ABC):
     def train(
         self, settings: Any, inputs: TrainInputs, workdir: Path, on_output: OnOutput, run_name: str
     ) -> TrainResult:
-        """Prepare, render, run, then read back the curve and the model."""
-        with tempfile.TemporaryDirectory(prefix="traincraft-inputs-") as scratch:
-            prepared = self.prepare(settings, inputs, Path(scratch))
-            argv = self.render(settings, prepared, Path(workdir), run_name)
-            self.run(argv, Path(workdir), on_output)
-        curve = self.learning_curve(Path(workdir))
-        model = self.trained_model(Path(workdir), run_name)
-        self.finish(Path(workdir))
-        return TrainResult(model, argv, curve, self.best(curve))
+        """Prepare, render, run, then read back the curve and the model.
+
+        `workdir` may hold an earlier attempt of the same training: a finished one (its DONE
+        marker) is not run again, a killed one resumes from its latest checkpoint. The caller
+        holds the directory's lock (core/training/workdir.py)."""
+        workdir = Path(workdir)
+        done = workdir / DONE_FILE
+        if done.is_file():
+            record = json.loads(done.read_text())
+            on_output(f"this training finished earlier in {workdir}; using its results")
+        else:
+            resume_from = self.resume_epoch(workdir, run_name)
+            if resume_from is not None:
+                on_output(f"resuming the training in {workdir} from its checkpoint of epoch {resume_from}")
+            with tempfile.TemporaryDirectory(prefix="traincraft-inputs-") as scratch:
+                prepared = self.prepare(settings, inputs, Path(scratch))
+                argv = self.render(settings, prepared, workdir, run_name, resume=resume_from is not None)
+                self.run(argv, workdir, on_output)
+            record = {"argv": argv, "resumed_from_epoch": resume_from}
+            done.write_text(json.dumps(record))
+        curve = self.learning_curve(workdir)
+        model = self.trained_model(workdir, run_name)
+        return TrainResult(model, record["argv"], curve, self.best(curve), record["resumed_from_epoch"])

@@ -2,11 +2,18 @@
 
 This is `finetuned_model` without Dagster: the asset, a strategy comparison and the benchmarks
 call the same function, so every model in the store is made, and recorded, the same way.
+The training runs in a work directory named by its inputs and settings (core/training/
+workdir.py), so the same training started again after a crash resumes instead of restarting.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
@@ -14,6 +21,7 @@ from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import elements, get_label, labels_present, read_frames
 from traincraft_assets.core.manifest import utc_now, write_manifest
 from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, TrainResult
+from traincraft_assets.core.training.workdir import WorkdirLock
 
 
 @dataclass
@@ -42,9 +50,22 @@ class TrainingPlan:
     upstream: Upstream
     inputs: TrainInputs
     split_sizes: dict[str, int]
+    workdir: Path  # survives the process: a rerun of the same training resumes here
+
+    def release(self) -> None:
+        """Remove the work directory, once the model is published."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def plan_training(trainer: Trainer, settings: Any, upstream: Upstream) -> TrainingPlan:
+def training_key(trainer: Trainer, settings: Any, upstream: Upstream) -> str:
+    """Names a training by what determines its result: trainer, settings and input versions.
+    The device is left out, so a training resumes on whichever GPU its retry lands on."""
+    record = {k: v for k, v in dataclasses.asdict(settings).items() if k != "device"}
+    text = json.dumps({"trainer": trainer.name, "settings": record, "inputs": upstream.data_versions}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root: Path) -> TrainingPlan:
     """Gather what the trainer is told about its files and validate the settings against them,
     so impossible settings fail before any compute is spent."""
     sides = {side: read_frames(path) for side, path in upstream.split.present_sides().items()}
@@ -63,17 +84,24 @@ def plan_training(trainer: Trainer, settings: Any, upstream: Upstream) -> Traini
         n_frames_without_energy=sum(get_label(a, "energy") is None for a in train),
     )
     trainer.validate(settings, inputs)
-    return TrainingPlan(trainer, settings, upstream, inputs, {side: len(f) for side, f in sides.items()})
+    sizes = {side: len(f) for side, f in sides.items()}
+    workdir = Path(work_root) / training_key(trainer, settings, upstream)
+    return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir)
 
 
 def train_model(plan: TrainingPlan, out: FinetunedModel, on_output: OnOutput, config: dict) -> TrainResult:
-    """Train into `out` (a staging artifact), export the deployable model, write manifest.json.
+    """Train in the plan's work directory, copy the result into `out` (a staging artifact),
+    export the deployable model, write manifest.json.
 
     `config` is recorded as given (the user's whole config, defaults filled in)."""
     trainer, settings, inputs = plan.trainer, plan.settings, plan.inputs
     started = utc_now()
-    result = trainer.train(settings, inputs, out.path, on_output, FinetunedModel.RUN_NAME)
-    deploy = trainer.export(result.model_path, out.deploy_target)
+    with WorkdirLock(plan.workdir):
+        result = trainer.train(settings, inputs, plan.workdir, on_output, FinetunedModel.RUN_NAME)
+        for entry in trainer.outputs(plan.workdir, FinetunedModel.RUN_NAME):
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, out.path / entry.name)
+    deploy = trainer.export(out.model_path, out.deploy_target)
     foundation = inputs.foundation
     write_manifest(
         out.manifest_path,
@@ -92,6 +120,7 @@ def train_model(plan: TrainingPlan, out: FinetunedModel, on_output: OnOutput, co
             "end_time": utc_now(),
             "device": resolve_device(settings.device),
             "epochs_run": result.epochs_run,
+            "resumed_from_epoch": result.resumed_from_epoch,
         },
     )
     return result

@@ -6,8 +6,9 @@ import dagster as dg
 
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
 from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.training import DEFAULT_TRAINER, TRAINERS, get_trainer
+from traincraft_assets.core.training import DEFAULT_TRAINER, TRAINERS, TrainConfigError, get_trainer
 from traincraft_assets.core.training.finetune import Upstream, plan_training, train_model
+from traincraft_assets.core.training.workdir import clean_abandoned
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
@@ -74,10 +75,18 @@ def finetuned_model(
         foundation=require_artifact(context, artifacts, FoundationModel) if uses.foundation else None,
         replay=require_artifact(context, artifacts, ReplaySubset) if uses.replay else None,
     )
-    plan = plan_training(trainer, settings, upstream)  # impossible settings fail here, before training
+    try:  # impossible settings fail here, before training, and a retry would not help
+        plan = plan_training(trainer, settings, upstream, artifacts.work_root)
+    except TrainConfigError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    for abandoned in clean_abandoned(artifacts.work_root):
+        context.log.info(f"removed the work directory of an abandoned training: {abandoned}")
     artifact, result = artifacts.write(
         FinetunedModel, lambda out: train_model(plan, out, context.log.info, config.model_dump())
     )
+    plan.release()  # published: the checkpoints are no longer needed
+    if result.resumed_from_epoch is not None:
+        context.log.info(f"resumed an interrupted training from its checkpoint of epoch {result.resumed_from_epoch}")
     best = result.best
     return materialized(
         artifact,
@@ -91,6 +100,7 @@ def finetuned_model(
             "lr": settings.learning_rate,
             "device": resolve_device(settings.device),
             "best_epoch": best.get("epoch", -1),
+            "resumed_from_epoch": -1 if result.resumed_from_epoch is None else result.resumed_from_epoch,
             "valid_rmse_e_mev_per_atom_best": 1000 * best.get("rmse_e_per_atom", float("nan")),
             "valid_rmse_f_mev_per_a_best": 1000 * best.get("rmse_f", float("nan")),
             "learning_curve": _curve_table(result.curve),

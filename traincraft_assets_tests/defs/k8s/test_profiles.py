@@ -43,6 +43,7 @@ def test_training_and_evaluation_steps_ask_for_a_gpu_and_tolerate_gpu_nodes(asse
     assert shm and shm[0].empty_dir.medium == "Memory" and shm[0].empty_dir.size_limit == "8Gi"
     assert any(m.mount_path == "/dev/shm" for m in container.volume_mounts)
     assert op.pool == "gpu"  # the instance's limit on this pool caps concurrent GPU steps
+    assert op.retry_policy is None  # locally a failed training is a real failure
 
 
 @pytest.mark.parametrize("asset", ["labelled_frames", "dataset", "split", "pretraining_frames", "replay_subset"])
@@ -85,20 +86,22 @@ def test_a_bad_profiles_file_names_the_file_and_the_field(tmp_path, text, expect
     assert str(path) in str(info.value) and expected in str(info.value)
 
 
-def test_the_deployment_reads_the_profiles_file_named_in_the_environment(tmp_path):
-    """What a Helm values file does: set TRAINCRAFT_POD_PROFILES; the code location picks it up."""
+def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tmp_path):
+    """What the image and Helm values do: TRAINCRAFT_DEPLOYMENT=k8s and TRAINCRAFT_POD_PROFILES
+    set; the code location picks them up. A preempted GPU step is retried (and resumes)."""
     path = tmp_path / "profiles.yaml"
     path.write_text("gpu:\n  gpus: 4\n  memory_limit: 200Gi\n")
     script = (
-        "import dagster as dg; from traincraft_assets import defs; "
+        "import json, dagster as dg; from traincraft_assets import defs; "
         "op = defs.resolve_asset_graph().get(dg.AssetKey('finetuned_model')).assets_def.op; "
-        "print(op.tags['dagster-k8s/config'])"  # tags hold JSON text
+        "print(json.dumps([op.tags['dagster-k8s/config'], op.retry_policy.max_retries, "
+        "defs.resolve_job_def('finetune').executor_def.name]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], env={**os.environ, "TRAINCRAFT_POD_PROFILES": str(path)},
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )
+    env = {**os.environ, "TRAINCRAFT_POD_PROFILES": str(path), "TRAINCRAFT_DEPLOYMENT": "k8s"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
-    tags = json.loads(result.stdout.strip().splitlines()[-1])
+    tag, retries, executor = json.loads(result.stdout.strip().splitlines()[-1])
+    assert retries == 2 and executor == "k8s"
+    tags = json.loads(tag)  # tags hold JSON text
     limits = tags["container_config"]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"

@@ -33,6 +33,7 @@ MANAGED_FLAGS = {
     "E0s": "e0s", "energy_key": "heads", "forces_key": "heads", "stress_key": "heads",
     "dipole_key": "heads", "polarizability_key": "heads", "pseudolabel_replay": "replay_labels",
     "freeze": "freeze", "lora": "lora", "seed": "seed", "device": "device", "default_dtype": "dtype",
+    "restart_latest": "-",
 }
 
 
@@ -206,8 +207,11 @@ def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
     return str({z: e for z, e in sorted(e0s.items()) if z in wanted})
 
 
-def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str) -> list[str]:
-    """The arguments after the `mace_run_train` program, in a stable order."""
+def render_args(
+    settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str, resume: bool = False
+) -> list[str]:
+    """The arguments after the `mace_run_train` program, in a stable order; with `resume`, MACE
+    continues from the latest checkpoint in `workdir` (`--restart_latest`)."""
     validate(settings, inputs)
     s, plan, w = settings, plan_heads(settings.heads), Path(workdir)
     args: dict[str, str | None] = {
@@ -278,6 +282,8 @@ def render_args(settings: TrainSettings, inputs: TrainInputs, workdir: Path, run
         args["freeze"] = str(s.freeze)
     if s.lora:
         args.update(lora="True", lora_rank=str(s.lora_rank), lora_alpha=str(s.lora_alpha))
+    if resume:
+        args["restart_latest"] = None
     for key, value in s.extra.items():  # validate() refused MANAGED_FLAGS
         args[key.removeprefix("--")] = None if value in ("", None) else str(value)
 

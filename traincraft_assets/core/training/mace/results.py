@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -42,6 +43,34 @@ def best_epoch(curve: Sequence[dict]) -> dict:
     """MACE keeps the checkpoint with the lowest validation loss of the target head."""
     target = [row for row in curve if row["head"] == TARGET_HEAD and row["epoch"] >= 0]
     return min(target, key=lambda row: row.get("loss", float("inf")), default={})
+
+
+def _epoch(checkpoint: Path) -> int:
+    suffix = checkpoint.stem.rsplit("_epoch-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def _complete(checkpoint: Path) -> bool:
+    """torch.save writes a zip archive; one cut off by a kill mid-write fails its CRC check."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def latest_checkpoint_epoch(workdir: Path, run_name: str) -> int | None:
+    """The epoch of the newest complete checkpoint, which MACE's `--restart_latest` loads (MACE
+    writes one only when the validation loss improves); None when there is none.
+
+    A checkpoint cut off by a kill is set aside (renamed `*.pt.partial`, which MACE does not
+    match), so the run resumes from the one before instead of failing on every retry."""
+    checkpoints = (Path(workdir) / "checkpoints").glob(f"{run_name}_run-*_epoch-*.pt")
+    for checkpoint in sorted((c for c in checkpoints if _epoch(c) >= 0), key=_epoch, reverse=True):
+        if _complete(checkpoint):
+            return _epoch(checkpoint)
+        checkpoint.rename(checkpoint.with_name(checkpoint.name + ".partial"))
+    return None
 
 
 def final_model(workdir: Path, run_name: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +11,15 @@ from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs,
 from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
 from traincraft_assets.core.training.mace.export import deployable_model
 from traincraft_assets.core.training.mace.process import run_training
-from traincraft_assets.core.training.mace.results import best_epoch, final_model, parse_results
+from traincraft_assets.core.training.mace.results import (
+    best_epoch,
+    final_model,
+    latest_checkpoint_epoch,
+    parse_results,
+)
+
+# What MACE leaves in its work directory that is not part of a published model.
+SCRATCH = ("checkpoints", "downloads")
 from traincraft_assets.core.training.mace.settings import TrainSettings
 
 
@@ -47,8 +54,13 @@ class MaceTrainer(Trainer):
             return replace(inputs, replay_file=placeholders)
         return inputs
 
-    def render(self, settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str) -> list[str]:
-        return command_prefix() + render_args(settings, inputs, workdir, run_name)
+    def render(
+        self, settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str, resume: bool
+    ) -> list[str]:
+        return command_prefix() + render_args(settings, inputs, workdir, run_name, resume)
+
+    def resume_epoch(self, workdir: Path, run_name: str) -> int | None:
+        return latest_checkpoint_epoch(workdir, run_name)
 
     def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
         run_training(argv, workdir, on_output)
@@ -62,10 +74,9 @@ class MaceTrainer(Trainer):
     def trained_model(self, workdir: Path, run_name: str) -> Path:
         return final_model(workdir, run_name)
 
-    def finish(self, workdir: Path) -> None:
+    def outputs(self, workdir: Path, run_name: str) -> list[Path]:
         # The final model is MACE's best checkpoint; the checkpoints themselves are not kept.
-        shutil.rmtree(Path(workdir) / "checkpoints", ignore_errors=True)
-        shutil.rmtree(Path(workdir) / "downloads", ignore_errors=True)
+        return sorted(p for p in Path(workdir).iterdir() if p.name not in SCRATCH and not p.name.startswith("."))
 
     def export(self, model_path: Path, deploy_path: Path) -> Path:
         return deployable_model(model_path, deploy_path)

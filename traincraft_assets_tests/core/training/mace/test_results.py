@@ -129,3 +129,29 @@ def test_best_epoch_is_the_lowest_target_head_validation_loss(tmp_path):
     best = best_epoch(parse_results(tmp_path / "results"))
     assert (best["epoch"], best["head"], best["rmse_f"]) == (1, "Default", pytest.approx(0.90))
     assert best_epoch([]) == {}
+
+
+def _checkpoint(directory, epoch, complete=True):
+    import zipfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"finetuned_run-0_epoch-{epoch}.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("finetuned/data.pkl", b"x" * 1000)
+    if not complete:
+        path.write_bytes(path.read_bytes()[:300])  # a kill mid-write
+    return path
+
+
+def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
+    from traincraft_assets.core.training.mace.results import latest_checkpoint_epoch
+
+    assert latest_checkpoint_epoch(tmp_path, "finetuned") is None
+    checkpoints = tmp_path / "checkpoints"
+    _checkpoint(checkpoints, 2)
+    _checkpoint(checkpoints, 10)
+    assert latest_checkpoint_epoch(tmp_path, "finetuned") == 10
+    cut = _checkpoint(checkpoints, 11, complete=False)
+    assert latest_checkpoint_epoch(tmp_path, "finetuned") == 10
+    assert not cut.exists() and cut.with_name(cut.name + ".partial").exists()  # MACE will not load it
+    assert latest_checkpoint_epoch(tmp_path, "foundation") is None  # another run's checkpoints

@@ -41,7 +41,8 @@ def _train(inputs, tmp_path, **settings):
     settings = TrainSettings(max_num_epochs=1, batch_size=4, dtype="float32", lr=0.01, **settings)
     result = trainer.train(settings, inputs, tmp_path / "run", lines.append, "finetuned")
     assert result.model_path.is_file() and result.epochs_run == 1
-    assert not (tmp_path / "run" / "checkpoints").exists()  # the kept model is the best checkpoint
+    # the kept model is the best checkpoint: checkpoints stay out of what is published
+    assert "checkpoints" not in {p.name for p in trainer.outputs(tmp_path / "run", "finetuned")}
     deploy = trainer.export(result.model_path, tmp_path / "run" / "deploy.model")
     return result, deploy, "\n".join(lines)
 
@@ -117,3 +118,56 @@ def test_scratch_uses_the_foundation_e0s(inputs, tmp_path):
     e0 = float(model.atomic_energies_fn.atomic_energies.reshape(-1)[0])
     assert e0 == pytest.approx(inputs.foundation["e0s"]["29"], rel=1e-5)
     assert "--foundation_model" not in result.argv
+
+
+def _eval_lines(workdir):
+    """(epoch, head) of every evaluation line MACE wrote, repeats included (a resumed run appends)."""
+    import json
+
+    lines = []
+    for path in (workdir / "results").glob("*_train.txt"):
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("mode") == "eval" and entry.get("epoch") is not None:
+                lines.append((entry["epoch"], entry.get("head", "Default")))
+    return lines
+
+
+@pytest.mark.parametrize("strategy", ["naive", "multihead"])
+def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not_rerun(
+    inputs, tmp_path, monkeypatch, strategy
+):
+    """What a lost GPU node looks like to the next attempt: the work directory holds MACE's
+    checkpoints; the rerun continues from the latest one (epochs before it are not trained
+    again, read from MACE's results) and says so; a third attempt after success runs nothing."""
+    trainer = get_trainer("mace")
+    settings = TrainSettings(strategy=strategy, max_num_epochs=4, batch_size=4, dtype="float32", lr=0.01)
+    workdir = tmp_path / "work"
+
+    def stop_after_a_later_epoch(line):
+        epochs = [int(p.stem.rsplit("-", 1)[1]) for p in (workdir / "checkpoints").glob("*_epoch-*.pt")]
+        if epochs and max(epochs) >= 1 and "Epoch" in line:
+            raise KeyboardInterrupt  # the step dies; run_training stops MACE's process group
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(settings, inputs, workdir, stop_after_a_later_epoch, "finetuned")
+    before = _eval_lines(workdir)
+
+    lines = []
+    result = trainer.train(settings, inputs, workdir, lines.append, "finetuned")
+    resumed = result.resumed_from_epoch
+    assert resumed is not None and resumed >= 1, "\n".join(lines[-30:])
+    assert "--restart_latest" in result.argv and result.epochs_run == 4
+    after = _eval_lines(workdir)
+    # MACE 0.3.16 saves `epoch-N` after epoch N and, restarted, begins again AT epoch N (its
+    # tools/train.py: epoch = start_epoch): that one epoch is trained twice; none before it.
+    trained_twice = {key for key in after if after.count(key) > 1 and key[0] < resumed}
+    assert not trained_twice, f"epochs before the checkpoint ({resumed}) were trained again: {sorted(trained_twice)}"
+    assert {epoch for epoch, _ in after} == {0, 1, 2, 3} and len(after) > len(before)
+
+    monkeypatch.setenv("TRAINCRAFT_MACE_TRAIN_COMMAND", str(tmp_path / "no_mace_here"))
+    again = trainer.train(settings, inputs, workdir, lines.append, "finetuned")
+    assert again.argv == result.argv and again.resumed_from_epoch == resumed  # nothing ran

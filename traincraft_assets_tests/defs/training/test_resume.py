@@ -1,0 +1,94 @@
+"""The finetuned_model step killed with SIGKILL mid-training, then run again.
+
+Stands in for a lost node or an OOM-killed run worker: the step's process gets no chance to
+clean up. Real parts: a Dagster run of `finetuned_model` in its own process on a real on-disk
+instance, real MACE training, a real SIGKILL. What must hold: no MACE process survives its
+step, and the next run of the same training resumes from MACE's checkpoint instead of epoch 0.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from traincraft_assets.cli import run_demo
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 30  # tiny epochs take a fraction of a second: enough of them to kill the step mid-way
+FINETUNE = {"ops": {"finetuned_model": {"config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": EPOCHS}}}}
+
+STEP = textwrap.dedent(
+    """\
+    import json, sys
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+    from traincraft_assets.defs.definitions import build_defs
+    from traincraft_assets.defs.resources import InboxResource, StoreResource
+
+    home, store, inbox, config = sys.argv[1:5]
+    defs = build_defs({"store": StoreResource(root=store), "inbox": InboxResource(path=inbox)})
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(home)) as instance:
+        defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("finetuned_model")], run_config=json.loads(config)
+        )
+    """
+)
+
+
+def _mace_processes(marker: str) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmdline = status.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "mace.cli.run_train" in cmdline and marker in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_a_step_killed_mid_training_leaves_no_mace_and_the_rerun_resumes(project, tmp_path):
+    import json
+
+    run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+    home = project.instance.root_directory
+    step = subprocess.Popen(
+        [sys.executable, "-c", STEP, home, str(project.store), str(project.inbox), json.dumps(FINETUNE)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    work = project.store / ".training"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        epochs = [int(p.stem.rsplit("-", 1)[1]) for p in work.glob("*/checkpoints/*_epoch-*.pt")]
+        if epochs and max(epochs) >= 1:
+            break
+        assert step.poll() is None, "the step ended before it could be killed"
+        time.sleep(0.2)
+    else:
+        step.kill()
+        pytest.fail("no checkpoint of epoch 1 appeared")
+    assert step.poll() is None, "the training finished before it could be killed"
+    os.kill(step.pid, signal.SIGKILL)
+    step.wait()
+
+    for _ in range(100):
+        if not _mace_processes(str(work)):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"MACE outlived its killed step: pids {_mace_processes(str(work))}")
+
+    project.materialize(["finetuned_model"], FINETUNE)
+    meta = project.latest("finetuned_model").metadata
+    manifest = json.loads(Path(meta["manifest_path"].value).read_text())
+    assert manifest["resumed_from_epoch"] is not None and manifest["resumed_from_epoch"] >= 1
+    assert meta["resumed_from_epoch"].value == manifest["resumed_from_epoch"]
+    assert "--restart_latest" in manifest["argv"] and manifest["epochs_run"] == EPOCHS
+    assert not any(work.glob("*"))  # released once published
