@@ -1,4 +1,4 @@
-"""`traincraft`: ingest data batches and run the demo on the local Dagster instance.
+"""`traincraft`: ingest data batches, run the demo locally, submit runs to a deployment.
 
 Each verb is a few lines over core (the inbox rules) or Dagster's API (jobs on the local
 instance); the heavy imports happen inside the verb, so `traincraft --help` is instant.
@@ -78,6 +78,74 @@ def run_config_for(job, run_config: dict) -> dict:
     return {**run_config, "ops": ops}
 
 
+TERMINAL = {"SUCCESS": 0, "FAILURE": 1, "CANCELED": 1}
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # Dagster's job for an ad-hoc asset selection
+
+
+def submit(
+    url: str,
+    select: list[str],
+    job: str | None = None,
+    partition: str | None = None,
+    run_config: dict | None = None,
+    wait: bool = False,
+    poll_s: float = 2.0,
+) -> int:
+    """Launch a run on a Dagster deployment through its GraphQL API (so the deployment's run
+    launcher runs it: on Kubernetes, as pods); print its URL; with `wait`, follow its status
+    to the end. Returns the exit code: 0 success, 1 the run failed, 2 it could not be launched."""
+    import time
+    from urllib.parse import urlsplit
+
+    import requests
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    client = DagsterGraphQLClient(
+        parts.hostname or "localhost",
+        port_number=parts.port,
+        use_https=parts.scheme == "https",
+        path_prefix=parts.path.rstrip("/"),
+    )
+    base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    try:
+        requests.get(f"{base}/server_info", timeout=10).raise_for_status()
+    except requests.exceptions.RequestException as exc:
+        print(
+            f"traincraft: could not reach Dagster at {base} ({exc}). Is the webserver running and "
+            "reachable from here (on a cluster: kubectl -n traincraft port-forward "
+            "svc/<release>-dagster-webserver 3000:80, then --url http://localhost:3000)?",
+            file=sys.stderr,
+        )
+        return 2
+    config = dict(run_config or {})
+    if select and "ops" in config:  # a whole-graph config file: keep what the selection runs
+        config["ops"] = {name: value for name, value in config["ops"].items() if name in select}
+    try:
+        run_id = client.submit_job_execution(
+            job or IMPLICIT_ASSET_JOB,
+            run_config=config,
+            tags={"dagster/partition": partition} if partition else None,
+            asset_selection=None if job else select,
+        )
+    except DagsterGraphQLClientError as exc:
+        reason = exc.args[0] if exc.args else "unknown error"
+        detail = getattr(exc, "body", None) or (exc.args[1] if len(exc.args) > 1 else "")
+        print(f"traincraft: {base} refused the run: {reason}\n{detail}".rstrip(), file=sys.stderr)
+        return 2
+    print(f"{base}/runs/{run_id}")
+    if not wait:
+        return 0
+    status = None
+    while status not in TERMINAL:
+        time.sleep(poll_s)
+        current = client.get_run_status(run_id).value
+        if current != status:
+            print(f"run {run_id}: {current}", flush=True)
+            status = current
+    return TERMINAL[status]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="traincraft", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,12 +154,25 @@ def _parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="generate demo data and materialize the whole graph")
     p_demo.add_argument("--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML")
     p_demo.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
+    p_submit = sub.add_parser("submit", help="launch a run on a Dagster deployment (e.g. the cluster)")
+    p_submit.add_argument("--url", required=True, help="the Dagster webserver, e.g. http://localhost:3000")
+    what = p_submit.add_mutually_exclusive_group(required=True)
+    what.add_argument("--select", help="asset names, comma-separated, e.g. finetuned_model,parity_report")
+    what.add_argument("--job", help="a job by name: label_batch, stage_foundation or finetune")
+    p_submit.add_argument("--partition", help="the data_batches partition, for labelled_frames")
+    p_submit.add_argument("-c", "--config", type=Path, help="run config YAML (examples/*.yaml)")
+    p_submit.add_argument("--wait", action="store_true", help="follow the run; exit 1 if it fails")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import yaml
+
+    if args.command == "submit":
+        run_config = yaml.safe_load(args.config.read_text()) if args.config else None
+        select = [name.strip() for name in args.select.split(",")] if args.select else []
+        return submit(args.url, select, args.job, args.partition, run_config, args.wait)
 
     from traincraft_assets.core.evaluation import PARITY_CONTRACT_KEYS
     from traincraft_assets.core.frames import FrameError

@@ -4,6 +4,13 @@ Everything is real: EMT-labelled frames, MACE training (tiny models, 2 epochs, C
 runs on a sqlite instance. The session-wide graph run is reused by the tests that only read it.
 """
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -101,3 +108,33 @@ def graph_run(tmp_path_factory):
         project = Project(root, instance)
         run_demo(instance, TINY_RUN_CONFIG, root / "batches", project.defs, project.inbox, frames_per_kind=4)
         yield project
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_webserver(env: dict, cwd: Path | None = None):
+    """A real dagster-webserver for `-m traincraft_assets` on a free local port; yields its URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "dagster-webserver", "-m", "traincraft_assets", "-h", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=cwd,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("dagster-webserver did not start within 60 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

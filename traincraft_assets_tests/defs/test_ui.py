@@ -1,53 +1,26 @@
 """What the Dagster UI shows, rendered by a real dagster-webserver and headless Chromium."""
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from traincraft_assets_tests.conftest import running_webserver
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def webserver(graph_run):
-    port = _free_port()
     env = {
-        **os.environ,
         "DAGSTER_HOME": str(graph_run.root / "dagster_home"),
         "TRAINCRAFT_STORE": str(graph_run.store),
         "TRAINCRAFT_INBOX": str(graph_run.inbox),
     }
-    proc = subprocess.Popen(
-        [Path(sys.executable).parent / "dagster-webserver", "-m", "traincraft_assets", "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("dagster-webserver did not start within 60 s")
+    with running_webserver(env) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _render(url: str, tmp_path: Path) -> str:
