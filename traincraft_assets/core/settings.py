@@ -21,6 +21,7 @@ INBOX_ENV = "TRAINCRAFT_INBOX"
 DEPLOYMENT_ENV = "TRAINCRAFT_DEPLOYMENT"
 TRAIN_COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
 POD_PROFILES_ENV = "TRAINCRAFT_POD_PROFILES"
+TRAINING_PROCESSES_ENV = "TRAINCRAFT_TRAINING_PROCESSES"
 
 DEFAULT_STORE = ".traincraft/store"
 DEFAULT_INBOX = ".traincraft/inbox"
@@ -37,6 +38,7 @@ class Settings:
     deployment: Deployment  # local: one process; k8s: a pod per step
     train_command: tuple[str, ...] | None  # replaces `<python> -m mace.cli.run_train`
     pod_profiles: Path | None  # YAML overriding the Kubernetes pod profiles (defs/k8s/profiles.py)
+    training_processes: int  # ranks per training, one per GPU (set in GPU pods by their profile)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,10 +53,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     command = env.get(TRAIN_COMMAND_ENV)
     profiles = env.get(POD_PROFILES_ENV)
+    processes = env.get(TRAINING_PROCESSES_ENV) or "1"
+    if not processes.isdigit() or int(processes) < 1:
+        raise SettingsError(
+            f"{TRAINING_PROCESSES_ENV} must be a whole number of processes (one per GPU), 1 or more; "
+            f"got {processes!r}."
+        )
     return Settings(
         store=Path(env.get(STORE_ENV) or DEFAULT_STORE).absolute(),
         inbox=Path(env.get(INBOX_ENV) or DEFAULT_INBOX).absolute(),
         deployment=deployment,
         train_command=tuple(shlex.split(command)) if command else None,
         pod_profiles=Path(profiles).absolute() if profiles else None,
+        training_processes=int(processes),
     )

@@ -43,3 +43,11 @@ def test_unknown_deployment_is_refused_with_the_choices():
         load_settings({"TRAINCRAFT_DEPLOYMENT": "kubernetes"})
     message = str(info.value)
     assert "TRAINCRAFT_DEPLOYMENT" in message and "'kubernetes'" in message and "'k8s'" in message
+
+
+def test_training_processes_default_to_one_and_must_be_a_count():
+    assert load_settings({}).training_processes == 1
+    assert load_settings({"TRAINCRAFT_TRAINING_PROCESSES": "4"}).training_processes == 4
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SettingsError, match="TRAINCRAFT_TRAINING_PROCESSES"):
+            load_settings({"TRAINCRAFT_TRAINING_PROCESSES": bad})

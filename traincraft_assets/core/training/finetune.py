@@ -20,6 +20,7 @@ from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, Re
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import elements, get_label, labels_present, read_frames
 from traincraft_assets.core.manifest import utc_now, write_manifest
+from traincraft_assets.core.settings import load_settings
 from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, TrainResult
 from traincraft_assets.core.training.workdir import WorkdirLock
 
@@ -58,10 +59,20 @@ class TrainingPlan:
 
 
 def training_key(trainer: Trainer, settings: Any, upstream: Upstream) -> str:
-    """Names a training by what determines its result: trainer, settings and input versions.
-    The device is left out, so a training resumes on whichever GPU its retry lands on."""
+    """Names a training by what determines its result: trainer, settings, input versions and
+    the number of processes (the global batch size depends on it). The device is left out, so
+    a training resumes on whichever GPU its retry lands on."""
     record = {k: v for k, v in dataclasses.asdict(settings).items() if k != "device"}
-    text = json.dumps({"trainer": trainer.name, "settings": record, "inputs": upstream.data_versions}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "trainer": trainer.name,
+            "settings": record,
+            "inputs": upstream.data_versions,
+            "processes": load_settings().training_processes,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

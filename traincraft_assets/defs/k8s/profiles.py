@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from traincraft_assets.core.settings import TRAINING_PROCESSES_ENV
+
 PROFILE_NAMES = ("cpu", "gpu")
 GPU_POOL = "gpu"
 NVIDIA_GPU = "nvidia.com/gpu"
@@ -40,9 +42,11 @@ class PodProfile:
         """The value of the `dagster-k8s/config` tag."""
         requests = {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v}
         limits = {k: v for k, v in (("cpu", self.cpu_limit), ("memory", self.memory_limit)) if v}
+        container: dict = {"resources": {"requests": requests, "limits": limits}}
         if self.gpus:
             requests[NVIDIA_GPU] = limits[NVIDIA_GPU] = str(self.gpus)
-        container: dict = {"resources": {"requests": requests, "limits": limits}}
+            # a training in this pod runs one process per GPU (core/training/mace/command.py)
+            container["env"] = [{"name": TRAINING_PROCESSES_ENV, "value": str(self.gpus)}]
         pod: dict = {}
         if self.node_selector:
             pod["node_selector"] = dict(self.node_selector)

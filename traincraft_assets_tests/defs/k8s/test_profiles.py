@@ -42,6 +42,7 @@ def test_training_and_evaluation_steps_ask_for_a_gpu_and_tolerate_gpu_nodes(asse
     shm = [v for v in pod.volumes if v.name == "dshm"]
     assert shm and shm[0].empty_dir.medium == "Memory" and shm[0].empty_dir.size_limit == "8Gi"
     assert any(m.mount_path == "/dev/shm" for m in container.volume_mounts)
+    assert {e.name: e.value for e in container.env}["TRAINCRAFT_TRAINING_PROCESSES"] == "1"  # one rank per GPU
     assert op.pool == "gpu"  # the instance's limit on this pool caps concurrent GPU steps
     assert op.retry_policy is None  # locally a failed training is a real failure
 
@@ -105,3 +106,4 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
     tags = json.loads(tag)  # tags hold JSON text
     limits = tags["container_config"]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"
+    assert tags["container_config"]["env"] == [{"name": "TRAINCRAFT_TRAINING_PROCESSES", "value": "4"}]

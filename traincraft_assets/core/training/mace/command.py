@@ -33,7 +33,7 @@ MANAGED_FLAGS = {
     "E0s": "e0s", "energy_key": "heads", "forces_key": "heads", "stress_key": "heads",
     "dipole_key": "heads", "polarizability_key": "heads", "pseudolabel_replay": "replay_labels",
     "freeze": "freeze", "lora": "lora", "seed": "seed", "device": "device", "default_dtype": "dtype",
-    "restart_latest": "-",
+    "restart_latest": "-", "distributed": "TRAINCRAFT_TRAINING_PROCESSES", "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
 }
 
 
@@ -169,6 +169,13 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             + ("" if field == "-" else f" (set through {field})")
         )
 
+    processes = load_settings().training_processes
+    if processes > 1 and resolve_device(s.device) != "cuda":
+        errors.append(
+            f"{processes} training processes (one per GPU) need device 'cuda' (MACE's distributed "
+            f"training has no CPU process group); the device here is {resolve_device(s.device)!r}"
+        )
+
     if inputs.foundation and uses_foundation:
         covered = set(inputs.foundation["elements"])
         missing = [e for e in inputs.data_elements if e not in covered]
@@ -284,6 +291,8 @@ def render_args(
         args.update(lora="True", lora_rank=str(s.lora_rank), lora_alpha=str(s.lora_alpha))
     if resume:
         args["restart_latest"] = None
+    if load_settings().training_processes > 1:  # one rank per GPU, started by torchrun
+        args.update(distributed=None, launcher="torchrun")
     for key, value in s.extra.items():  # validate() refused MANAGED_FLAGS
         args[key.removeprefix("--")] = None if value in ("", None) else str(value)
 
@@ -296,7 +305,15 @@ def render_args(
 
 
 def command_prefix() -> list[str]:
-    """How to start MACE: $TRAINCRAFT_MACE_TRAIN_COMMAND (e.g. torchrun, a container) or this
-    interpreter's `mace.cli.run_train`, which works even when the venv's bin/ is not on PATH."""
-    override = load_settings().train_command
-    return list(override) if override else [sys.executable, "-m", "mace.cli.run_train"]
+    """How to start MACE: $TRAINCRAFT_MACE_TRAIN_COMMAND (a container, a wrapper) if set; else
+    this interpreter's `mace.cli.run_train`, which works even when the venv's bin/ is not on
+    PATH, under torchrun with one process per GPU when TRAINCRAFT_TRAINING_PROCESSES > 1."""
+    settings = load_settings()
+    if settings.train_command:
+        return list(settings.train_command)
+    if settings.training_processes > 1:
+        return [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(settings.training_processes), "-m", "mace.cli.run_train",
+        ]
+    return [sys.executable, "-m", "mace.cli.run_train"]

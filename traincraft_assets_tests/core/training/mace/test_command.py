@@ -473,3 +473,29 @@ def test_reject_extra_overriding_managed_flags(files, make_inputs, flag, field):
 def test_reject_e0s_dict_with_a_non_element_key(files, make_inputs):
     settings = TrainSettings(e0s="dict", e0s_dict={"Cu": -3.5, "Cuu": -1.0})
     assert "['Cuu'] are not" in _rejected(settings, make_inputs(), files["workdir"])
+
+
+# ---- one process per GPU -------------------------------------------------------------------
+
+
+def test_several_gpus_run_one_torchrun_rank_each(files, make_inputs, mace_parser, monkeypatch):
+    """A GPU pod's profile sets TRAINCRAFT_TRAINING_PROCESSES to its GPU count."""
+    monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
+    monkeypatch.setenv("TRAINCRAFT_TRAINING_PROCESSES", "4")
+    assert command_prefix() == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4", "-m", "mace.cli.run_train",
+    ]
+    argv, f, parsed = _render(TrainSettings(device="cuda"), make_inputs(), files["workdir"], mace_parser)
+    assert "distributed" in f and f["launcher"] == "torchrun"
+    assert parsed.distributed is True and parsed.launcher == "torchrun"
+    message = _rejected(TrainSettings(device="cpu"), make_inputs(), files["workdir"])
+    assert "4 training processes" in message and "'cuda'" in message
+    assert "TRAINCRAFT_TRAINING_PROCESSES" in _rejected(
+        TrainSettings(device="cuda", extra={"launcher": "slurm"}), make_inputs(), files["workdir"]
+    )
+
+
+def test_one_process_is_a_plain_run(files, make_inputs, monkeypatch):
+    monkeypatch.delenv("TRAINCRAFT_TRAINING_PROCESSES", raising=False)
+    _, f, _ = _render(TrainSettings(), make_inputs(), files["workdir"])
+    assert "distributed" not in f and "launcher" not in f
