@@ -121,6 +121,11 @@ def submit(
     config = dict(run_config or {})
     if select and "ops" in config:  # a whole-graph config file: keep what the selection runs
         config["ops"] = {name: value for name, value in config["ops"].items() if name in select}
+    elif job and "ops" in config:  # the deployment runs this code: trim to the job's steps here
+        from traincraft_assets.defs.definitions import defs
+
+        if job in {j.name for j in defs.resolve_all_job_defs()}:
+            config = run_config_for(defs.resolve_job_def(job), config)
     try:
         run_id = client.submit_job_execution(
             job or IMPLICIT_ASSET_JOB,
