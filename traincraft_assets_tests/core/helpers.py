@@ -75,3 +75,20 @@ def flags(argv: list[str]) -> dict[str, str | None]:
             out[key] = None
             i += 1
     return out
+
+
+def mace_eval_epochs(directory: Path) -> list[tuple[int, str]]:
+    """(epoch, head) of every evaluation line MACE wrote under `directory`/results, repeats
+    included: a resumed training appends, so an epoch trained twice shows twice."""
+    import json
+
+    lines = []
+    for path in (Path(directory) / "results").glob("*_train.txt"):
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("mode") == "eval" and entry.get("epoch") is not None:
+                lines.append((entry["epoch"], entry.get("head", "Default")))
+    return lines

@@ -8,6 +8,7 @@ from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.health import dataset_problems
 from traincraft_assets.defs.data.assets import dataset
+from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, require_artifact
 from traincraft_assets.defs.resources import StoreResource
 
@@ -19,7 +20,7 @@ MAX_LISTED = 20
 E0_WARNING_EV_PER_ATOM = 0.4
 
 
-@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True)
+@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True, **CPU_STEP)
 def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
     """NaN/inf or missing labels, empty frames, overlapping atoms, elements the foundation lacks.
 
@@ -53,7 +54,8 @@ def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource)
     )
 
 
-@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=False)
+# it runs the foundation over the whole dataset, like parity_report: a GPU step
+@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=False, **GPU_STEP)
 def foundation_energy_consistency(
     context: dg.AssetCheckExecutionContext, store: StoreResource
 ) -> dg.AssetCheckResult:

@@ -9,18 +9,22 @@ from traincraft_assets.core.settings import Settings, load_settings
 from traincraft_assets.defs.k8s.profiles import GPU_POOL, load_profiles
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
-# On a cluster a GPU step pod can be preempted or lose its node; the retry resumes the training
-# from its checkpoint (core/training/workdir.py). Locally a failure is a real one: no retry.
-GPU_STEP_RETRIES = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL)
 
 _SETTINGS = load_settings()  # read once, when the code loads
 _PROFILES = load_profiles(_SETTINGS.pod_profiles)
-CPU_STEP = {"op_tags": {K8S_CONFIG_TAG: _PROFILES["cpu"].k8s_config()}}
-GPU_STEP = {
-    "op_tags": {K8S_CONFIG_TAG: _PROFILES["gpu"].k8s_config()},
-    "pool": GPU_POOL,
-    "retry_policy": GPU_STEP_RETRIES if _SETTINGS.deployment == "k8s" else None,
-}
+
+
+def _step(profile: str) -> dict:
+    """The `@asset` arguments of a step that runs with this pod profile."""
+    on_cluster = _SETTINGS.deployment == "k8s"
+    return {
+        "op_tags": {K8S_CONFIG_TAG: _PROFILES[profile].k8s_config()},
+        "retry_policy": _PROFILES[profile].retry_policy() if on_cluster else None,
+    }
+
+
+CPU_STEP = _step("cpu")
+GPU_STEP = {**_step("gpu"), "pool": GPU_POOL}
 
 
 def executor(settings: Settings):

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import yaml
 
 from traincraft_assets.core.settings import TRAINING_PROCESSES_ENV
@@ -37,6 +38,16 @@ class PodProfile:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict] = field(default_factory=list)
     shm_size: str | None = None  # a memory-backed /dev/shm of this size (PyTorch data loaders)
+    # On the cluster, a step whose pod was evicted, preempted or lost with its node is retried
+    # this many times, first after `retry_delay_s`, then exponentially later; a training resumes
+    # from its checkpoint (core/training/workdir.py). Locally a failure is a real one: no retry.
+    retries: int = 0
+    retry_delay_s: float = 60.0
+
+    def retry_policy(self) -> dg.RetryPolicy | None:
+        if not self.retries:
+            return None
+        return dg.RetryPolicy(max_retries=self.retries, delay=self.retry_delay_s, backoff=dg.Backoff.EXPONENTIAL)
 
     def k8s_config(self) -> dict:
         """The value of the `dagster-k8s/config` tag."""
@@ -67,6 +78,7 @@ DEFAULT_PROFILES = {
         gpus=1,
         tolerations=[{"key": NVIDIA_GPU, "operator": "Exists", "effect": "NoSchedule"}],
         shm_size="8Gi",
+        retries=2,
     ),
 }
 
@@ -91,6 +103,11 @@ def load_profiles(path: Path | None) -> dict[str, PodProfile]:
         if bad:
             raise ProfileError(f"{path}: profile {name!r} has unknown field(s) {bad}; expected some of {sorted(fields)}.")
         profiles[name] = dataclasses.replace(profiles[name], **(changes or {}))
-        if not isinstance(profiles[name].gpus, int) or profiles[name].gpus < 0:
-            raise ProfileError(f"{path}: profile {name!r} field 'gpus' must be a whole number >= 0.")
+        for whole in ("gpus", "retries"):
+            value = getattr(profiles[name], whole)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ProfileError(f"{path}: profile {name!r} field {whole!r} must be a whole number >= 0, found {value!r}.")
+        delay = profiles[name].retry_delay_s
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+            raise ProfileError(f"{path}: profile {name!r} field 'retry_delay_s' must be a number of seconds >= 0, found {delay!r}.")
     return profiles

@@ -76,6 +76,8 @@ def test_a_profiles_file_overrides_fields_and_keeps_the_rest(tmp_path):
         ("gpu:\n  gpu: 2\n", "profile 'gpu' has unknown field(s) ['gpu']"),
         ("tpu:\n  gpus: 1\n", "unknown profile(s) ['tpu']"),
         ("gpu:\n  gpus: -1\n", "'gpus' must be a whole number"),
+        ("cpu:\n  retries: 1.5\n", "'retries' must be a whole number >= 0, found 1.5"),
+        ("gpu:\n  retry_delay_s: soon\n", "'retry_delay_s' must be a number of seconds >= 0, found 'soon'"),
         ("- gpu\n", "expected a mapping"),
     ],
 )
@@ -91,19 +93,32 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
     """What the image and Helm values do: TRAINCRAFT_DEPLOYMENT=k8s and TRAINCRAFT_POD_PROFILES
     set; the code location picks them up. A preempted GPU step is retried (and resumes)."""
     path = tmp_path / "profiles.yaml"
-    path.write_text("gpu:\n  gpus: 4\n  memory_limit: 200Gi\n")
+    path.write_text("gpu:\n  gpus: 4\n  memory_limit: 200Gi\n  retry_delay_s: 5\ncpu:\n  retries: 1\n")
     script = (
         "import json, dagster as dg; from traincraft_assets import defs; "
-        "op = defs.resolve_asset_graph().get(dg.AssetKey('finetuned_model')).assets_def.op; "
-        "print(json.dumps([op.tags['dagster-k8s/config'], op.retry_policy.max_retries, "
-        "defs.resolve_job_def('finetune').executor_def.name]))"
+        "op = lambda a: defs.resolve_asset_graph().get(dg.AssetKey(a)).assets_def.op; "
+        "gpu, cpu = op('finetuned_model'), op('split'); "
+        "print(json.dumps([gpu.tags['dagster-k8s/config'], gpu.retry_policy.max_retries, gpu.retry_policy.delay, "
+        "cpu.retry_policy.max_retries, defs.resolve_job_def('finetune').executor_def.name]))"
     )
     env = {**os.environ, "TRAINCRAFT_POD_PROFILES": str(path), "TRAINCRAFT_DEPLOYMENT": "k8s"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
-    tag, retries, executor = json.loads(result.stdout.strip().splitlines()[-1])
-    assert retries == 2 and executor == "k8s"
+    tag, retries, delay, cpu_retries, executor = json.loads(result.stdout.strip().splitlines()[-1])
+    assert retries == 2 and delay == 5 and cpu_retries == 1 and executor == "k8s"
     tags = json.loads(tag)  # tags hold JSON text
     limits = tags["container_config"]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"
     assert tags["container_config"]["env"] == [{"name": "TRAINCRAFT_TRAINING_PROCESSES", "value": "4"}]
+
+
+def test_every_step_of_the_graph_has_a_pod_profile():
+    """Asset checks are steps (pods) too: one without a profile would land on any node with no
+    requests. The foundation check evaluates the foundation on the dataset, so it is a GPU step."""
+    ops = defs.resolve_implicit_global_asset_job_def().graph.node_defs
+    gpu = set()
+    for op in ops:
+        assert "dagster-k8s/config" in op.tags, f"step {op.name} has no pod profile"
+        if "nvidia.com/gpu" in op.tags["dagster-k8s/config"]:
+            gpu.add(op.name)
+    assert gpu == GPU_ASSETS | {"dataset_foundation_energy_consistency"}

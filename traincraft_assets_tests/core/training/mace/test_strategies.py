@@ -12,6 +12,7 @@ from traincraft_assets.core.evaluation import load_model, predict
 from traincraft_assets.core.frames import elements, labels_present, read_frames
 from traincraft_assets.core.training import TrainInputs, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
+from traincraft_assets_tests.core.helpers import mace_eval_epochs
 
 pytestmark = pytest.mark.integration
 
@@ -120,22 +121,6 @@ def test_scratch_uses_the_foundation_e0s(inputs, tmp_path):
     assert "--foundation_model" not in result.argv
 
 
-def _eval_lines(workdir):
-    """(epoch, head) of every evaluation line MACE wrote, repeats included (a resumed run appends)."""
-    import json
-
-    lines = []
-    for path in (workdir / "results").glob("*_train.txt"):
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("mode") == "eval" and entry.get("epoch") is not None:
-                lines.append((entry["epoch"], entry.get("head", "Default")))
-    return lines
-
-
 @pytest.mark.parametrize("strategy", ["naive", "multihead"])
 def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not_rerun(
     inputs, tmp_path, monkeypatch, strategy
@@ -154,14 +139,14 @@ def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not
 
     with pytest.raises(KeyboardInterrupt):
         trainer.train(settings, inputs, workdir, stop_after_a_later_epoch, "finetuned")
-    before = _eval_lines(workdir)
+    before = mace_eval_epochs(workdir)
 
     lines = []
     result = trainer.train(settings, inputs, workdir, lines.append, "finetuned")
     resumed = result.resumed_from_epoch
     assert resumed is not None and resumed >= 1, "\n".join(lines[-30:])
     assert "--restart_latest" in result.argv and result.epochs_run == 4
-    after = _eval_lines(workdir)
+    after = mace_eval_epochs(workdir)
     # MACE 0.3.16 saves `epoch-N` after epoch N and, restarted, begins again AT epoch N (its
     # tools/train.py: epoch = start_epoch): that one epoch is trained twice; none before it.
     trained_twice = {key for key in after if after.count(key) > 1 and key[0] < resumed}

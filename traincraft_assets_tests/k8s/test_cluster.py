@@ -1,0 +1,256 @@
+"""The cluster path end to end: real dagster-k8s code against a Kubernetes stand-in.
+
+What runs for real: a PostgreSQL server (pgserver's wheel) holding the Dagster instance; a
+dagster-webserver loading `-m traincraft_assets` with the image's environment
+(TRAINCRAFT_DEPLOYMENT=k8s); `traincraft submit`; dagster-k8s's `K8sRunLauncher` and
+`k8s_job_executor` talking HTTP to the stand-in through the official `kubernetes` client; every
+run and step pod as a `dagster api execute_run` / `execute_step` process; real MACE training.
+The instance is k8s/dagster.yaml, the pod profiles k8s/manifests/pod-profiles.yaml and the
+image env k8s/Dockerfile's, with only what the stand-in needs changed (see `_instance_yaml`).
+
+What stands in for what: traincraft_assets_tests/k8s/cluster.py stands in for the cluster (a
+CPU node and a tainted node with one NVIDIA GPU); its docstring says what it does not enforce.
+The "GPU" is a scheduling resource only: training runs on CPU here.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from traincraft_assets.cli import ingest
+from traincraft_assets.core.artifacts import FinetunedModel
+from traincraft_assets.core.store import ArtifactStore
+from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets.defs.definitions import build_defs
+from traincraft_assets.defs.resources import InboxResource, StoreResource
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_webserver
+from traincraft_assets_tests.core.helpers import mace_eval_epochs
+from traincraft_assets_tests.k8s.cluster import NVIDIA_GPU, Cluster, Node, image_env
+
+pytestmark = pytest.mark.integration
+
+K8S = Path(__file__).resolve().parents[2] / "k8s"
+NAMESPACE = "traincraft"
+GPU_STEPS = {"finetuned_model", "parity_report", "dataset_foundation_energy_consistency"}
+EPOCHS = 30  # tiny epochs take a fraction of a second: enough of them to delete a pod mid-way
+FINETUNE = TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"]
+
+
+def _manifest(name: str) -> dict:
+    return yaml.safe_load((K8S / "manifests" / name).read_text())
+
+
+def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
+    """k8s/dagster.yaml with what the stand-in needs: the test's PostgreSQL, the stand-in's
+    API (instead of the in-cluster service account), runs launched directly (no daemon here),
+    and no instance limit on the gpu pool, so that the cluster's GPU capacity does the queueing."""
+    config = yaml.safe_load((K8S / "dagster.yaml").read_text())
+    config["storage"] = {"postgres": {"postgres_url": postgres_url}}
+    launcher = config["run_launcher"]["config"]
+    launcher.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig), job_image="traincraft:standin")
+    config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
+    del config["concurrency"]["pools"]
+    return yaml.safe_dump(config)
+
+
+class Deployment:
+    def __init__(self, cluster: Cluster, instance: dg.DagsterInstance, store: Path, url: str, env: dict):
+        self.cluster, self.instance, self.store, self.url, self.env = cluster, instance, store, url, env
+
+    def submit(self, *args: str, config: dict) -> subprocess.CompletedProcess | subprocess.Popen:
+        """`traincraft submit` as a user types it."""
+        path = Path(tempfile.mkstemp(suffix=".yaml")[1])
+        path.write_text(yaml.safe_dump(config))
+        argv = [Path(sys.executable).parent / "traincraft", "submit", "--url", self.url, "-c", str(path), *args]
+        return subprocess.Popen(argv, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def model(self, materialization) -> FinetunedModel:
+        """The model artifact a materialization names, on the store volume."""
+        return ArtifactStore(self.store).open(FinetunedModel, materialization.tags["dagster/data_version"])
+
+    def step_jobs(self, run_id: str) -> dict[str, list[dict]]:
+        """The step Jobs the API received for a run, by step key, in order of creation."""
+        jobs: dict[str, list[dict]] = {}
+        for job in self.cluster.received_jobs:
+            labels = job["metadata"].get("labels") or {}
+            if labels.get("dagster/run-id") == run_id and "dagster/op" in labels:
+                jobs.setdefault(labels["dagster/op"], []).append(job)
+        return jobs
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    import pgserver
+
+    root = tmp_path_factory.mktemp("cluster")
+    pgdata = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short: PostgreSQL's socket lives here
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    nodes = [
+        Node("cpu-node"),
+        Node(
+            "gpu-node",
+            gpus=1,
+            labels={"nvidia.com/gpu.present": "true"},
+            taints=[{"key": NVIDIA_GPU, "value": "present", "effect": "NoSchedule"}],
+        ),
+    ]
+    with Cluster(root, nodes, image_env(K8S / "Dockerfile", Path(sys.executable).parent), NAMESPACE) as cluster:
+        home = root / "dagster_home"
+        home.mkdir()
+        # the driver k8s/dagster.yaml names (`scheme`): SQLAlchemy 2.1 would pick psycopg 3
+        instance_yaml = _instance_yaml(server.get_uri().replace("postgresql://", "postgresql+psycopg2://"), cluster.kubeconfig)
+        (home / "dagster.yaml").write_text(instance_yaml)
+        cluster.apply({"kind": "ConfigMap", "metadata": {"name": "traincraft-dagster-instance"}, "data": {"dagster.yaml": instance_yaml}})
+        cluster.apply({"kind": "Secret", "metadata": {"name": "traincraft-postgresql"}, "stringData": {"DAGSTER_PG_PASSWORD": "unused"}})
+        profiles = _manifest("pod-profiles.yaml")
+        # a retried step waits a second here instead of the profile's minute
+        text = yaml.safe_load(profiles["data"]["pod-profiles.yaml"])
+        text["gpu"]["retry_delay_s"] = 1
+        profiles["data"]["pod-profiles.yaml"] = yaml.safe_dump(text)
+        cluster.apply(profiles)
+        store = cluster.pvc("traincraft-store")
+
+        # Upstream data, made in this process against the same instance and store volume:
+        # labelled batches and a tiny demo foundation (what `stage_foundation` would have made).
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            defs = build_defs({"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))})
+            for key in ingest(write_target_batches(root / "batches", 4), instance, store / "inbox"):
+                defs.resolve_job_def("label_batch").execute_in_process(instance=instance, partition_key=key)
+            stage = {"ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("pretraining_frames", "foundation_model")}}
+            defs.resolve_job_def("stage_foundation").execute_in_process(instance=instance, run_config=stage)
+
+            # The webserver sees what the chart's webserver and user deployment would see.
+            profiles_path = root / "pod-profiles.yaml"
+            profiles_path.write_text(profiles["data"]["pod-profiles.yaml"])
+            env = {
+                **{k: v for k, v in image_env(K8S / "Dockerfile", Path(sys.executable).parent).items() if k.startswith("TRAINCRAFT_")},
+                "DAGSTER_HOME": str(home),
+                "TRAINCRAFT_STORE": str(store),
+                "TRAINCRAFT_INBOX": str(store / "inbox"),
+                "TRAINCRAFT_POD_PROFILES": str(profiles_path),
+            }
+            with running_webserver(env, cwd=root) as url:
+                yield Deployment(cluster, instance, store, url, env)
+    server.cleanup()
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _run_id(output: str) -> str:
+    return next(line for line in output.splitlines() if "/runs/" in line).rsplit("/", 1)[1].strip()
+
+
+def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
+    config = {"ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset", "finetuned_model")}}
+    code, out = _finish(deployment.submit("--job", "finetune", "--wait", config=config))
+    assert code == 0, out
+    run_id = _run_id(out)
+    run = deployment.instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+
+    received = deployment.cluster.received_jobs
+    [run_job] = [j for j in received if j["metadata"]["name"] == f"dagster-run-{run_id}"]
+    steps = deployment.step_jobs(run_id)
+    assert set(steps) == {"dataset", "dataset_dataset_health", "split", "replay_subset"} | GPU_STEPS
+    assert all(len(jobs) == 1 for jobs in steps.values()), {k: len(v) for k, v in steps.items()}
+    pods = [r for r in deployment.cluster.history.values() if r.job in {j["metadata"]["name"] for js in steps.values() for j in js}]
+    assert len(pods) == len(steps) and all(p.exit_code == 0 for p in pods)
+
+    for step, [job] in steps.items():
+        spec = job["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        limits = container["resources"].get("limits") or {}
+        record = next(r for r in deployment.cluster.history.values() if r.job == job["metadata"]["name"])
+        if step in GPU_STEPS:
+            # k8s/manifests/pod-profiles.yaml's gpu profile, as the API received it
+            assert limits[NVIDIA_GPU] == "1" and limits["memory"] == "64Gi", step
+            assert container["resources"]["requests"]["cpu"] == "8"
+            assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert [t["key"] for t in spec["tolerations"]] == [NVIDIA_GPU]
+            assert any(v["name"] == "dshm" and v["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"} for v in spec["volumes"])
+            assert record.node == "gpu-node"
+        else:
+            assert NVIDIA_GPU not in limits and limits.get("memory") == "16Gi", step
+            assert not spec.get("tolerations") and not spec.get("nodeSelector")
+            assert record.node == "cpu-node"
+        # what every pod gets from the launcher config (k8s/dagster.yaml): store, security
+        assert {"mountPath": "/store", "name": "store"} in container["volumeMounts"]
+        assert {"name": "store", "persistentVolumeClaim": {"claimName": "traincraft-store"}} in spec["volumes"]
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert spec["serviceAccountName"] == "traincraft-dagster"
+    run_container = run_job["spec"]["template"]["spec"]["containers"][0]
+    assert NVIDIA_GPU not in (run_container.get("resources") or {}).get("limits", {})  # the run pod orchestrates
+
+    model = deployment.instance.get_latest_materialization_event(dg.AssetKey("finetuned_model"))
+    assert model.run_id == run_id and deployment.model(model.asset_materialization).model_path.is_file()
+
+
+def test_two_trainings_share_one_gpu_and_a_deleted_training_pod_is_retried_and_resumes(deployment):
+    """Two fine-tunes launched at once against a cluster with one GPU: the second's pod waits,
+    Unschedulable, until the GPU frees. The first's pod is deleted mid-training (a lost node);
+    Dagster retries the step, the retry waits for the GPU, then resumes from MACE's checkpoint."""
+    cluster = deployment.cluster
+    runs = []
+    for seed in (11, 12):
+        config = {"ops": {"finetuned_model": {"config": {**FINETUNE, "max_num_epochs": EPOCHS, "seed": seed}}}}
+        proc = deployment.submit("--select", "finetuned_model", "--wait", config=config)
+        runs.append(proc)
+        while not any(j["metadata"]["name"].startswith("dagster-step-") for j in cluster.received_jobs[len(cluster.received_jobs) - 1:]):
+            time.sleep(0.2)  # launch the second once the first's step Job exists, so the first gets the GPU
+
+    work = deployment.store / ".training"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        training = [r for r in cluster.history.values() if r.gpus and r.started and r.finished is None]
+        epochs = [int(p.stem.rsplit("-", 1)[1]) for p in work.glob("*/checkpoints/*_epoch-*.pt")]
+        if training and epochs and max(epochs) >= 1:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no GPU pod got to a checkpoint of epoch 1")
+    [first] = training
+    waiting = [r for r in cluster.history.values() if r.gpus and not r.started]
+    assert len(waiting) == 1 and f"Insufficient {NVIDIA_GPU}" in waiting[0].unschedulable
+    cluster.delete_pod(first.name)
+
+    results = [_finish(proc) for proc in runs]
+    assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
+    gpu_pods = sorted((r for r in cluster.history.values() if r.gpus and r.job.startswith("dagster-step-") and r.started), key=lambda r: r.started)
+    assert len(gpu_pods) >= 3  # two trainings plus the deleted one's retry
+    for earlier, later in zip(gpu_pods, gpu_pods[1:]):
+        assert later.started >= earlier.finished, f"{later.name} ran while {earlier.name} held the only GPU"
+
+    deleted_job = first.job
+    run_id = next(j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == deleted_job)
+    retried = deployment.step_jobs(run_id)["finetuned_model"]
+    assert [j["metadata"]["name"] for j in retried] == [deleted_job, f"{deleted_job}-1"]
+    [materialization] = [
+        r.asset_materialization
+        for r in deployment.instance.fetch_materializations(dg.AssetKey("finetuned_model"), limit=5).records
+        if r.run_id == run_id
+    ]
+    resumed = materialization.metadata["resumed_from_epoch"].value
+    assert resumed is not None and resumed >= 1
+    model = deployment.model(materialization)
+    assert model.manifest["resumed_from_epoch"] == resumed and "--restart_latest" in model.manifest["argv"]
+    # MACE's own log: epochs before the checkpoint were trained once, not again after the delete
+    epochs = mace_eval_epochs(model.path)
+    again = {key for key in epochs if epochs.count(key) > 1 and key[0] < resumed}
+    assert not again, f"epochs before the checkpoint ({resumed}) were trained again: {sorted(again)}"
+    assert {epoch for epoch, _ in epochs} == set(range(EPOCHS))
+    step_run = deployment.instance.get_run_by_id(run_id)
+    assert step_run.status == dg.DagsterRunStatus.SUCCESS
+    for step in deployment.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records:
+        assert step.event_log_entry.step_key == "finetuned_model"
