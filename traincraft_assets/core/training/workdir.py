@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from traincraft_assets.core.processes import process_alive
 from traincraft_assets.core.training.base import TrainingFailed
 
 LOCK_FILE = ".lock"
@@ -53,10 +54,8 @@ def lock_is_live(lock: Path, now: float | None = None) -> bool:
         return True  # being written right now, or unreadable: trust the heartbeat
     if info.get("host") == socket.gethostname():
         try:
-            os.kill(int(info["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, KeyError, ValueError):
+            return process_alive(int(info["pid"]))
+        except (KeyError, ValueError):
             pass
     return True
 

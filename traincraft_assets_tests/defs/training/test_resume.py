@@ -2,8 +2,10 @@
 
 Stands in for a lost node or an OOM-killed run worker: the step's process gets no chance to
 clean up. Real parts: a Dagster run of `finetuned_model` in its own process on a real on-disk
-instance, real MACE training, a real SIGKILL. What must hold: no MACE process survives its
-step, and the next run of the same training resumes from MACE's checkpoint instead of epoch 0.
+instance configured like the repository's dagster.yaml, a real `dagster-daemon` doing run
+monitoring, real MACE training, a real SIGKILL. What must hold: no MACE process survives its
+step, run monitoring marks the dead run failed instead of leaving it STARTED, and the next run
+of the same training resumes from MACE's checkpoint instead of epoch 0.
 """
 
 import os
@@ -14,10 +16,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
+import yaml
 
 from traincraft_assets.cli import run_demo
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, Project
+
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +60,35 @@ def _mace_processes(marker: str) -> list[int]:
     return found
 
 
-def test_a_step_killed_mid_training_leaves_no_mace_and_the_rerun_resumes(project, tmp_path):
+@pytest.fixture
+def local_instance(tmp_path):
+    """The repository's dagster.yaml (its launcher and run monitoring) on a fresh home, polling
+    every second instead of every 30 s, with a real daemon watching it."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config["storage"]["sqlite"]["base_dir"] = str(home / "storage")
+    config["compute_logs"]["config"]["base_dir"] = str(home / "compute_logs")
+    config["local_artifact_storage"]["config"]["base_dir"] = str(home)
+    config["run_monitoring"]["poll_interval_seconds"] = 1
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}
+    daemon = subprocess.Popen(
+        [Path(sys.executable).parent / "dagster-daemon", "run", "-m", "traincraft_assets"],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+
+
+def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(local_instance, tmp_path):
     import json
 
+    project = Project(tmp_path, local_instance)
     run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
     home = project.instance.root_directory
     step = subprocess.Popen(
@@ -84,6 +116,15 @@ def test_a_step_killed_mid_training_leaves_no_mace_and_the_rerun_resumes(project
         time.sleep(0.1)
     else:
         pytest.fail(f"MACE outlived its killed step: pids {_mace_processes(str(work))}")
+
+    [killed] = project.instance.get_runs(limit=1)  # the newest: the killed one
+    deadline = time.monotonic() + 120  # the daemon's first monitoring pass follows its start-up
+    while project.instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.STARTED:
+        assert time.monotonic() < deadline, "run monitoring left the killed run STARTED"
+        time.sleep(1)
+    assert project.instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    failure = project.instance.get_records_for_run(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert f"(pid {step.pid}) is gone" in failure[0].event_log_entry.dagster_event.message
 
     project.materialize(["finetuned_model"], FINETUNE)
     meta = project.latest("finetuned_model").metadata

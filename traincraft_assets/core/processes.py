@@ -1,0 +1,36 @@
+"""Is a process still the one we knew? Used to tell a live holder (of a training's work
+directory, of a Dagster run) from one that died, without trusting a recycled pid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _started_at(pid: int) -> float | None:
+    """The process's start time (epoch seconds) from /proc; None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_alive(pid: int, seen_at: float | None = None) -> bool:
+    """True if `pid` runs on this host and, when `seen_at` (epoch seconds) is given, started no
+    later than that moment: a process started afterwards reuses a dead one's pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: it exists
+    if seen_at is not None:
+        started = _started_at(pid)
+        if started is not None and started > seen_at + 1.0:  # /proc's btime is whole seconds
+            return False
+    return True
