@@ -117,6 +117,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def running_daemon(env: dict, cwd: Path):
+    """A real `dagster-daemon run` for `-m traincraft_assets` (sensors, run monitoring, retries)."""
+    daemon = subprocess.Popen(
+        [Path(sys.executable).parent / "dagster-daemon", "run", "-m", "traincraft_assets"],
+        env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+
+
+@contextlib.contextmanager
 def running_webserver(env: dict, cwd: Path | None = None):
     """A real dagster-webserver for `-m traincraft_assets` on a free local port; yields its URL."""
     port = free_port()

@@ -30,7 +30,7 @@ from traincraft_assets.core.store import ArtifactStore
 from traincraft_assets.core.demo import write_target_batches
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_webserver
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_daemon, running_webserver
 from traincraft_assets_tests.core.helpers import mace_eval_epochs
 from traincraft_assets_tests.k8s.cluster import NVIDIA_GPU, Cluster, Node, image_env
 
@@ -49,14 +49,17 @@ def _manifest(name: str) -> dict:
 
 def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
     """k8s/dagster.yaml with what the stand-in needs: the test's PostgreSQL, the stand-in's
-    API (instead of the in-cluster service account), runs launched directly (no daemon here),
-    and no instance limit on the gpu pool, so that the cluster's GPU capacity does the queueing."""
+    API (instead of the in-cluster service account), runs launched at once (the queue is the
+    daemon's; the webserver launches here), run monitoring every second instead of every
+    minute, and no instance limit on the gpu pool, so that the cluster's GPU capacity does
+    the queueing."""
     config = yaml.safe_load((K8S / "dagster.yaml").read_text())
     config["storage"] = {"postgres": {"postgres_url": postgres_url}}
     launcher = config["run_launcher"]["config"]
     launcher.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig), job_image="traincraft:standin")
     config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
     del config["concurrency"]["pools"]
+    config["run_monitoring"]["poll_interval_seconds"] = 1
     return yaml.safe_dump(config)
 
 
@@ -136,7 +139,7 @@ def deployment(tmp_path_factory):
                 "TRAINCRAFT_INBOX": str(store / "inbox"),
                 "TRAINCRAFT_POD_PROFILES": str(profiles_path),
             }
-            with running_webserver(env, cwd=root) as url:
+            with running_daemon(env, cwd=root), running_webserver(env, cwd=root) as url:
                 yield Deployment(cluster, instance, store, url, env)
     server.cleanup()
 
@@ -254,3 +257,33 @@ def test_two_trainings_share_one_gpu_and_a_deleted_training_pod_is_retried_and_r
     assert step_run.status == dg.DagsterRunStatus.SUCCESS
     for step in deployment.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records:
         assert step.event_log_entry.step_key == "finetuned_model"
+
+
+def test_a_lost_run_pod_is_resumed_by_run_monitoring_and_the_training_carries_on(deployment):
+    """The run pod (the orchestrator) dies while its training step runs in its own pod: the
+    daemon's run monitoring sees the run's Job failed and resumes the run in a new run pod,
+    which finds the step still running and waits for it. The training is not started again."""
+    cluster = deployment.cluster
+    config = {"ops": {"finetuned_model": {"config": {**FINETUNE, "max_num_epochs": EPOCHS, "seed": 13}}}}
+    proc = deployment.submit("--select", "finetuned_model", "--wait", config=config)
+    deadline = time.monotonic() + 300
+    while not (training := [r for r in cluster.history.values() if r.gpus and r.started and r.finished is None]):
+        assert time.monotonic() < deadline and proc.poll() is None, "the training pod never started"
+        time.sleep(0.2)
+    [step_pod] = training
+    run_id = next(j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == step_pod.job)
+    [run_pod] = [r.name for r in cluster.history.values() if r.job == f"dagster-run-{run_id}"]
+    cluster.delete_pod(run_pod)
+
+    code, out = _finish(proc)
+    assert code == 0, out[-3000:]
+    run_jobs = [j["metadata"]["name"] for j in cluster.received_jobs if j["metadata"]["name"].startswith(f"dagster-run-{run_id}")]
+    assert run_jobs == [f"dagster-run-{run_id}", f"dagster-run-{run_id}-1"]  # resumed once
+    assert [j["metadata"]["name"] for j in deployment.step_jobs(run_id)["finetuned_model"]] == [step_pod.job]
+    assert cluster.history[step_pod.name].exit_code == 0 and not cluster.history[step_pod.name].deleted
+    [materialization] = [
+        r.asset_materialization
+        for r in deployment.instance.fetch_materializations(dg.AssetKey("finetuned_model"), limit=5).records
+        if r.run_id == run_id
+    ]
+    assert materialization.metadata["resumed_from_epoch"].value == -1  # one uninterrupted training

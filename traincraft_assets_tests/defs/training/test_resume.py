@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from traincraft_assets.cli import run_demo
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, Project
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, Project, running_daemon
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -72,17 +72,9 @@ def local_instance(tmp_path):
     config["local_artifact_storage"]["config"]["base_dir"] = str(home)
     config["run_monitoring"]["poll_interval_seconds"] = 1
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}
-    daemon = subprocess.Popen(
-        [Path(sys.executable).parent / "dagster-daemon", "run", "-m", "traincraft_assets"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
+    with running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}, tmp_path):
         with dg.DagsterInstance.from_config(str(home)) as instance:
             yield instance
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
 
 
 def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(local_instance, tmp_path):
