@@ -38,7 +38,7 @@ def test_ingest_then_dagster_asset_materialize_whole_graph(shell_env, tmp_path):
     batches = write_target_batches(tmp_path / "batches", frames_per_kind=4)
     ingest = _run([BIN / "traincraft", "ingest", *batches], shell_env, tmp_path)
     assert ingest.returncode == 0, ingest.stderr
-    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["cu_defects.xyz", "cu_surfaces.xyz"]
+    assert sorted(p.name for p in (tmp_path / "inbox").glob("*.xyz")) == ["cu_defects.xyz", "cu_surfaces.xyz"]
 
     run_yaml = tmp_path / "run.yaml"
     run_yaml.write_text(yaml.safe_dump(TINY_RUN_CONFIG))

@@ -1,22 +1,33 @@
 """The inbox: one file per data batch, the file name is the batch name.
 
-The rules for taking a file in live here, shared by `traincraft ingest` and (later) the inbox
-sensor: every file is read before anything changes, a name is one batch forever (different
-content under a known name is refused), the same content again is a no-op, and a file appears
-in the inbox whole (copied aside, then renamed into place). Registering the batch with the
-orchestrator is the caller's job.
+The rules for taking a file in live here, shared by `traincraft ingest` and the inbox sensor:
+every file is read before anything changes; a name is one batch forever (different content
+under a known name is refused); the same content again, under its name or another, is a no-op;
+a batch's sha256 is recorded when it is registered (`.registry/<name>.json`) and checked again
+when the batch is used, so a file edited afterwards is refused, not trained on.
+
+Files dropped straight into the inbox (the sensor's way in) are taken when whole: a file is
+considered whole once its size and modification time have not changed for `settle_s` seconds.
+Names starting with "." are never taken, so a writer can also write `.name.partial` and rename
+it into place when done. Only regular files are taken: a symbolic link (wherever it points) or
+a directory is refused without being opened. Registering the batch with the orchestrator is
+the caller's job.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import stat
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from traincraft_assets.core.frames import FrameError, read_frames
+from traincraft_assets.core.settings import DEFAULT_INBOX_SETTLE_S
 from traincraft_assets.core.store import file_sha256
 
 
@@ -29,19 +40,142 @@ class Batch:
     new: bool  # False when identical content was already in the inbox
 
 
+REGISTRY = ".registry"  # <inbox>/.registry/<batch>.json: the sha256 each batch was registered with
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file name cannot be a batch (and partition) name, or None."""
+    if not name.isprintable() or "..." in name:
+        return f"the file name {name!r} cannot be a batch name (no '...' and no control characters); rename the file."
+    return None
+
+
+@dataclass
+class Scan:
+    """One look at the inbox: the batches to register now, what to tell the user (each refusal
+    once), and the memory to pass to the next look (`seen`, kept in the sensor's cursor)."""
+
+    new: list[Batch] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # file name -> why
+    seen: dict[str, list] = field(default_factory=dict)  # file name -> [size, mtime_ns, verdict]
+
+
 class Inbox:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, settle_s: float = DEFAULT_INBOX_SETTLE_S):
         self.path = Path(path).absolute()
+        self.settle_s = settle_s
 
     def batch_file(self, name: str) -> Path:
-        """The file of a registered batch."""
+        """The file of a registered batch, checked against the sha256 it was registered with."""
         path = self.path / name
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():
             raise FileNotFoundError(
-                f"data batch {name!r} is registered but {path} does not exist. "
+                f"data batch {name!r} is registered but {path} is "
+                f"{'a symbolic link' if path.is_symlink() else 'missing'}. "
                 f"Ingest it again with `traincraft ingest <file>` (inbox: {self.path})."
             )
+        registered = self.registered(name)
+        if registered is not None:
+            sha256 = file_sha256(path)
+            if sha256 != registered["sha256"]:
+                raise FrameError(
+                    f"{path}: the file changed after batch {name!r} was registered (sha256 "
+                    f"{registered['sha256'][:12]}… at registration, {sha256[:12]}… now). Batches "
+                    "are immutable: restore the original file, or add the new content under a new "
+                    "name."
+                )
         return path
+
+    def registered(self, name: str) -> dict | None:
+        """What batch `name` was registered with (sha256, n_frames), None if not recorded."""
+        try:
+            return json.loads((self.path / REGISTRY / f"{name}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def record(self, batch: Batch) -> None:
+        """Write the batch's registration (idempotent: the same batch writes the same record)."""
+        registry = self.path / REGISTRY
+        registry.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"name": batch.name, "sha256": batch.sha256, "n_frames": batch.n_frames})
+        with tempfile.NamedTemporaryFile("w", dir=registry, prefix=".", delete=False) as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, registry / f"{batch.name}.json")
+
+    def scan(self, known: set[str], seen: dict[str, list], now: float | None = None) -> Scan:
+        """Look at every entry of the inbox once. `known`: the batches the orchestrator has
+        registered; `seen`: the previous scan's memory. A file is hashed, parsed and judged
+        only when its size or modification time changed since it was last judged."""
+        now = time.time() if now is None else now
+        scan = Scan()
+        by_content = {r["sha256"]: r["name"] for r in self._registrations()}
+        entries = sorted(self.path.iterdir(), key=lambda p: p.name) if self.path.is_dir() else []
+        for path in entries:
+            name = path.name
+            if name.startswith("."):
+                continue
+            info = path.lstat()
+            fingerprint = [info.st_size, info.st_mtime_ns]
+            if seen.get(name, [None, None])[:2] == fingerprint:
+                scan.seen[name] = seen[name]
+                continue
+            verdict = self._judge(path, info, name in known, by_content, now, scan)
+            if verdict is not None:
+                scan.seen[name] = [*fingerprint, verdict]
+        return scan
+
+    def _judge(self, path: Path, info: os.stat_result, known: bool, by_content: dict, now: float, scan: Scan):
+        """The verdict on one changed entry ("taken", "same", "refused"), or None to look again
+        next time (still being written)."""
+        name = path.name
+        if stat.S_ISLNK(info.st_mode):
+            scan.refused[name] = (
+                f"{path} is a symbolic link; the inbox takes regular files only and never follows "
+                "links. Copy the file into the inbox (or use `traincraft ingest <file>`)."
+            )
+            return "refused"
+        if not stat.S_ISREG(info.st_mode):
+            scan.refused[name] = f"{path} is not a regular file (a directory?); put one batch file per name in the inbox."
+            return "refused"
+        if name_problem(name):
+            scan.refused[name] = f"{path}: {name_problem(name)}"
+            return "refused"
+        if now - info.st_mtime < self.settle_s:
+            return None  # may still be being written
+        sha256 = file_sha256(path)
+        registered = self.registered(name)
+        if registered is not None and registered["sha256"] != sha256:
+            scan.refused[name] = (
+                f"{path}: batch {name!r} is already registered with different content (sha256 "
+                f"{registered['sha256'][:12]}…, now {sha256[:12]}…). Batches are immutable: "
+                "restore the file, or put the new content under a new name."
+            )
+            return "refused"
+        if known:
+            if registered is None:  # registered before the registry existed: record it as it is
+                self.record(Batch(name, path, -1, sha256, new=False))
+            return "same"
+        owner = by_content.get(sha256, name)
+        if owner != name:
+            scan.refused[name] = f"{path} has the same content as batch {owner!r}; nothing to do. Remove the copy."
+            return "refused"
+        try:
+            n_frames = len(read_frames(path))
+        except Exception as exc:  # anything a malformed file raises: report it, never crash the sensor
+            why = str(exc) if isinstance(exc, FrameError) else f"{path}: cannot be read as a batch file ({type(exc).__name__}: {exc})."
+            scan.refused[name] = f"{why} The file stays in the inbox untaken; replace it (same name) with a fixed file."
+            return "refused"
+        batch = Batch(name, path, n_frames, sha256, new=True)
+        self.record(batch)
+        by_content[sha256] = name
+        scan.new.append(batch)
+        return "taken"
+
+    def _registrations(self) -> list[dict]:
+        registry = self.path / REGISTRY
+        if not registry.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(registry.glob("*.json"))]
 
     def ingest(self, paths: Sequence[Path]) -> list[Batch]:
         """Check every file, then copy the new ones in; nothing changes if any file is refused."""
@@ -54,9 +188,17 @@ class Inbox:
                 "them before ingesting."
             )
         checked = []
+        by_content = {r["sha256"]: r["name"] for r in self._registrations()}
         for path in paths:
+            if name_problem(path.name):
+                raise FrameError(f"{path}: {name_problem(path.name)}")
             n_frames = len(read_frames(path))
             sha256 = file_sha256(path)
+            if by_content.get(sha256, path.name) != path.name:  # a renamed copy: that batch already
+                existing = by_content[sha256]
+                checked.append(Batch(existing, self.path / existing, n_frames, sha256, new=False))
+                continue
+            by_content[sha256] = path.name
             target = self.path / path.name
             if target.exists() and file_sha256(target) != sha256:
                 raise FrameError(
@@ -68,6 +210,9 @@ class Inbox:
         for source, batch in zip(paths, checked):
             if batch.new:
                 self._place(source, batch.path)
+                self.record(batch)
+            elif self.registered(batch.name) is None:  # ingested before the registry existed
+                self.record(batch)
         return checked
 
     def _place(self, source: Path, target: Path) -> None:

@@ -22,9 +22,11 @@ DEPLOYMENT_ENV = "TRAINCRAFT_DEPLOYMENT"
 TRAIN_COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
 POD_PROFILES_ENV = "TRAINCRAFT_POD_PROFILES"
 TRAINING_PROCESSES_ENV = "TRAINCRAFT_TRAINING_PROCESSES"
+INBOX_SETTLE_ENV = "TRAINCRAFT_INBOX_SETTLE_S"
 
 DEFAULT_STORE = ".traincraft/store"
 DEFAULT_INBOX = ".traincraft/inbox"
+DEFAULT_INBOX_SETTLE_S = 10.0
 
 
 class SettingsError(ValueError):
@@ -35,6 +37,7 @@ class SettingsError(ValueError):
 class Settings:
     store: Path  # artifact store root (a ReadWriteMany volume on Kubernetes)
     inbox: Path  # one file per data batch; the file name is the batch name
+    inbox_settle_s: float  # the inbox sensor takes a file once unchanged this long (core/inbox.py)
     deployment: Deployment  # local: one process; k8s: a pod per step
     train_command: tuple[str, ...] | None  # replaces `<python> -m mace.cli.run_train`
     pod_profiles: Path | None  # YAML overriding the Kubernetes pod profiles (defs/k8s/profiles.py)
@@ -53,6 +56,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     command = env.get(TRAIN_COMMAND_ENV)
     profiles = env.get(POD_PROFILES_ENV)
+    settle = env.get(INBOX_SETTLE_ENV) or str(DEFAULT_INBOX_SETTLE_S)
+    try:
+        settle_s = float(settle)
+    except ValueError:
+        settle_s = -1.0
+    if not settle_s >= 0:
+        raise SettingsError(
+            f"{INBOX_SETTLE_ENV} must be a number of seconds >= 0 (how long a file in the inbox must "
+            f"stay unchanged before it is taken); got {settle!r}."
+        )
     processes = env.get(TRAINING_PROCESSES_ENV) or "1"
     if not processes.isdigit() or int(processes) < 1:
         raise SettingsError(
@@ -62,6 +75,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         store=Path(env.get(STORE_ENV) or DEFAULT_STORE).absolute(),
         inbox=Path(env.get(INBOX_ENV) or DEFAULT_INBOX).absolute(),
+        inbox_settle_s=settle_s,
         deployment=deployment,
         train_command=tuple(shlex.split(command)) if command else None,
         pod_profiles=Path(profiles).absolute() if profiles else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from traincraft_assets.core.inbox import Inbox
-from traincraft_assets.core.settings import Settings, load_settings
+from traincraft_assets.core.settings import DEFAULT_INBOX_SETTLE_S, Settings, load_settings
 from traincraft_assets.core.store import ArtifactStore
 
 
@@ -22,14 +22,15 @@ class InboxResource(dg.ConfigurableResource):
     """Directory holding one file per data batch; the file name is the partition key."""
 
     path: str
+    settle_s: float = DEFAULT_INBOX_SETTLE_S  # a dropped file is taken once unchanged this long
 
     def inbox(self) -> Inbox:
-        return Inbox(self.path)
+        return Inbox(self.path, self.settle_s)
 
 
 def default_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     return {
         "store": StoreResource(root=str(settings.store)),
-        "inbox": InboxResource(path=str(settings.inbox)),
+        "inbox": InboxResource(path=str(settings.inbox), settle_s=settings.inbox_settle_s),
     }

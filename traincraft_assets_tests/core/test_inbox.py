@@ -19,7 +19,9 @@ def test_ingest_copies_each_file_whole_under_its_name(tmp_path, batches):
     for source, batch in zip(batches, taken):
         assert batch.new and batch.n_frames == 2
         assert batch.path.read_bytes() == source.read_bytes() and inbox.batch_file(batch.name) == batch.path
-    assert sorted(p.name for p in inbox.path.iterdir()) == sorted(p.name for p in batches)  # no temp files
+    # no temp files; each batch's registration (its sha256) beside them
+    assert sorted(p.name for p in inbox.path.iterdir()) == sorted([".registry", *(p.name for p in batches)])
+    assert [inbox.registered(b.name)["sha256"] for b in taken] == [b.sha256 for b in taken]
 
 
 def test_same_content_again_is_a_no_op(tmp_path, batches):
@@ -57,3 +59,20 @@ def test_a_registered_batch_whose_file_is_gone_says_how_to_recover(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         Inbox(tmp_path / "inbox").batch_file("lost.xyz")
     assert "lost.xyz" in str(info.value) and "traincraft ingest" in str(info.value)
+
+
+def test_a_renamed_copy_is_the_batch_it_copies(tmp_path, batches):
+    inbox = Inbox(tmp_path / "inbox")
+    first = inbox.ingest(batches[:1])[0]
+    copy = tmp_path / "renamed.xyz"
+    copy.write_bytes(batches[0].read_bytes())
+    [again] = inbox.ingest([copy])
+    assert again.name == first.name and not again.new
+    assert not (inbox.path / "renamed.xyz").exists()
+
+
+def test_a_name_that_cannot_be_a_partition_is_refused(tmp_path, batches):
+    odd = tmp_path / "a...b.xyz"
+    odd.write_bytes(batches[0].read_bytes())
+    with pytest.raises(FrameError, match=r"cannot be a batch name"):
+        Inbox(tmp_path / "inbox").ingest([odd])

@@ -51,3 +51,12 @@ def test_training_processes_default_to_one_and_must_be_a_count():
     for bad in ("0", "two", "-1"):
         with pytest.raises(SettingsError, match="TRAINCRAFT_TRAINING_PROCESSES"):
             load_settings({"TRAINCRAFT_TRAINING_PROCESSES": bad})
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_inbox_settle_time_must_be_seconds(value):
+    assert load_settings({}).inbox_settle_s == 10.0
+    assert load_settings({"TRAINCRAFT_INBOX_SETTLE_S": "0.5"}).inbox_settle_s == 0.5
+    with pytest.raises(SettingsError) as info:
+        load_settings({"TRAINCRAFT_INBOX_SETTLE_S": value})
+    assert "TRAINCRAFT_INBOX_SETTLE_S" in str(info.value) and repr(value) in str(info.value)
