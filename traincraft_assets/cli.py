@@ -44,6 +44,34 @@ def ingest(paths: list[Path], instance, inbox_path: Path | None = None) -> list[
     return keys
 
 
+def retire(name: str, reason: str, instance, inbox_path: Path | None = None) -> Path:
+    """Take a batch out of future datasets: core.inbox moves its file aside and records why;
+    its partition is removed, so the dataset and everything downstream are rebuilt without it.
+    Artifacts already made from it stay in the store, with their lineage."""
+    from dagster import AssetKey, AssetObservation, MetadataValue
+
+    from traincraft_assets.core.artifacts import LabelledFrames
+    from traincraft_assets.core.frames import FrameError
+    from traincraft_assets.core.inbox import Inbox
+    from traincraft_assets.core.settings import load_settings
+    from traincraft_assets.defs.data import data_batches
+
+    if not instance.has_dynamic_partition(data_batches.name, name):
+        known = instance.get_dynamic_partitions(data_batches.name)
+        raise FrameError(f"no data batch named {name!r} is registered; registered batches: {known or 'none'}.")
+    moved = Inbox(inbox_path or load_settings().inbox).retire(name, reason)
+    instance.delete_dynamic_partition(data_batches.name, name)
+    instance.report_runless_asset_event(
+        AssetObservation(
+            asset_key=AssetKey(LabelledFrames.asset),
+            description=f"batch {name!r} retired: {reason}",
+            metadata={"retired_batch": name, "reason": reason, "file": MetadataValue.path(str(moved))},
+        )
+    )
+    print(f"retired batch {name!r} ({reason}); its file is kept at {moved}. The next dataset leaves it out.")
+    return moved
+
+
 def run_demo(
     instance, run_config: dict, batches_dir: Path, defs=None, inbox: Path | None = None, frames_per_kind: int = 30
 ) -> dict:
@@ -156,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_ingest = sub.add_parser("ingest", help="copy batch files into the inbox and register them")
     p_ingest.add_argument("paths", nargs="+", type=Path)
+    p_retire = sub.add_parser("retire", help="take a batch out of future datasets, with the reason")
+    p_retire.add_argument("batch", help="the batch (partition) name: its file name")
+    p_retire.add_argument("--reason", required=True, help="why, kept with the batch and shown in the UI")
     p_demo = sub.add_parser("demo", help="generate demo data and materialize the whole graph")
     p_demo.add_argument("--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML")
     p_demo.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
@@ -187,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         with local_instance() as instance:
             if args.command == "ingest":
                 ingest(args.paths, instance)
+            elif args.command == "retire":
+                retire(args.batch, args.reason, instance)
             else:
                 run_config = yaml.safe_load(args.config.read_text())
                 metadata = run_demo(instance, run_config, args.batches_dir)

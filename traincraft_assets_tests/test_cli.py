@@ -94,3 +94,35 @@ def test_ingest_refuses_two_files_with_the_same_name(shell_env, tmp_path):
     result = _run([BIN / "traincraft", "ingest", first, second], shell_env, tmp_path)
     assert result.returncode == 2 and first.name in result.stderr and "rename" in result.stderr
     assert not (tmp_path / "inbox").exists()
+
+
+def test_retire_takes_a_batch_out_of_the_next_dataset_and_keeps_it_out(shell_env, tmp_path):
+    from traincraft_assets_tests.conftest import Project
+
+    batches = write_target_batches(tmp_path / "batches", frames_per_kind=2)
+    defects = tmp_path / "batches" / "cu_defects.xyz"
+    assert _run([BIN / "traincraft", "ingest", *batches], shell_env, tmp_path).returncode == 0
+    with dg.DagsterInstance.from_config(shell_env["DAGSTER_HOME"]) as instance:
+        project = Project(tmp_path, instance)
+        for batch in ("cu_defects.xyz", "cu_surfaces.xyz"):
+            project.label(batch)
+        project.materialize(["dataset"])
+        retired_frames = Path(project.latest("labelled_frames", "cu_defects.xyz").metadata["artifact_path"].value)
+
+        done = _run([BIN / "traincraft", "retire", "cu_defects.xyz", "--reason", "forces in kcal/mol"], shell_env, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert instance.get_dynamic_partitions("data_batches") == ["cu_surfaces.xyz"]
+        assert (tmp_path / "inbox" / ".retired" / "cu_defects.xyz").read_bytes() == defects.read_bytes()
+        assert not (tmp_path / "inbox" / "cu_defects.xyz").exists()
+        [observation] = instance.fetch_observations(dg.AssetKey("labelled_frames"), limit=1).records
+        assert observation.asset_observation.metadata["reason"].value == "forces in kcal/mol"
+
+        project.materialize(["dataset"])
+        used = project.latest("dataset").metadata["batches"].value
+        assert [b["batch"] for b in used] == ["cu_surfaces.xyz"]
+        assert retired_frames.is_dir()  # what was made from it stays, with its lineage
+
+    again = _run([BIN / "traincraft", "ingest", defects], shell_env, tmp_path)
+    assert again.returncode == 2 and "was retired on" in again.stderr and "forces in kcal/mol" in again.stderr
+    unknown = _run([BIN / "traincraft", "retire", "nope.xyz", "--reason", "x"], shell_env, tmp_path)
+    assert unknown.returncode == 2 and "registered batches: ['cu_surfaces.xyz']" in unknown.stderr

@@ -41,12 +41,25 @@ class Batch:
 
 
 REGISTRY = ".registry"  # <inbox>/.registry/<batch>.json: the sha256 each batch was registered with
+RETIRED = ".retired"  # <inbox>/.retired/<batch>: files of retired batches, kept, never taken again
 
 
 def name_problem(name: str) -> str | None:
     """Why a file name cannot be a batch (and partition) name, or None."""
     if not name.isprintable() or "..." in name:
         return f"the file name {name!r} cannot be a batch name (no '...' and no control characters); rename the file."
+    return None
+
+
+def _retired(*records: dict | None) -> str | None:
+    """Why a file is refused because its name or content belongs to a retired batch."""
+    for record in records:
+        if record and "retired" in record:
+            return (
+                f"batch {record['name']!r} was retired on {record['retired']['at']} "
+                f"({record['retired']['reason']}); its name and content are not taken again. Put "
+                "corrected data in a new file under a new name."
+            )
     return None
 
 
@@ -95,12 +108,37 @@ class Inbox:
 
     def record(self, batch: Batch) -> None:
         """Write the batch's registration (idempotent: the same batch writes the same record)."""
+        self._write_record({"name": batch.name, "sha256": batch.sha256, "n_frames": batch.n_frames})
+
+    def _write_record(self, record: dict) -> None:
         registry = self.path / REGISTRY
         registry.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"name": batch.name, "sha256": batch.sha256, "n_frames": batch.n_frames})
         with tempfile.NamedTemporaryFile("w", dir=registry, prefix=".", delete=False) as tmp:
-            tmp.write(text)
-        os.replace(tmp.name, registry / f"{batch.name}.json")
+            tmp.write(json.dumps(record))
+        os.replace(tmp.name, registry / f"{record['name']}.json")
+
+    def retire(self, name: str, reason: str) -> Path:
+        """Take batch `name` out of future datasets: its file moves to `.retired/` (kept, for the
+        models already trained on it) and its registration records why and when. The name and
+        the content stay taken: dropping either in again is refused. Returns the file's new place."""
+        if not reason.strip():
+            raise FrameError(f"say why batch {name!r} is retired (--reason \"...\"): the reason is kept with it.")
+        registered = self.registered(name)
+        if registered is None and (self.path / name).is_file():  # registered before the registry existed
+            registered = {"name": name, "sha256": file_sha256(self.path / name), "n_frames": -1}
+        if registered is None:
+            known = sorted(r["name"] for r in self._registrations() if "retired" not in r)
+            raise FrameError(f"no batch named {name!r} in the inbox {self.path}; registered batches: {known or 'none'}.")
+        if "retired" in registered:
+            raise FrameError(f"batch {name!r} was already retired on {registered['retired']['at']}: {registered['retired']['reason']}")
+        source = self.path / name
+        target = self.path / RETIRED / name
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        registered["retired"] = {"reason": reason.strip(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self._write_record(registered)
+        return target
 
     def scan(self, known: set[str], seen: dict[str, list], now: float | None = None) -> Scan:
         """Look at every entry of the inbox once. `known`: the batches the orchestrator has
@@ -108,7 +146,9 @@ class Inbox:
         only when its size or modification time changed since it was last judged."""
         now = time.time() if now is None else now
         scan = Scan()
-        by_content = {r["sha256"]: r["name"] for r in self._registrations()}
+        registrations = self._registrations()
+        by_content = {r["sha256"]: r["name"] for r in registrations if "retired" not in r}
+        by_retired = {r["sha256"]: r for r in registrations if "retired" in r}
         entries = sorted(self.path.iterdir(), key=lambda p: p.name) if self.path.is_dir() else []
         for path in entries:
             name = path.name
@@ -119,12 +159,14 @@ class Inbox:
             if seen.get(name, [None, None])[:2] == fingerprint:
                 scan.seen[name] = seen[name]
                 continue
-            verdict = self._judge(path, info, name in known, by_content, now, scan)
+            verdict = self._judge(path, info, name in known, by_content, by_retired, now, scan)
             if verdict is not None:
                 scan.seen[name] = [*fingerprint, verdict]
         return scan
 
-    def _judge(self, path: Path, info: os.stat_result, known: bool, by_content: dict, now: float, scan: Scan):
+    def _judge(
+        self, path: Path, info: os.stat_result, known: bool, by_content: dict, by_retired: dict, now: float, scan: Scan
+    ):
         """The verdict on one changed entry ("taken", "same", "refused"), or None to look again
         next time (still being written)."""
         name = path.name
@@ -144,6 +186,10 @@ class Inbox:
             return None  # may still be being written
         sha256 = file_sha256(path)
         registered = self.registered(name)
+        retired = _retired(registered, by_retired.get(sha256))
+        if retired:
+            scan.refused[name] = f"{path}: {retired}"
+            return "refused"
         if registered is not None and registered["sha256"] != sha256:
             scan.refused[name] = (
                 f"{path}: batch {name!r} is already registered with different content (sha256 "
@@ -188,12 +234,17 @@ class Inbox:
                 "them before ingesting."
             )
         checked = []
-        by_content = {r["sha256"]: r["name"] for r in self._registrations()}
+        registrations = self._registrations()
+        by_content = {r["sha256"]: r["name"] for r in registrations if "retired" not in r}
+        by_retired = {r["sha256"]: r for r in registrations if "retired" in r}
         for path in paths:
             if name_problem(path.name):
                 raise FrameError(f"{path}: {name_problem(path.name)}")
             n_frames = len(read_frames(path))
             sha256 = file_sha256(path)
+            retired = _retired(self.registered(path.name), by_retired.get(sha256))
+            if retired:
+                raise FrameError(f"{path}: {retired}")
             if by_content.get(sha256, path.name) != path.name:  # a renamed copy: that batch already
                 existing = by_content[sha256]
                 checked.append(Batch(existing, self.path / existing, n_frames, sha256, new=False))

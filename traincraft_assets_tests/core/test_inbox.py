@@ -76,3 +76,19 @@ def test_a_name_that_cannot_be_a_partition_is_refused(tmp_path, batches):
     odd.write_bytes(batches[0].read_bytes())
     with pytest.raises(FrameError, match=r"cannot be a batch name"):
         Inbox(tmp_path / "inbox").ingest([odd])
+
+
+def test_a_retired_batch_is_refused_by_name_and_by_content_when_dropped_again(tmp_path, batches):
+    inbox = Inbox(tmp_path / "inbox", settle_s=0)
+    [batch] = inbox.ingest(batches[:1])
+    moved = inbox.retire(batch.name, "wrong functional")
+    assert moved.parent.name == ".retired" and not batch.path.exists()
+    (inbox.path / batch.name).write_bytes(moved.read_bytes())
+    (inbox.path / "renamed.xyz").write_bytes(moved.read_bytes())
+    scan = inbox.scan(known=set(), seen={}, now=2e9)
+    assert not scan.new and set(scan.refused) == {batch.name, "renamed.xyz"}
+    assert all("was retired on" in why and "wrong functional" in why for why in scan.refused.values())
+    with pytest.raises(FrameError, match="already retired"):
+        inbox.retire(batch.name, "again")
+    with pytest.raises(FrameError, match="say why"):
+        inbox.retire("other.xyz", " ")

@@ -37,7 +37,8 @@ def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource)
         description = (
             f"{len(problems)} problem(s) in {len(frames)} frames:\n{listed}{more}\n"
             "Fix or drop these frames in their batch files, ingest the corrected files under new "
-            "names, and materialize again."
+            "names, take the broken batches out with `traincraft retire BATCH --reason \"...\"`, "
+            "and materialize again."
         )
     else:
         description = f"{len(frames)} frames passed" + (
@@ -61,9 +62,16 @@ def foundation_energy_consistency(
 ) -> dg.AssetCheckResult:
     """Warn when the zero-shot foundation's energy error exceeds 0.4 eV/atom (inconsistent E0s)."""
     artifacts = store.store()
+    foundation = latest_artifact(context, artifacts, FoundationModel)
+    if foundation is None:  # a warning check must not fail the run: say it could not look yet
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="not checked: no foundation_model yet (materialize it, then this check again).",
+            metadata={"checked": False},
+        )
     frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
-    model = load_model(require_artifact(context, artifacts, FoundationModel).model_path)
-    frames = known_frames(frames, model)
+    frames = known_frames(frames, model := load_model(foundation.model_path))
     rmse = evaluate(model, frames).overall["rmse_e_per_atom"]
     if not np.isfinite(rmse):
         return dg.AssetCheckResult(
