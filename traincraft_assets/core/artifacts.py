@@ -166,6 +166,10 @@ class ParityReport(Artifact):
         return self.path / "parity.json"
 
     @property
+    def report(self) -> dict:
+        return json.loads(self.report_path.read_text())
+
+    @property
     def valid_plot_path(self) -> Path:
         return self.path / "parity_valid.png"
 

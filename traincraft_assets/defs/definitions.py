@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from traincraft_assets.core.settings import load_settings
-from traincraft_assets.defs import automation, data, foundation, jobs, reports, training
+from traincraft_assets.defs import automation, data, deploy, foundation, jobs, reports, training
 from traincraft_assets.defs.k8s import executor
 from traincraft_assets.defs.resources import default_resources
 
@@ -19,6 +19,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
         foundation.defs,
         training.defs,
         reports.defs,
+        deploy.defs,
         jobs.defs,
         automation.defs,
         dg.Definitions(resources=resources or default_resources(settings), executor=executor(settings)),

@@ -352,6 +352,24 @@ class Cluster:
         }
         self._event(name, "Normal", "Started", f"Started container {container['name']}")
 
+    def _cannot_start(self, name: str, pod: dict, exc: Exception) -> None:
+        message = f"the stand-in kubelet could not start the container: {type(exc).__name__}: {exc}"
+        log = self.root / "pods" / name / "log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(message + "\n")
+        self._event(name, "Warning", "Failed", message)
+        self.history[name].started = time.monotonic()
+        pod["status"] = {
+            "phase": "Failed",
+            "message": message,
+            "containerStatuses": [
+                {"name": pod["spec"]["containers"][0]["name"], "image": "", "imageID": "", "ready": False,
+                 "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerError", "message": message}}}
+            ],
+        }
+        self.history[name].finished, self.history[name].exit_code = time.monotonic(), -1
+        self._fail_job(pod["metadata"]["labels"]["job-name"], message)
+
     def _finish(self, name: str, code: int) -> None:
         pod = self.pods[name]
         record = self.history[name]
@@ -383,7 +401,10 @@ class Cluster:
                     if phase == "Pending":
                         node = self._schedule(name, pod)
                         if node is not None:
-                            self._start(name, pod, node)
+                            try:
+                                self._start(name, pod, node)
+                            except Exception as exc:  # what a kubelet reports as CreateContainerError
+                                self._cannot_start(name, pod, exc)
                     elif phase == "Running":
                         code = self._procs[name].poll()
                         if code is not None:

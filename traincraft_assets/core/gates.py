@@ -1,0 +1,207 @@
+"""Quality gates: what a fine-tuned model (the challenger) must show before it may serve.
+
+Four gates, each a verdict with its reason and numbers:
+- accuracy: on the valid set, force AND energy RMSE below the zero-shot foundation's;
+- forgetting: on the held-out replay frames (the foundation's own distribution), force AND
+  energy RMSE no worse than the foundation's times `forgetting_ratio`. Multihead replay can keep
+  forces while energies drift tenfold; both are gated;
+- learning curve: no NaN or infinite loss or error in any epoch;
+- MD stability: a short Langevin run (ASE) from a few valid structures with the deployable
+  model: temperature bounded, no two atoms closer than a floor, no force above a ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from ase import Atoms
+
+if TYPE_CHECKING:
+    from traincraft_assets.core.artifacts import FinetunedModel
+
+
+GATES = {
+    "accuracy": "valid force and energy RMSE below the zero-shot foundation's",
+    "forgetting": "held-out replay-set force and energy RMSE within a ratio of the foundation's",
+    "learning_curve": "no NaN or infinite value in the learning curve",
+    "md_stability": "short Langevin MD from valid structures stays physical",
+}
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    forgetting_ratio: float = 1.5  # replay-set RMSE may be at most this times the foundation's
+    md_structures: int = 3  # valid structures to start MD from (evenly spaced through the set)
+    md_steps: int = 200
+    md_timestep_fs: float = 1.0
+    md_temperature_k: float = 300.0
+    md_max_temperature_k: float = 1500.0  # above this the run is exploding
+    md_min_distance_a: float = 0.6  # two atoms closer than this: the model let them collapse
+    md_max_force_ev_per_a: float = 50.0
+    md_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gate: str
+    passed: bool
+    reason: str
+    numbers: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _finite(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def accuracy(report: dict) -> Verdict:
+    """From parity.json: the challenger beats the zero-shot foundation on the valid set."""
+    numbers = {k: report[k] for k in ("rmse_e_mev_per_atom", "foundation_rmse_e_mev_per_atom", "rmse_f_mev_per_a", "foundation_rmse_f_mev_per_a")}
+    e, e0 = numbers["rmse_e_mev_per_atom"], numbers["foundation_rmse_e_mev_per_atom"]
+    f, f0 = numbers["rmse_f_mev_per_a"], numbers["foundation_rmse_f_mev_per_a"]
+    if not _finite(e, e0, f, f0):
+        return Verdict("accuracy", False, f"valid-set errors are not all finite: {numbers}", numbers)
+    worse = [name for name, mine, theirs in (("energy", e, e0), ("force", f, f0)) if not mine < theirs]
+    reason = (
+        f"valid force RMSE {f:.1f} vs foundation {f0:.1f} meV/Å, energy RMSE {e:.2f} vs {e0:.2f} meV/atom"
+        + (f": not better on {' and '.join(worse)}" if worse else "")
+    )
+    return Verdict("accuracy", not worse, reason, numbers)
+
+
+def forgetting(report: dict, ratio: float) -> Verdict:
+    """From parity.json's held-out replay rows: the challenger kept what the foundation knew."""
+    held = report.get("replay_heldout") or {}
+    if not held.get("n_frames"):
+        return Verdict(
+            "forgetting",
+            True,
+            "not measured: no held-out replay frames (replay_subset num_heldout is 0 or there is no "
+            "replay set); nothing shows what the foundation knew.",
+            {"measured": False},
+        )
+    numbers = {**{k: held[k] for k in held if k != "n_frames"}, "n_frames": held["n_frames"], "ratio_allowed": ratio}
+    worse = []
+    for quantity, mine, theirs, unit in (
+        ("force", held["rmse_f_mev_per_a"], held["foundation_rmse_f_mev_per_a"], "meV/Å"),
+        ("energy", held["rmse_e_mev_per_atom"], held["foundation_rmse_e_mev_per_atom"], "meV/atom"),
+    ):
+        if not _finite(mine, theirs) or mine > ratio * theirs:
+            worse.append(f"{quantity} RMSE {mine:.2f} vs foundation {theirs:.2f} {unit}")
+        numbers[f"{quantity}_ratio"] = mine / theirs if _finite(mine, theirs) and theirs > 0 else float("nan")
+    if worse:
+        return Verdict("forgetting", False, f"forgot more than {ratio}x on {held['n_frames']} replay frames: " + "; ".join(worse), numbers)
+    return Verdict(
+        "forgetting",
+        True,
+        f"replay-set force and energy RMSE within {ratio}x the foundation's "
+        f"({numbers['force_ratio']:.2f}x, {numbers['energy_ratio']:.2f}x) on {held['n_frames']} frames",
+        numbers,
+    )
+
+
+def learning_curve(curve: Sequence[dict]) -> Verdict:
+    """No NaN or infinity anywhere in the curve: a diverged training can still write a model."""
+    bad = sorted(
+        {row.get("epoch") for row in curve for value in row.values() if isinstance(value, float) and not math.isfinite(value)}
+    )
+    if not curve:
+        return Verdict("learning_curve", False, "the training wrote no learning curve", {"n_rows": 0})
+    if bad:
+        return Verdict("learning_curve", False, f"NaN or infinite values in epochs {bad}", {"bad_epochs": bad})
+    return Verdict("learning_curve", True, f"{len(curve)} curve rows, all finite", {"n_rows": len(curve)})
+
+
+def _start_structures(frames: Sequence[Atoms], n: int) -> list[Atoms]:
+    picks = np.unique(np.linspace(0, len(frames) - 1, num=min(n, len(frames))).round().astype(int))
+    return [frames[i].copy() for i in picks]
+
+
+def _min_distance(atoms: Atoms) -> float:
+    if len(atoms) < 2:
+        return float("inf")
+    d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+    return float(d[np.triu_indices(len(atoms), k=1)].min())
+
+
+def md_stability(calculator, frames: Sequence[Atoms], settings: GateSettings) -> Verdict:
+    """Langevin MD from a few structures with `calculator` (an ASE calculator of the deployable
+    model); stops at the first sign of an explosion and says which structure, step and why."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    starts = _start_structures(frames, settings.md_structures)
+    if not starts:
+        return Verdict("md_stability", False, "no valid structures to run MD from", {})
+    worst = {"max_temperature_k": 0.0, "min_distance_a": float("inf"), "max_force_ev_per_a": 0.0}
+    for i, atoms in enumerate(starts):
+        atoms.calc = calculator
+        MaxwellBoltzmannDistribution(atoms, temperature_K=settings.md_temperature_k, rng=np.random.default_rng(settings.md_seed + i))
+        dyn = Langevin(
+            atoms,
+            timestep=settings.md_timestep_fs * units.fs,
+            temperature_K=settings.md_temperature_k,
+            friction=0.01 / units.fs,
+            rng=np.random.default_rng(settings.md_seed + i),
+        )
+        for step in range(settings.md_steps + 1):
+            if step:
+                dyn.run(1)
+            forces = atoms.get_forces()
+            force = float(np.linalg.norm(forces, axis=1).max()) if np.all(np.isfinite(forces)) else float("inf")
+            temperature = float(atoms.get_temperature())
+            distance = _min_distance(atoms)
+            worst = {
+                "max_temperature_k": max(worst["max_temperature_k"], temperature),
+                "min_distance_a": min(worst["min_distance_a"], distance),
+                "max_force_ev_per_a": max(worst["max_force_ev_per_a"], force),
+            }
+            problem = (
+                f"temperature {temperature:.0f} K above {settings.md_max_temperature_k:.0f} K"
+                if not temperature <= settings.md_max_temperature_k
+                else f"two atoms {distance:.2f} Å apart, closer than {settings.md_min_distance_a} Å"
+                if not distance >= settings.md_min_distance_a
+                else f"a force of {force:.1f} eV/Å, above {settings.md_max_force_ev_per_a} eV/Å"
+                if not force <= settings.md_max_force_ev_per_a
+                else None
+            )
+            if problem:
+                return Verdict(
+                    "md_stability",
+                    False,
+                    f"MD from valid structure {i} ({atoms.get_chemical_formula()}) exploded at step {step} "
+                    f"of {settings.md_steps}: {problem}",
+                    {**worst, "structure": i, "step": step},
+                )
+    return Verdict(
+        "md_stability",
+        True,
+        f"{len(starts)} structures x {settings.md_steps} steps of Langevin MD at {settings.md_temperature_k:.0f} K: "
+        f"max {worst['max_temperature_k']:.0f} K, closest pair {worst['min_distance_a']:.2f} Å, "
+        f"largest force {worst['max_force_ev_per_a']:.1f} eV/Å",
+        worst,
+    )
+
+
+def judge(model: "FinetunedModel", report: dict | None, valid_frames: Sequence[Atoms], settings: GateSettings, device: str) -> list[Verdict]:
+    """Every gate on one fine-tuned model; `report` is parity.json of this model (None when it
+    has not been evaluated: the accuracy and forgetting gates then fail and say so)."""
+    from mace.calculators import MACECalculator
+
+    from traincraft_assets.core.training import get_trainer
+
+    if report is None:
+        missing = "no parity_report of this model yet: materialize parity_report, then the gates"
+        verdicts = [Verdict("accuracy", False, missing), Verdict("forgetting", False, missing)]
+    else:
+        verdicts = [accuracy(report), forgetting(report, settings.forgetting_ratio)]
+    verdicts.append(learning_curve(get_trainer(model.manifest["trainer"]).learning_curve(model.path)))
+    calculator = MACECalculator(model_paths=str(model.deploy_model_path), device=device, default_dtype="float64")
+    verdicts.append(md_stability(calculator, valid_frames, settings))
+    return verdicts

@@ -1,0 +1,26 @@
+"""The gates as the UI shows them: four checks on finetuned_model, evaluated in the finetune
+run of the session's tiny graph, each with its reason and the model it judged."""
+
+import dagster as dg
+
+from traincraft_assets.core.gates import GATES
+
+
+def test_the_finetune_run_evaluates_every_gate_on_the_model_it_trained(graph_run):
+    model = graph_run.latest("finetuned_model")
+    key = dg.AssetKey("finetuned_model")
+    for gate in GATES:
+        record = graph_run.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(key, f"gate_{gate}")]
+        )[dg.AssetCheckKey(key, f"gate_{gate}")]
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.metadata["model_sha256"].value == model.metadata["artifact_sha256"].value
+        assert evaluation.description, gate
+    accuracy = graph_run.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(key, "gate_accuracy")]
+    )[dg.AssetCheckKey(key, "gate_accuracy")].event.dagster_event.event_specific_data
+    report = graph_run.latest("parity_report").metadata
+    beats = report["rmse_f_mev_per_a"].value < report["foundation_rmse_f_mev_per_a"].value and (
+        report["rmse_e_mev_per_atom"].value < report["foundation_rmse_e_mev_per_atom"].value
+    )
+    assert accuracy.passed == beats  # the verdict follows the parity report's numbers
