@@ -113,13 +113,16 @@ def _gpu_request(pod_spec: dict) -> int:
 
 
 class Cluster:
-    """The stand-in. `with Cluster(root, nodes, image_env) as cluster:` serves on a free local
+    """The stand-in. `with Cluster(root, nodes, image_env, exec_path) as cluster:` serves on a free local
     port; `cluster.kubeconfig` is a kubeconfig file for it."""
 
-    def __init__(self, root: Path, nodes: list[Node], image_env: dict[str, str], namespace: str = "default"):
+    def __init__(
+        self, root: Path, nodes: list[Node], image_env: dict[str, str], exec_path: str, namespace: str = "default"
+    ):
         self.root = Path(root)
         self.nodes = nodes
-        self.image_env = image_env
+        self.image_env = image_env  # the image's ENV, as the container sees paths
+        self.exec_path = exec_path  # PATH on this host, where the image's programs are
         self.namespace = namespace
         self.jobs: dict[str, dict] = {}
         self.pods: dict[str, dict] = {}
@@ -328,6 +331,7 @@ class Cluster:
         for key, value in env.items():  # the container sees its mounts at mountPath
             if value.startswith("/") and any(value == m or value.startswith(m + "/") or m.startswith(value + "/") for m in mounts):
                 env[key] = str(root / value.lstrip("/"))
+        env["PATH"] = self.exec_path  # a host path: never rewritten
         argv = (container.get("command") or []) + (container.get("args") or [])
         log = open(pod_dir / "log", "wb")
         self._procs[name] = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -526,9 +530,9 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def image_env(dockerfile: Path, python_bin: Path) -> dict[str, str]:
-    """The final stage's ENV of `dockerfile`, with the image's venv replaced by `python_bin`'s
-    directory: the stand-in's "image" is the environment running the tests."""
+def image_env(dockerfile: Path) -> dict[str, str]:
+    """The final stage's ENV of `dockerfile` (PATH aside: the stand-in's programs are the
+    environment running the tests, see `Cluster.exec_path`)."""
     text = dockerfile.read_text().replace("\\\n", " ")
     final = text.split("\nFROM ")[-1]
     env = {"HOME": "/tmp", "LANG": "C.UTF-8"}
@@ -536,6 +540,6 @@ def image_env(dockerfile: Path, python_bin: Path) -> dict[str, str]:
         if line.startswith("ENV "):
             for pair in re.findall(r"(\w+)=(\S+)", line[4:]):
                 env[pair[0]] = pair[1]
-    env["PATH"] = f"{python_bin}:/usr/local/bin:/usr/bin:/bin"
+    env.pop("PATH", None)
     return env
 

@@ -51,7 +51,7 @@ def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
     """k8s/dagster.yaml with what the stand-in needs: the test's PostgreSQL, the stand-in's
     API (instead of the in-cluster service account), runs launched at once (the queue is the
     daemon's; the webserver launches here), run monitoring every second instead of every
-    minute, and no instance limit on the gpu pool, so that the cluster's GPU capacity does
+    minute (and a minute, not 15, for a run pod to start), and no instance limit on the gpu pool, so that the cluster's GPU capacity does
     the queueing."""
     config = yaml.safe_load((K8S / "dagster.yaml").read_text())
     config["storage"] = {"postgres": {"postgres_url": postgres_url}}
@@ -60,6 +60,7 @@ def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
     config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
     del config["concurrency"]["pools"]
     config["run_monitoring"]["poll_interval_seconds"] = 1
+    config["run_monitoring"]["start_timeout_seconds"] = 60  # a run pod that never starts fails the test fast
     return yaml.safe_dump(config)
 
 
@@ -104,7 +105,8 @@ def deployment(tmp_path_factory):
             taints=[{"key": NVIDIA_GPU, "value": "present", "effect": "NoSchedule"}],
         ),
     ]
-    with Cluster(root, nodes, image_env(K8S / "Dockerfile", Path(sys.executable).parent), NAMESPACE) as cluster:
+    exec_path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"  # the "image": this venv
+    with Cluster(root, nodes, image_env(K8S / "Dockerfile"), exec_path, NAMESPACE) as cluster:
         home = root / "dagster_home"
         home.mkdir()
         # the driver k8s/dagster.yaml names (`scheme`): SQLAlchemy 2.1 would pick psycopg 3
@@ -133,7 +135,7 @@ def deployment(tmp_path_factory):
             profiles_path = root / "pod-profiles.yaml"
             profiles_path.write_text(profiles["data"]["pod-profiles.yaml"])
             env = {
-                **{k: v for k, v in image_env(K8S / "Dockerfile", Path(sys.executable).parent).items() if k.startswith("TRAINCRAFT_")},
+                **{k: v for k, v in image_env(K8S / "Dockerfile").items() if k.startswith("TRAINCRAFT_")},
                 "DAGSTER_HOME": str(home),
                 "TRAINCRAFT_STORE": str(store),
                 "TRAINCRAFT_INBOX": str(store / "inbox"),
