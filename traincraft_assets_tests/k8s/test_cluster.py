@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 NAMESPACE = "traincraft"
-GPU_STEPS = {"finetuned_model", "parity_report", "dataset_foundation_energy_consistency"}
+GPU_STEPS = {"finetuned_model", "parity_report", "dataset_foundation_energy_consistency", "quality_gates"}
 EPOCHS = 30  # tiny epochs take a fraction of a second: enough of them to delete a pod mid-way
 FINETUNE = TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"]
 

@@ -114,11 +114,12 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
 
 def test_every_step_of_the_graph_has_a_pod_profile():
     """Asset checks are steps (pods) too: one without a profile would land on any node with no
-    requests. The foundation check evaluates the foundation on the dataset, so it is a GPU step."""
+    requests. The foundation check evaluates the foundation on the dataset and the quality gates
+    run MD with the model, so both are GPU steps."""
     ops = defs.resolve_implicit_global_asset_job_def().graph.node_defs
     gpu = set()
     for op in ops:
         assert "dagster-k8s/config" in op.tags, f"step {op.name} has no pod profile"
         if "nvidia.com/gpu" in op.tags["dagster-k8s/config"]:
             gpu.add(op.name)
-    assert gpu == GPU_ASSETS | {"dataset_foundation_energy_consistency"}
+    assert gpu == GPU_ASSETS | {"dataset_foundation_energy_consistency", "quality_gates"}
