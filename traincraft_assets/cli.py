@@ -72,6 +72,50 @@ def retire(name: str, reason: str, instance, inbox_path: Path | None = None) -> 
     return moved
 
 
+def decide_champion(instance, promote: str = "", reason: str = "", defs=None) -> dict:
+    """Materialize champion_model: the rule decides, or `promote` (a model version or run id)
+    is chosen by hand. Returns the decision."""
+    from dagster import AssetKey
+
+    if defs is None:
+        from traincraft_assets.defs.definitions import defs
+    from traincraft_assets.core.champion import ChampionError
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        asset_selection=[AssetKey("champion_model")],
+        run_config={"ops": {"champion_model": {"config": {"promote": promote, "reason": reason}}}},
+        raise_on_error=False,
+    )
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            raise ChampionError((error.cause or error).message.strip() if error else "champion_model failed")
+    for event in result.all_events:
+        if event.asset_key == AssetKey("champion_model") and (event.is_step_materialization or event.event_type_value == "ASSET_OBSERVATION"):
+            data = event.event_specific_data
+            decision = (data.materialization if hasattr(data, "materialization") else data.asset_observation).metadata["decision"].value
+            print(f"{'promoted' if decision['promoted'] else 'not promoted'}: {decision['reason']}")
+            return decision
+    raise ChampionError("champion_model recorded no decision")
+
+
+def previous_champion(instance) -> str:
+    """The fine-tuned model that served before the current champion."""
+    from dagster import AssetKey
+
+    from traincraft_assets.core.champion import ChampionError
+
+    serving = []
+    for record in instance.fetch_materializations(AssetKey("champion_model"), limit=200).records:
+        model = record.asset_materialization.metadata["serving_finetuned_model"].value
+        if not serving or serving[-1] != model:
+            serving.append(model)
+    if len(serving) < 2:
+        raise ChampionError(f"nothing to roll back to: {'one champion so far' if serving else 'no champion yet'}.")
+    return serving[1]
+
+
 def run_demo(
     instance, run_config: dict, batches_dir: Path, defs=None, inbox: Path | None = None, frames_per_kind: int = 30
 ) -> dict:
@@ -187,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     p_retire = sub.add_parser("retire", help="take a batch out of future datasets, with the reason")
     p_retire.add_argument("batch", help="the batch (partition) name: its file name")
     p_retire.add_argument("--reason", required=True, help="why, kept with the batch and shown in the UI")
+    p_promote = sub.add_parser("promote", help="make a fine-tuned model the champion by hand")
+    p_promote.add_argument("model", help="the finetuned_model version (sha256) or the run that made it")
+    p_promote.add_argument("--reason", required=True, help="why, kept in the champion's history")
+    p_rollback = sub.add_parser("rollback", help="make the previous champion the champion again")
+    p_rollback.add_argument("--reason", required=True, help="why, kept in the champion's history")
     p_demo = sub.add_parser("demo", help="generate demo data and materialize the whole graph")
     p_demo.add_argument("--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML")
     p_demo.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
@@ -210,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         select = [name.strip() for name in args.select.split(",")] if args.select else []
         return submit(args.url, select, args.job, args.partition, run_config, args.wait)
 
+    from traincraft_assets.core.champion import ChampionError
     from traincraft_assets.core.evaluation import PARITY_CONTRACT_KEYS
     from traincraft_assets.core.frames import FrameError
     from traincraft_assets.core.settings import SettingsError
@@ -220,13 +270,17 @@ def main(argv: list[str] | None = None) -> int:
                 ingest(args.paths, instance)
             elif args.command == "retire":
                 retire(args.batch, args.reason, instance)
+            elif args.command == "promote":
+                decide_champion(instance, args.model, args.reason)
+            elif args.command == "rollback":
+                decide_champion(instance, previous_champion(instance), f"rollback: {args.reason}")
             else:
                 run_config = yaml.safe_load(args.config.read_text())
                 metadata = run_demo(instance, run_config, args.batches_dir)
                 print("\nparity report (valid set):")
                 print(json.dumps({k: metadata[k] for k in PARITY_CONTRACT_KEYS}, indent=1, default=str))
                 print("\nOpen the UI with `dagster dev` from this directory to see every asset.")
-    except (FrameError, FileNotFoundError, SettingsError) as exc:
+    except (FrameError, FileNotFoundError, SettingsError, ChampionError) as exc:
         print(f"traincraft: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -178,6 +178,35 @@ class ParityReport(Artifact):
         return self.path / "parity_replay.png"
 
 
+@dataclass(frozen=True)
+class ChampionModel(Artifact):
+    """The model that serves, deployable as is: the single-head model for MD, the manifest it
+    was trained with (exact data versions), its parity report, and champion.json (which
+    fine-tuned model it is, when and why it was promoted)."""
+
+    asset = "champion_model"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "deploy.model"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_FILE
+
+    @property
+    def parity_path(self) -> Path:
+        return self.path / "parity.json"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "champion.json"
+
+    @property
+    def record(self) -> dict:
+        return json.loads(self.record_path.read_text())
+
+
 CATALOGUE: dict[str, type[Artifact]] = {
     kind.asset: kind
     for kind in (
@@ -189,5 +218,6 @@ CATALOGUE: dict[str, type[Artifact]] = {
         ReplaySubset,
         FinetunedModel,
         ParityReport,
+        ChampionModel,
     )
 }

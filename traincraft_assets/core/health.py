@@ -24,6 +24,10 @@ from traincraft_assets.core.frames import (
 REQUIRED_LABELS = ("energy", "forces")
 # Closer than this, two atoms overlap: the shortest real bond (H2) is 0.74 Å.
 DEFAULT_MIN_DISTANCE = 0.5
+# Above this, a force on an atom that does not overlap another is a unit or key mix-up, not
+# physics (meV/Å or kcal/mol/Å read as eV/Å; eV/Bohr is only 1.9x): even hot, strained
+# structures stay within tens of eV/Å.
+MAX_PLAUSIBLE_FORCE_EV_PER_A = 100.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,17 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
             problems.append(
                 _problem(atoms, REF_KEYS[name], f"{int(bad.sum())} non-finite value(s) (NaN or inf)")
             )
+        elif name == "forces" and len(value):
+            largest = float(np.linalg.norm(np.asarray(value).reshape(-1, 3), axis=1).max())
+            if largest > MAX_PLAUSIBLE_FORCE_EV_PER_A:
+                problems.append(
+                    _problem(
+                        atoms,
+                        REF_KEYS[name],
+                        f"a force of {largest:.0f} eV/Å, far above {MAX_PLAUSIBLE_FORCE_EV_PER_A:.0f} eV/Å: "
+                        "likely a unit mix-up (meV/Å or kcal/mol/Å stored as eV/Å). Convert to eV/Å",
+                    )
+                )
     # also pairs with periodic images: a single atom in a small cell can overlap itself
     i, j, d = neighbor_list("ijd", atoms, min_distance)
     if len(d):

@@ -36,6 +36,16 @@ def test_nan_in_forces():
     assert "1 non-finite" in text
 
 
+def test_forces_in_the_wrong_unit_are_flagged():
+    """EMT-like forces of ~1 eV/Å stored in meV/Å: a thousand times too large."""
+    atoms = _clean()
+    atoms.arrays["REF_forces"][3] = [0.0, 1200.0, 0.0]
+    text = _only(frame_problems(atoms), "REF_forces")
+    assert "a force of 1200 eV/Å" in text and "unit mix-up" in text
+    atoms.arrays["REF_forces"][3] = [0.0, 60.0, 0.0]  # large but physical (a hot, strained frame)
+    assert frame_problems(atoms) == []
+
+
 def test_inf_in_energy():
     atoms = _clean()
     atoms.info["REF_energy"] = float("inf")
