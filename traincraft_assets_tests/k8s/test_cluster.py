@@ -51,7 +51,7 @@ def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
     """k8s/dagster.yaml with what the stand-in needs: the test's PostgreSQL, the stand-in's
     API (instead of the in-cluster service account), runs launched at once (the queue is the
     daemon's; the webserver launches here), run monitoring every second instead of every
-    minute (and a minute, not 15, for a run pod to start), and no instance limit on the gpu pool, so that the cluster's GPU capacity does
+    minute (and a minute, not 15, for a run pod to start), automation off, and no instance limit on the gpu pool, so that the cluster's GPU capacity does
     the queueing."""
     config = yaml.safe_load((K8S / "dagster.yaml").read_text())
     config["storage"] = {"postgres": {"postgres_url": postgres_url}}
@@ -61,6 +61,8 @@ def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
     del config["concurrency"]["pools"]
     config["run_monitoring"]["poll_interval_seconds"] = 1
     config["run_monitoring"]["start_timeout_seconds"] = 60  # a run pod that never starts fails the test fast
+    # declarative automation off: its runs (champion_model) would compete for the one GPU here
+    config["auto_materialize"] = {"enabled": False, "use_sensors": False}
     return yaml.safe_dump(config)
 
 

@@ -24,3 +24,17 @@ def test_the_finetune_run_evaluates_every_gate_on_the_model_it_trained(graph_run
         report["rmse_e_mev_per_atom"].value < report["foundation_rmse_e_mev_per_atom"].value
     )
     assert accuracy.passed == beats  # the verdict follows the parity report's numbers
+
+
+def test_the_automation_sensor_asks_for_a_champion_decision_after_a_fine_tune(graph_run):
+    """What the daemon's automation sensor does after the finetune run: request champion_model
+    (its condition is eager on finetuned_model and parity_report)."""
+    from traincraft_assets import defs
+
+    [sensor] = [s for s in defs.sensors if s.name == "automation_sensor"]
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    baseline = dg.evaluate_automation_conditions(defs=graph_run.defs, instance=graph_run.instance)
+    assert baseline.get_num_requested(dg.AssetKey("champion_model")) == 0  # nothing new since it looked
+    graph_run.materialize(["parity_report"])  # an upstream of champion_model updates
+    after = dg.evaluate_automation_conditions(defs=graph_run.defs, instance=graph_run.instance, cursor=baseline.cursor)
+    assert after.get_num_requested(dg.AssetKey("champion_model")) == 1

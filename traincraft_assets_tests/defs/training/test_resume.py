@@ -63,7 +63,7 @@ def _mace_processes(marker: str) -> list[int]:
 @pytest.fixture
 def local_instance(tmp_path):
     """The repository's dagster.yaml (its launcher and run monitoring) on a fresh home, polling
-    every second instead of every 30 s, with a real daemon watching it."""
+    every second instead of every 30 s, declarative automation off, with a real daemon."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
@@ -71,6 +71,7 @@ def local_instance(tmp_path):
     config["compute_logs"]["config"]["base_dir"] = str(home / "compute_logs")
     config["local_artifact_storage"]["config"]["base_dir"] = str(home)
     config["run_monitoring"]["poll_interval_seconds"] = 1
+    config["auto_materialize"] = {"enabled": False, "use_sensors": False}  # no champion runs meanwhile
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     with running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}, tmp_path):
         with dg.DagsterInstance.from_config(str(home)) as instance:
