@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from traincraft_assets.core.frames import write_frames
 from traincraft_assets.defs.automation.sensors import inbox_sensor
