@@ -7,7 +7,6 @@ champion (same data version) with the reason in the materialization. With config
 a person chooses (`traincraft promote` / `traincraft rollback`), recorded the same way.
 """
 
-
 import dagster as dg
 
 from traincraft_assets.core.artifacts import ChampionModel, FinetunedModel, ParityReport, Split
