@@ -26,7 +26,7 @@ def test_assets_have_typed_config_code_versions_and_jobs():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
         "labelled_frames", "dataset", "split", "pretraining_frames", "foundation_model",
-        "replay_subset", "finetuned_model", "parity_report",
+        "replay_subset", "finetuned_model", "parity_report", "champion_model",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
@@ -39,6 +39,8 @@ def test_assets_have_typed_config_code_versions_and_jobs():
     finetune = defs.resolve_job_def("finetune")
     assert not finetune.graph.has_node_named("foundation_model")
     assert defs.resolve_job_def("stage_foundation").graph.has_node_named("foundation_model")
+    # the champion decides in its own run, after the finetune run's gates have judged the model
+    assert not finetune.graph.has_node_named("champion_model") and finetune.graph.has_node_named("quality_gates")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)

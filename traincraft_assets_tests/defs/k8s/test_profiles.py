@@ -16,7 +16,7 @@ from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_
 from traincraft_assets import defs
 from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, ProfileError, load_profiles
 
-GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report"}
+GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report", "champion_model"}
 REPO = Path(__file__).resolve().parents[3]
 
 
