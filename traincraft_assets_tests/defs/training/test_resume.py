@@ -73,15 +73,15 @@ def local_instance(tmp_path):
     config["run_monitoring"]["poll_interval_seconds"] = 1
     config["auto_materialize"] = {"enabled": False, "use_sensors": False}  # no champion runs meanwhile
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    with running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}, tmp_path):
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            yield instance
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance, lambda: running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}, tmp_path)
 
 
 def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(local_instance, tmp_path):
     import json
 
-    project = Project(tmp_path, local_instance)
+    instance, daemon = local_instance
+    project = Project(tmp_path, instance)
     run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
     home = project.instance.root_directory
     step = subprocess.Popen(
@@ -111,10 +111,11 @@ def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_reru
         pytest.fail(f"MACE outlived its killed step: pids {_mace_processes(str(work))}")
 
     [killed] = project.instance.get_runs(limit=1)  # the newest: the killed one
-    deadline = time.monotonic() + 120  # the daemon's first monitoring pass follows its start-up
-    while project.instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.STARTED:
-        assert time.monotonic() < deadline, "run monitoring left the killed run STARTED"
-        time.sleep(1)
+    with daemon():  # only while needed: the rerun below runs in this process, no daemon about
+        deadline = time.monotonic() + 120  # the daemon's first monitoring pass follows its start-up
+        while project.instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.STARTED:
+            assert time.monotonic() < deadline, "run monitoring left the killed run STARTED"
+            time.sleep(1)
     assert project.instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
     failure = project.instance.get_records_for_run(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
     assert f"(pid {step.pid}) is gone" in failure[0].event_log_entry.dagster_event.message
