@@ -125,6 +125,7 @@ def run_demo(
 
     from traincraft_assets.core.artifacts import ParityReport
     from traincraft_assets.core.demo import write_target_batches
+    from traincraft_assets.defs.jobs import run_config_for
 
     if defs is None:
         from traincraft_assets.defs.definitions import defs
@@ -142,12 +143,6 @@ def run_demo(
         print(f"{name} run {result.run_id} succeeded")
     event = instance.get_latest_materialization_event(AssetKey(ParityReport.asset))
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
-
-
-def run_config_for(job, run_config: dict) -> dict:
-    """The part of a whole-graph run config (examples/*.yaml) that one job accepts."""
-    ops = {k: v for k, v in run_config.get("ops", {}).items() if job.graph.has_node_named(k)}
-    return {**run_config, "ops": ops}
 
 
 TERMINAL = {"SUCCESS": 0, "FAILURE": 1, "CANCELED": 1}
@@ -195,6 +190,7 @@ def submit(
         config["ops"] = {name: value for name, value in config["ops"].items() if name in select}
     elif job and "ops" in config:  # the deployment runs this code: trim to the job's steps here
         from traincraft_assets.defs.definitions import defs
+        from traincraft_assets.defs.jobs import run_config_for
 
         if job in {j.name for j in defs.resolve_all_job_defs()}:
             config = run_config_for(defs.resolve_job_def(job), config)

@@ -23,10 +23,15 @@ TRAIN_COMMAND_ENV = "TRAINCRAFT_MACE_TRAIN_COMMAND"
 POD_PROFILES_ENV = "TRAINCRAFT_POD_PROFILES"
 TRAINING_PROCESSES_ENV = "TRAINCRAFT_TRAINING_PROCESSES"
 INBOX_SETTLE_ENV = "TRAINCRAFT_INBOX_SETTLE_S"
+RUN_CONFIG_ENV = "TRAINCRAFT_RUN_CONFIG"
+RETRAIN_DEBOUNCE_ENV = "TRAINCRAFT_RETRAIN_DEBOUNCE_S"
+NIGHTLY_RETRAIN_CRON_ENV = "TRAINCRAFT_NIGHTLY_RETRAIN_CRON"
 
 DEFAULT_STORE = ".traincraft/store"
 DEFAULT_INBOX = ".traincraft/inbox"
 DEFAULT_INBOX_SETTLE_S = 10.0
+DEFAULT_RETRAIN_DEBOUNCE_S = 600.0
+DEFAULT_NIGHTLY_RETRAIN_CRON = "0 2 * * *"
 
 
 class SettingsError(ValueError):
@@ -42,6 +47,9 @@ class Settings:
     train_command: tuple[str, ...] | None  # replaces `<python> -m mace.cli.run_train`
     pod_profiles: Path | None  # YAML overriding the Kubernetes pod profiles (defs/k8s/profiles.py)
     training_processes: int  # ranks per training, one per GPU (set in GPU pods by their profile)
+    run_config: Path | None  # YAML run config for runs nobody configures by hand (defs/jobs.py)
+    retrain_debounce_s: float  # retrain once labelled batches have been quiet this long
+    nightly_retrain_cron: str  # when the nightly_retrain schedule (off by default) looks for changes
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -56,16 +64,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     command = env.get(TRAIN_COMMAND_ENV)
     profiles = env.get(POD_PROFILES_ENV)
-    settle = env.get(INBOX_SETTLE_ENV) or str(DEFAULT_INBOX_SETTLE_S)
-    try:
-        settle_s = float(settle)
-    except ValueError:
-        settle_s = -1.0
-    if not settle_s >= 0:
-        raise SettingsError(
-            f"{INBOX_SETTLE_ENV} must be a number of seconds >= 0 (how long a file in the inbox must "
-            f"stay unchanged before it is taken); got {settle!r}."
-        )
+    settle_s = _seconds(
+        env, INBOX_SETTLE_ENV, DEFAULT_INBOX_SETTLE_S, "a file in the inbox must stay unchanged before it is taken"
+    )
+    debounce_s = _seconds(
+        env, RETRAIN_DEBOUNCE_ENV, DEFAULT_RETRAIN_DEBOUNCE_S, "labelled batches must stay unchanged before retraining"
+    )
+    run_config = env.get(RUN_CONFIG_ENV)
     processes = env.get(TRAINING_PROCESSES_ENV) or "1"
     if not processes.isdigit() or int(processes) < 1:
         raise SettingsError(
@@ -80,4 +85,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         train_command=tuple(shlex.split(command)) if command else None,
         pod_profiles=Path(profiles).absolute() if profiles else None,
         training_processes=int(processes),
+        run_config=Path(run_config).absolute() if run_config else None,
+        retrain_debounce_s=debounce_s,
+        nightly_retrain_cron=env.get(NIGHTLY_RETRAIN_CRON_ENV) or DEFAULT_NIGHTLY_RETRAIN_CRON,
     )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, meaning: str) -> float:
+    value = env.get(name) or str(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise SettingsError(f"{name} must be a number of seconds >= 0 (how long {meaning}); got {value!r}.")
+    return seconds

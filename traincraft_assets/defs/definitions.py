@@ -1,5 +1,5 @@
-"""The one Definitions object: each domain's assets and checks, the jobs, the resources, and
-the deployment's executor, merged."""
+"""The one Definitions object: each domain's assets and checks, the jobs and automation, the
+resources, and the deployment's executor, merged."""
 
 from __future__ import annotations
 
@@ -14,16 +14,15 @@ from traincraft_assets.defs.resources import default_resources
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """Definitions with the given resources (tests point the store and inbox at temp dirs)."""
     settings = load_settings()
-    return dg.Definitions.merge(
+    graph = dg.Definitions.merge(
         data.defs,
         foundation.defs,
         training.defs,
         reports.defs,
         deploy.defs,
-        jobs.defs,
-        automation.defs,
         dg.Definitions(resources=resources or default_resources(settings), executor=executor(settings)),
     )
+    return dg.Definitions.merge(graph, jobs.build(settings, graph), automation.build(settings))
 
 
 defs = build_defs()

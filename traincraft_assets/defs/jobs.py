@@ -1,19 +1,63 @@
 """Jobs: labelling is per batch (partitioned); the foundation and its pool are staged once (a
-download or a training) and reused by every fine-tuning run, which is its own job."""
+download or a training) and reused by every fine-tuning run, which is its own job.
+
+Runs that nobody configures by hand (the inbox sensor's labelling, automated and nightly
+retraining) take their run config from the file named by TRAINCRAFT_RUN_CONFIG (a whole-graph
+file like examples/demo.yaml): each job gets the entries for its own steps as its default
+config, which the Launchpad also shows, prefilled and editable.
+"""
 
 import dagster as dg
+import yaml
 
+from traincraft_assets.core.settings import RUN_CONFIG_ENV, Settings, SettingsError
 from traincraft_assets.defs.data.assets import dataset, labelled_frames, split
 from traincraft_assets.defs.foundation.assets import foundation_model, pretraining_frames, replay_subset
 from traincraft_assets.defs.reports.assets import parity_report
 from traincraft_assets.defs.training.assets import finetuned_model
 
-label_batch_job = dg.define_asset_job("label_batch", selection=dg.AssetSelection.assets(labelled_frames))
-stage_foundation_job = dg.define_asset_job(
-    "stage_foundation", selection=dg.AssetSelection.assets(pretraining_frames, foundation_model)
-)
-finetune_job = dg.define_asset_job(
-    "finetune", selection=dg.AssetSelection.assets(dataset, split, replay_subset, finetuned_model, parity_report)
-)
+LABEL_BATCH = "label_batch"
+STAGE_FOUNDATION = "stage_foundation"
+FINETUNE = "finetune"
 
-defs = dg.Definitions(jobs=[label_batch_job, stage_foundation_job, finetune_job])
+
+def run_config_for(job: dg.JobDefinition, run_config: dict) -> dict:
+    """The part of a whole-graph run config (examples/*.yaml) that one job accepts."""
+    ops = {k: v for k, v in run_config.get("ops", {}).items() if job.graph.has_node_named(k)}
+    return {**run_config, "ops": ops}
+
+
+def read_run_config(settings: Settings) -> dict | None:
+    """The whole-graph run config named by TRAINCRAFT_RUN_CONFIG, or None when unset."""
+    path = settings.run_config
+    if path is None:
+        return None
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{RUN_CONFIG_ENV}={path}: cannot read it as YAML ({exc}).") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("ops", {}), dict):
+        raise SettingsError(
+            f"{RUN_CONFIG_ENV}={path}: expected a run config mapping with `ops:` per step "
+            f"(like examples/demo.yaml); found {type(config).__name__}."
+        )
+    return config
+
+
+def build(settings: Settings, graph: dg.Definitions) -> dg.Definitions:
+    """The jobs over `graph`'s assets, with their default config from the run config file."""
+    selections = {
+        LABEL_BATCH: [labelled_frames],
+        STAGE_FOUNDATION: [pretraining_frames, foundation_model],
+        FINETUNE: [dataset, split, replay_subset, finetuned_model, parity_report],
+    }
+    run_config = read_run_config(settings)
+    jobs = []
+    for name, assets in selections.items():
+        config = None
+        if run_config is not None:
+            bare = dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets))
+            steps = dg.Definitions.merge(graph, dg.Definitions(jobs=[bare])).resolve_job_def(name)
+            config = run_config_for(steps, run_config)
+        jobs.append(dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), config=config))
+    return dg.Definitions(jobs=jobs)

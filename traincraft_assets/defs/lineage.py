@@ -41,20 +41,29 @@ def latest_artifact(
     once) each read the artifacts they made, not whichever run finished last.
     """
     materialization = _materialized_in_this_run(context, kind.asset, partition)
-    if materialization is None:
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(kind.asset), asset_partitions=[partition] if partition else None
-            ),
-            limit=1,
-        ).records
-        if not records:
+    if materialization is not None:
+        sha = _data_version(materialization, kind.asset)
+    else:
+        sha = latest_data_version(context.instance, kind.asset, partition)
+        if sha is None:
             return None
-        materialization = records[0].asset_materialization
-    sha = materialization.tags.get(DATA_VERSION_TAG) if materialization else None
-    if not sha:
-        raise RuntimeError(f"the latest materialization of {kind.asset} carries no data version.")
     return store.open(kind, sha)
+
+
+def latest_data_version(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> str | None:
+    """The data version (artifact sha256) of `asset`'s (`partition`'s) latest materialization."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    return _data_version(records[0].asset_materialization, asset) if records else None
+
+
+def _data_version(materialization: dg.AssetMaterialization, asset: str) -> str:
+    sha = materialization.tags.get(DATA_VERSION_TAG) if materialization.tags else None
+    if not sha:
+        raise RuntimeError(f"the latest materialization of {asset} carries no data version.")
+    return sha
 
 
 def require_artifact(context, store: ArtifactStore, kind: type[A], partition: str | None = None) -> A:

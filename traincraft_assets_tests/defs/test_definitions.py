@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from traincraft_assets import defs
+from traincraft_assets.core.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,3 +50,35 @@ def test_example_run_configs_are_valid(path):
     run_config = yaml.safe_load(path.read_text())
     job = defs.resolve_implicit_global_asset_job_def()
     dg.validate_run_config(job, run_config)
+
+
+def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
+    """What sensor and schedule runs (which carry no config) run with; a person's config still wins."""
+    from traincraft_assets.defs.definitions import build_defs
+
+    monkeypatch.setenv("TRAINCRAFT_RUN_CONFIG", str(REPO / "examples" / "demo.yaml"))
+    jobs = build_defs()
+    demo = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())["ops"]
+    stage = jobs.resolve_job_def("stage_foundation")
+    resolved = dg.validate_run_config(stage, {})["ops"]  # nothing given: the file's entries
+    assert resolved["foundation_model"]["config"]["num_channels"] == demo["foundation_model"]["config"]["num_channels"]
+    finetune = jobs.resolve_job_def("finetune")
+    resolved = dg.validate_run_config(finetune, {})["ops"]
+    assert resolved["finetuned_model"]["config"]["lr"] == demo["finetuned_model"]["config"]["lr"]
+    mine = {"ops": {"finetuned_model": {"config": {"strategy": "naive", "lr": 0.001}}}}
+    assert dg.validate_run_config(finetune, mine)["ops"]["finetuned_model"]["config"]["lr"] == 0.001
+
+    for text, expected in (("ops: [1, 2]", "expected a run config mapping"), ("ops: {a: [", "cannot read it as YAML")):
+        (tmp_path / "bad.yaml").write_text(text)
+        monkeypatch.setenv("TRAINCRAFT_RUN_CONFIG", str(tmp_path / "bad.yaml"))
+        with pytest.raises(SettingsError, match=expected) as info:
+            build_defs()
+        assert "TRAINCRAFT_RUN_CONFIG" in str(info.value) and "bad.yaml" in str(info.value)
+
+
+def test_a_bad_nightly_cron_is_refused_by_name(monkeypatch):
+    from traincraft_assets.defs.definitions import build_defs
+
+    monkeypatch.setenv("TRAINCRAFT_NIGHTLY_RETRAIN_CRON", "every night")
+    with pytest.raises(SettingsError, match="TRAINCRAFT_NIGHTLY_RETRAIN_CRON.*'every night'"):
+        build_defs()

@@ -14,11 +14,11 @@ import json
 import dagster as dg
 
 from traincraft_assets.defs.data import data_batches
-from traincraft_assets.defs.jobs import label_batch_job
+from traincraft_assets.defs.jobs import LABEL_BATCH
 from traincraft_assets.defs.resources import InboxResource
 
 
-@dg.sensor(job=label_batch_job, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+@dg.sensor(job_name=LABEL_BATCH, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> dg.SensorResult:
     """Registers new batch files in the inbox and requests their labelling."""
     seen = json.loads(context.cursor) if context.cursor else {}
