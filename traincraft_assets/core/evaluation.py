@@ -195,11 +195,22 @@ class Parity:
         return compare_rows(self.valid, self.valid_foundation)
 
     @property
+    def forgetting(self) -> dict:
+        """Held-out replay RMSE of the fine-tuned model over the foundation's (1: nothing
+        forgotten). Energies are reported beside forces: multihead replay can keep forces
+        while replay energies drift."""
+        ft, fnd = self.replay.overall, self.replay_foundation.overall
+        return {
+            "forgetting_e_ratio": ft["rmse_e_per_atom"] / fnd["rmse_e_per_atom"] if fnd["rmse_e_per_atom"] else np.nan,
+            "forgetting_f_ratio": ft["rmse_f"] / fnd["rmse_f"] if fnd["rmse_f"] else np.nan,
+        }
+
+    @property
     def beats_foundation_on_forces(self) -> bool:
         metrics = self.metrics
         return metrics["rmse_f_mev_per_a"] < metrics["foundation_rmse_f_mev_per_a"]
 
-    def report(self, data_versions: dict) -> dict:
+    def report(self, data_versions: dict, trained: dict) -> dict:
         """parity.json's content."""
         ft, fnd = self.replay.overall, self.replay_foundation.overall
         return {
@@ -213,8 +224,10 @@ class Parity:
                 "rmse_f_mev_per_a": to_mev(ft["rmse_f"]),
                 "foundation_rmse_e_mev_per_atom": to_mev(fnd["rmse_e_per_atom"]),
                 "foundation_rmse_f_mev_per_a": to_mev(fnd["rmse_f"]),
+                **self.forgetting,
             },
             "finetuned_head": self.head,
+            "trained_properties": trained,
             "data_versions": data_versions,
         }
 
@@ -248,9 +261,10 @@ def parity(
     return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows)
 
 
-def write_parity_report(result: Parity, out: ParityReport, data_versions: dict) -> str:
+def write_parity_report(result: Parity, out: ParityReport, data_versions: dict, trained: dict) -> str:
     """parity.json and the two parity plots into `out`; return a small base64 PNG thumbnail of
-    the valid-set plot for embedding in metadata."""
+    the valid-set plot for embedding in metadata. `trained`: the properties each head fitted
+    (core.manifest.trained_properties)."""
     valid = parity_figure(
         [
             ("foundation (zero-shot)", result.valid_foundation.frames, result.valid_foundation.predictions),
@@ -268,5 +282,5 @@ def write_parity_report(result: Parity, out: ParityReport, data_versions: dict) 
     )
     save_figure(valid, out.valid_plot_path)
     save_figure(replay, out.replay_plot_path)
-    out.report_path.write_text(json.dumps(result.report(data_versions), indent=1))
+    out.report_path.write_text(json.dumps(result.report(data_versions, trained), indent=1))
     return thumbnail

@@ -24,6 +24,12 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def trained_properties(manifest: dict) -> dict[str, list[str]]:
+    """Per head, the properties the training fitted, as the trainer's own log says (empty for
+    a model trained before this was recorded)."""
+    return {head: record["fitted"] for head, record in manifest.get("effective", {}).get("heads", {}).items()}
+
+
 def write_manifest(path: Path, manifest: dict) -> Path:
     """Write `manifest` with the package versions of this environment added."""
     Path(path).write_text(json.dumps({**manifest, "package_versions": package_versions()}, indent=1))

@@ -46,14 +46,20 @@ def test_parity_metrics_and_report_carry_the_contract_keys():
     valid = _evaluation([0.001, 0.001], ["a", "b"], force_error=0.02)
     valid_foundation = _evaluation([0.1, 0.1], ["a", "b"], force_error=0.05)
     replay = _evaluation([0.002], ["bulk"], force_error=0.01)
-    result = Parity("Default", valid, valid_foundation, replay, replay, test_rows=[])
+    replay_foundation = _evaluation([0.001], ["bulk"], force_error=0.01)
+    result = Parity("Default", valid, valid_foundation, replay, replay_foundation, test_rows=[])
     assert set(result.metrics) == set(PARITY_CONTRACT_KEYS) - {"report_path"}
     assert result.metrics["rmse_f_mev_per_a"] == pytest.approx(20.0)
     assert result.metrics["foundation_rmse_f_mev_per_a"] == pytest.approx(50.0)
     assert result.metrics["replay_rmse_f_mev_per_a"] == pytest.approx(10.0)
     assert result.metrics["n_valid"] == 2
     assert result.beats_foundation_on_forces
-    report = result.report({"split": "abc"})
+    # forgetting: energies beside forces (replay energies drift where forces hold)
+    assert result.forgetting == pytest.approx({"forgetting_e_ratio": 2.0, "forgetting_f_ratio": 1.0})
+    trained = {"Default": ["energy", "forces", "stress"], "pt_head": ["energy", "forces"]}
+    report = result.report({"split": "abc"}, trained)
+    assert report["trained_properties"] == trained
+    assert report["replay_heldout"]["forgetting_e_ratio"] == pytest.approx(2.0)
     for key, value in result.metrics.items():
         assert report[key] == pytest.approx(value, nan_ok=True), key
     assert report["finetuned_head"] == "Default" and report["data_versions"] == {"split": "abc"}

@@ -64,6 +64,16 @@ def test_model_lineage_records_the_exact_input_versions(graph_run):
     argv = manifest["argv"]
     assert argv[1:3] == ["-m", "mace.cli.run_train"]
     assert argv[argv.index("--force_mh_ft_lr") + 1] == "True"
+    assert "--loss" not in argv  # MACE would replace it with universal in multihead mode
+    # what MACE used, from its own log: universal loss, our lr, stress fitted where frames have it
+    effective = manifest["effective"]
+    assert effective["loss"]["class"] == "UniversalLoss" and effective["lr"] == 0.01
+    assert set(effective["heads"]) == {"Default", "pt_head"}
+    report = graph_run.latest("parity_report").metadata
+    assert report["trained_properties"].value == {h: r["fitted"] for h, r in effective["heads"].items()}
+    assert {"energy", "forces"} <= set(report["trained_properties"].value["Default"])
+    for key in ("replay_rmse_e_mev_per_atom", "replay_rmse_e_foundation_mev_per_atom", "forgetting_e_ratio"):
+        assert report[key].value > 0, key
     assert set(manifest["package_versions"]) >= {"mace-torch", "torch", "dagster", "ase"}
     assert manifest["split_sizes"]["train"] + manifest["split_sizes"]["valid"] == 16
     assert manifest["start_time"] <= manifest["end_time"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -59,6 +59,7 @@ class TrainResult:
     curve: list[dict]  # per epoch and head: validation loss and RMSEs (eV units); epoch -1: before training
     best: dict  # the curve row of the model that was kept ({} when there is none)
     resumed_from_epoch: int | None = None  # the checkpoint a killed run was resumed from
+    effective: dict = field(default_factory=dict)  # what the trainer actually used, from its own log
 
     @property
     def epochs_run(self) -> int:
@@ -93,6 +94,11 @@ class Trainer(ABC):
     @abstractmethod
     def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
         """Run the command in `workdir`, each output line to `on_output`; raise TrainingFailed."""
+
+    @abstractmethod
+    def effective_settings(self, workdir: Path) -> dict:
+        """The settings the trainer actually used (loss, lr, EMA, what each head fitted), read
+        back from its own log: a trainer may override what it was asked for."""
 
     @abstractmethod
     def learning_curve(self, workdir: Path) -> list[dict]:
@@ -143,4 +149,6 @@ class Trainer(ABC):
             done.write_text(json.dumps(record))
         curve = self.learning_curve(workdir)
         model = self.trained_model(workdir, run_name)
-        return TrainResult(model, record["argv"], curve, self.best(curve), record["resumed_from_epoch"])
+        return TrainResult(
+            model, record["argv"], curve, self.best(curve), record["resumed_from_epoch"], self.effective_settings(workdir)
+        )

@@ -123,6 +123,7 @@ def train_model(plan: TrainingPlan, out: FinetunedModel, on_output: OnOutput, co
             ),
             **trainer.describe(settings, inputs, result.argv),
             "argv": result.argv,
+            "effective": result.effective,
             "deploy_model": deploy.name,
             "data_versions": plan.upstream.data_versions,
             "split_sizes": plan.split_sizes,

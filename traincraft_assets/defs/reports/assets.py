@@ -4,6 +4,7 @@ import dagster as dg
 
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ParityReport, ReplaySubset, Split
 from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity_report
+from traincraft_assets.core.manifest import trained_properties
 from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
@@ -68,13 +69,17 @@ def parity_report(
         Split.asset: split_artifact.sha256,
         ReplaySubset.asset: replay.sha256 if replay else None,
     }
-    artifact, thumbnail = artifacts.write(ParityReport, lambda out: write_parity_report(result, out, data_versions))
-    metrics = result.metrics
+    trained = trained_properties(finetuned.manifest)
+    artifact, thumbnail = artifacts.write(
+        ParityReport, lambda out: write_parity_report(result, out, data_versions, trained)
+    )
+    metrics, forgetting = result.metrics, result.forgetting
     better = result.beats_foundation_on_forces
     context.log.info(
         f"valid force RMSE: fine-tuned {metrics['rmse_f_mev_per_a']:.1f} meV/Å vs zero-shot "
         f"foundation {metrics['foundation_rmse_f_mev_per_a']:.1f} meV/Å "
-        f"({'better' if better else 'NOT better'})"
+        f"({'better' if better else 'NOT better'}); held-out replay (forgetting) vs the foundation: "
+        f"forces {forgetting['forgetting_f_ratio']:.2f}x, energies {forgetting['forgetting_e_ratio']:.2f}x"
     )
     return materialized(
         artifact,
@@ -82,6 +87,10 @@ def parity_report(
             **metrics,
             "report_path": dg.MetadataValue.path(str(artifact.report_path)),
             "replay_rmse_f_foundation_mev_per_a": to_mev(result.replay_foundation.overall["rmse_f"]),
+            "replay_rmse_e_mev_per_atom": to_mev(result.replay.overall["rmse_e_per_atom"]),
+            "replay_rmse_e_foundation_mev_per_atom": to_mev(result.replay_foundation.overall["rmse_e_per_atom"]),
+            **forgetting,
+            "trained_properties": dg.MetadataValue.json(trained),
             "n_replay_heldout": len(result.replay.frames),
             "beats_foundation_on_forces": better,
             "per_config_type": _table(result.rows),

@@ -2,8 +2,9 @@
 
 Training itself is MACE's; this module decides the flags. The rules below come from the
 fine-tuning strategies study (design.md) and from MACE 0.3.16 behaviour that silently changes a
-strategy (notes/mace.md): multihead mode overrides lr/EMA/loss unless `--force_mh_ft_lr True`,
-rejects `--E0s average`, and uses a replay file whole.
+strategy (notes/mace.md): multihead mode overrides lr/EMA unless `--force_mh_ft_lr True`, always
+uses its universal loss (stress fitted wherever frames carry it), rejects `--E0s average`, and
+uses a replay file whole. What MACE really used is read back from its log (results.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from traincraft_assets.core.training.base import TrainConfigError, TrainInputs
 from traincraft_assets.core.training.mace.settings import TrainSettings
 
 # Flags this module sets from typed config or needs to find MACE's outputs; `extra` may not
-# replace them (e.g. force_mh_ft_lr False would silently restore MACE's lr/EMA/loss overrides).
+# replace them (e.g. force_mh_ft_lr False would silently restore MACE's lr/EMA overrides).
 # The value says where the setting comes from ("-": from the run itself).
 MANAGED_FLAGS = {
     "name": "-", "work_dir": "-", "model_dir": "-", "log_dir": "-", "checkpoints_dir": "-",
@@ -250,7 +251,8 @@ def render_args(
         )
     elif plan.model is not None:
         args["model"] = plan.model
-    args["loss"] = plan.loss
+    if s.strategy != "multihead":  # multihead: MACE uses its universal loss whatever --loss says
+        args["loss"] = plan.loss
     args["error_table"] = plan.error_table
     if {"energy", "forces"} <= set(s.heads):
         args["energy_weight"] = str(s.energy_weight)
@@ -280,7 +282,7 @@ def render_args(
         args["multiheads_finetuning"] = str(s.strategy == "multihead")
     if s.strategy == "multihead":
         args["pt_train_file"] = str(inputs.replay_file)
-        args["force_mh_ft_lr"] = "True"  # otherwise MACE replaces our lr, EMA and loss
+        args["force_mh_ft_lr"] = "True"  # otherwise MACE replaces our lr and EMA decay
         if s.replay_labels == "pseudo":
             args["pseudolabel_replay"] = "True"
             if "stress" in s.heads:

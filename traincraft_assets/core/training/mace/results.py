@@ -1,8 +1,10 @@
-"""Reading a finished MACE run back: the learning curve, the kept epoch, the model file."""
+"""Reading a finished MACE run back: the learning curve, the kept epoch, the model file, and
+the settings MACE actually used."""
 
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -78,3 +80,55 @@ def final_model(workdir: Path, run_name: str) -> Path:
     if not path.is_file():
         raise TrainingFailed(f"MACE finished but wrote no {path.name} in {workdir}.")
     return path
+
+
+LOG_LINE = re.compile(r"^\S+ \S+ INFO: (.*)$")
+HEAD_START = re.compile(r"=+\s+Processing head (\S+)\s+=+")
+TRAIN_COUNTS = re.compile(r"^Total Training set \[(.*)\]$")
+LOSS = re.compile(r"^(\w+Loss)\((.*)\)$")
+LEARNING_RATE = re.compile(r"^Learning rate: ([\d.eE+-]+), weight decay: ([\d.eE+-]+)$")
+EMA = re.compile(r"^Using Exponential Moving Average with decay: ([\d.eE+-]+)$")
+PROPERTIES = ("energy", "forces", "stress", "dipole", "polarizability")
+LABEL_COUNTS = {p: "dipole components" if p == "dipole" else p for p in PROPERTIES}  # MACE's names in its log
+
+
+def effective_settings(log_dir: Path) -> dict:
+    """What MACE actually trained with, read back from its own log (not the argv we passed:
+    multihead mode replaces the loss with `universal` whatever `--loss` says, and the
+    universal loss fits stress whenever frames carry it).
+
+    Returns loss (MACE's class and weights), lr, weight decay, EMA decay (None: off) and, per
+    head, the training frames per label and the properties fitted (a label some training frame
+    has, with a non-zero loss weight). A resumed run appends to the log: the last start wins.
+    """
+    logs = sorted(p for p in Path(log_dir).glob("*.log") if not p.name.endswith("_debug.log"))
+    if not logs:
+        return {}
+    found: dict = {"ema_decay": None, "heads": {}}
+    head = None
+    for line in logs[-1].read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line.strip())
+        if not match:
+            continue
+        text = match.group(1).strip()
+        if m := HEAD_START.search(text):
+            head = m.group(1)
+        elif (m := TRAIN_COUNTS.match(text)) and head is not None:
+            counts = dict(item.split(": ") for item in m.group(1).split(", "))
+            found["heads"][head] = {"counts": {k: int(v) for k, v in counts.items()}}
+        elif m := LOSS.match(text):
+            weights = dict(re.findall(r"(\w+)_weight=([\d.eE+-]+)", m.group(2)))
+            found["loss"] = {"class": m.group(1), "weights": {k: float(v) for k, v in weights.items()}}
+        elif m := LEARNING_RATE.match(text):
+            found["lr"], found["weight_decay"] = float(m.group(1)), float(m.group(2))
+        elif m := EMA.match(text):
+            found["ema_decay"] = float(m.group(1))
+    weights = found.get("loss", {}).get("weights", {})
+    for record in found["heads"].values():
+        frames = record.pop("counts")
+        record["train_frames"] = {p: frames.get(LABEL_COUNTS[p], 0) for p in PROPERTIES}
+        record["train_frames"]["virials"] = frames.get("virials", 0)
+        record["fitted"] = [
+            p for p in PROPERTIES if record["train_frames"][p] > 0 and weights.get(p, 0.0) > 0
+        ] + (["virials"] if record["train_frames"]["virials"] > 0 and weights.get("virials", 0.0) > 0 else [])
+    return found

@@ -13,6 +13,7 @@ from traincraft_assets.core.training.mace.export import deployable_model
 from traincraft_assets.core.training.mace.process import run_training
 from traincraft_assets.core.training.mace.results import (
     best_epoch,
+    effective_settings,
     final_model,
     latest_checkpoint_epoch,
     parse_results,
@@ -64,6 +65,9 @@ class MaceTrainer(Trainer):
 
     def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
         run_training(argv, workdir, on_output)
+
+    def effective_settings(self, workdir: Path) -> dict:
+        return effective_settings(Path(workdir) / "logs")
 
     def learning_curve(self, workdir: Path) -> list[dict]:
         return parse_results(Path(workdir) / "results")

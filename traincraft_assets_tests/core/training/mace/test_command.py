@@ -82,7 +82,8 @@ def test_multihead_defaults(files, make_inputs, mace_parser):
     assert f["foundation_model"] == str(files["foundation"])
     assert f["multiheads_finetuning"] == "True"
     assert f["pt_train_file"] == str(files["replay"])
-    assert f["force_mh_ft_lr"] == "True"  # otherwise MACE replaces our lr, EMA and loss
+    assert f["force_mh_ft_lr"] == "True"  # otherwise MACE replaces our lr and EMA decay
+    assert "loss" not in f  # MACE uses its universal loss in multihead mode, whatever --loss says
     assert f["E0s"] == "foundation"
     assert float(f["lr"]) == 1e-4
     assert f["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # device 'auto'
@@ -99,7 +100,7 @@ def test_multihead_defaults(files, make_inputs, mace_parser):
     # MACE reads it the way we mean it
     assert parsed.multiheads_finetuning is True and parsed.force_mh_ft_lr is True
     assert parsed.ema is True and parsed.ema_decay == 0.995 and parsed.lr == 1e-4
-    assert parsed.weight_decay == 0.0 and parsed.loss == "weighted"
+    assert parsed.weight_decay == 0.0
     assert parsed.energy_weight == 10.0 and parsed.forces_weight == 10.0
 
 
@@ -217,14 +218,14 @@ def test_output_dirs_and_test_file(files, make_inputs):
 
 
 def test_energy_forces_head(files, make_inputs, mace_parser):
-    _, f, _ = _render(TrainSettings(), make_inputs(), files["workdir"], mace_parser)
+    _, f, _ = _render(TrainSettings(strategy="naive"), make_inputs(), files["workdir"], mace_parser)
     assert "model" not in f
     assert f["loss"] == "weighted" and f["error_table"] == "PerAtomRMSE"
     assert "stress_key" not in f and "compute_stress" not in f
 
 
 def test_stress_head(files, make_inputs, mace_parser):
-    settings = TrainSettings(heads=("energy", "forces", "stress"))
+    settings = TrainSettings(strategy="naive", heads=("energy", "forces", "stress"))
     _, f, parsed = _render(settings, make_inputs(labels=("energy", "forces", "stress")), files["workdir"], mace_parser)
     assert "model" not in f
     assert f["loss"] == "stress"  # the default `weighted` loss would ignore stress

@@ -71,6 +71,12 @@ def test_naive_trains_a_single_head_model(inputs, tmp_path):
     result, deploy, _ = _train(inputs, tmp_path, strategy="naive")
     assert list(load_model(result.model_path).heads) == ["Default"]
     assert deploy == result.model_path  # already deployable: no second copy
+    # what MACE used, read back from its log: the weighted loss fits energy and forces only,
+    # even where the frames carry stress
+    effective = result.effective
+    assert effective["loss"] == {"class": "WeightedEnergyForcesLoss", "weights": {"energy": 10.0, "forces": 10.0}}
+    assert effective["lr"] == 0.01 and effective["ema_decay"] == 0.995
+    assert effective["heads"]["Default"]["fitted"] == ["energy", "forces"]
 
 
 def test_lora_trains_and_merges_adapters(inputs, tmp_path):
@@ -84,6 +90,13 @@ def test_multihead_replay_keeps_a_replay_head_and_publishes_a_single_head_model(
     multihead = load_model(result.model_path)
     assert set(multihead.heads) == {"Default", "pt_head"}
     assert "pt_head" in log
+    # MACE's own record: universal loss whatever we ask, our lr (force_mh_ft_lr), and stress
+    # fitted on every head whose frames carry it, though the heads asked were energy, forces
+    effective = result.effective
+    assert effective["loss"]["class"] == "UniversalLoss" and effective["lr"] == 0.01
+    for head in ("Default", "pt_head"):
+        frames = effective["heads"][head]["train_frames"]
+        assert frames["energy"] > 0 and ("stress" in effective["heads"][head]["fitted"]) == (frames["stress"] > 0)
     deploy = load_model(deploy_path)
     assert deploy_path.name == "deploy.model" and list(deploy.heads) == ["Default"]
     frames = read_frames(inputs.valid_file)
