@@ -1,8 +1,16 @@
-"""Demo data made with ASE's EMT, so the whole graph runs with no downloads.
+"""Demo data made with ASE calculators, so the whole graph runs with no downloads.
 
-The pretraining pool is strained, rattled bulk of seven fcc metals; the target data is Cu in
-environments that pool never shows (surfaces, adatoms, vacancies, hot rattles), so a fine-tuned
-model has something real to learn over the zero-shot foundation.
+Two levels of theory, as in real fine-tuning (a foundation trained on one functional, target
+data computed with a better one):
+- the foundation's: EMT. Its pool is broad: seven fcc metals, each as bulk over a range of
+  temperatures, strained bulk, surfaces and vacancies;
+- the target's: EMT plus a weak Morse pair term (`target_theory`). Like a different functional
+  it changes the physics systematically, not randomly: Cu's lattice constant is 0.8% shorter
+  (3.560 vs 3.590 Å), cohesive energy about 0.39 eV/atom deeper, and forces on the target
+  frames differ by about 0.1 eV/Å RMS. The target is Cu in environments the pool shows (surfaces,
+  vacancies) and ones it never shows (adatoms, hot rattles).
+So the foundation is good on its own theory and wrong on the target's in a learnable way: what
+fine-tuning is for.
 """
 
 from __future__ import annotations
@@ -13,9 +21,13 @@ from typing import Callable
 import numpy as np
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc100, fcc111
+from ase.calculators.calculator import Calculator
 from ase.calculators.emt import EMT
+from ase.calculators.mixing import SumCalculator
+from ase.calculators.morse import MorsePotential
 
-from traincraft_assets.core.frames import CONFIG_TYPE_KEY, elements, read_frames, set_label, write_frames
+from traincraft_assets.core.frames import CONFIG_TYPE_KEY, elements, read_frames, write_frames
+from traincraft_assets.core.labelling import LabelOptions, label_with_calculator
 from traincraft_assets.core.split import split_frames
 from traincraft_assets.core.training import TrainInputs, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
@@ -44,40 +56,28 @@ DEMO_FOUNDATION_OPTIONS = (
 )
 
 
-def _label_emt(atoms: Atoms, stress: bool) -> Atoms:
-    atoms.calc = EMT()
-    set_label(atoms, "energy", atoms.get_potential_energy())
-    set_label(atoms, "forces", atoms.get_forces())
-    if stress:
-        set_label(atoms, "stress", atoms.get_stress(voigt=False).reshape(-1))
-    atoms.calc = None
-    atoms.info.pop("adsorbate_info", None)  # ase.build bookkeeping; extxyz cannot store it
-    return atoms
+def target_theory() -> Calculator:
+    """The target's level of theory: EMT plus a weak Morse pair term (see the module docstring)."""
+    return SumCalculator([EMT(), MorsePotential(epsilon=0.05, r0=2.6, rho0=4.0, rcut1=4.0, rcut2=5.0)])
 
 
-def _strained_bulk(symbol: str, rng: np.random.Generator, rattle: float) -> Atoms:
+def _labelled(frames: list[Atoms], theory) -> list[Atoms]:
+    for atoms in frames:
+        atoms.info.pop("adsorbate_info", None)  # ase.build bookkeeping; extxyz cannot store it
+    return label_with_calculator(frames, theory, LabelOptions(compute_stress=True))
+
+
+def _strained_bulk(symbol: str, rng: np.random.Generator, rattle: float, strain: float = 0.04) -> Atoms:
     atoms = bulk(symbol, "fcc", cubic=True).repeat((2, 2, 2))
-    strain = np.eye(3) + rng.uniform(-0.04, 0.04, size=(3, 3)) * np.array([[1, 0.3, 0.3]] * 3)
-    atoms.set_cell(atoms.cell[:] @ strain, scale_atoms=True)
+    deform = np.eye(3) + rng.uniform(-strain, strain, size=(3, 3)) * np.array([[1, 0.3, 0.3]] * 3)
+    atoms.set_cell(atoms.cell[:] @ deform, scale_atoms=True)
     atoms.positions += rng.normal(0.0, rattle, size=atoms.positions.shape)
     return atoms
 
 
-def pretraining_frames(frames_per_metal: int = 40, seed: int = 0) -> list[Atoms]:
-    """Strained and rattled bulk of the seven fcc metals, EMT-labelled with stress."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for symbol in PRETRAINING_METALS:
-        for _ in range(frames_per_metal):
-            atoms = _strained_bulk(symbol, rng, rattle=rng.uniform(0.02, 0.08))
-            atoms.info[CONFIG_TYPE_KEY] = f"bulk_{symbol}"
-            frames.append(_label_emt(atoms, stress=True))
-    return frames
-
-
-def _surface(rng: np.random.Generator) -> Atoms:
+def _surface(symbol: str, rng: np.random.Generator) -> Atoms:
     make = fcc111 if rng.random() < 0.5 else fcc100
-    atoms = make("Cu", size=(2, 2, 4), vacuum=5.0)
+    atoms = make(symbol, size=(2, 2, 4), vacuum=5.0)
     atoms.positions += rng.normal(0.0, 0.05, size=atoms.positions.shape)
     atoms.info[CONFIG_TYPE_KEY] = "surface"
     return atoms
@@ -92,8 +92,8 @@ def _adatom(rng: np.random.Generator) -> Atoms:
     return atoms
 
 
-def _vacancy(rng: np.random.Generator) -> Atoms:
-    atoms = bulk("Cu", "fcc", cubic=True).repeat((2, 2, 2))
+def _vacancy(symbol: str, rng: np.random.Generator) -> Atoms:
+    atoms = bulk(symbol, "fcc", cubic=True).repeat((2, 2, 2))
     del atoms[int(rng.integers(len(atoms)))]
     atoms.positions += rng.normal(0.0, 0.05, size=atoms.positions.shape)
     atoms.info[CONFIG_TYPE_KEY] = "vacancy"
@@ -106,21 +106,42 @@ def _hot_rattle(rng: np.random.Generator) -> Atoms:
     return atoms
 
 
+# The pool's kinds per metal. Thermal rattles of 0.02-0.12 Å span roughly 100-1200 K in these metals.
+POOL_KINDS = {
+    "bulk": lambda symbol, rng: _strained_bulk(symbol, rng, rattle=rng.uniform(0.02, 0.12), strain=0.01),
+    "strained": lambda symbol, rng: _strained_bulk(symbol, rng, rattle=rng.uniform(0.02, 0.05), strain=0.06),
+    "surface": _surface,
+    "vacancy": _vacancy,
+}
+
+
+def pretraining_frames(frames_per_metal: int = 40, seed: int = 0) -> list[Atoms]:
+    """The foundation's pool: each of the seven fcc metals as thermal bulk, strained bulk,
+    surfaces and vacancies (in turn), EMT-labelled; stress on fully periodic frames."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    kinds = list(POOL_KINDS.items())
+    for symbol in PRETRAINING_METALS:
+        for i in range(frames_per_metal):
+            kind, make = kinds[i % len(kinds)]
+            atoms = make(symbol, rng)
+            atoms.info[CONFIG_TYPE_KEY] = f"{kind}_{symbol}"
+            frames.append(atoms)
+    return _labelled(frames, EMT)
+
+
 def target_batches(frames_per_kind: int = 30, seed: int = 1) -> dict[str, list[Atoms]]:
-    """Two batches of Cu target data, as two labelling campaigns would deliver them."""
+    """Two batches of Cu target data at the target's level of theory, as two labelling
+    campaigns would deliver them."""
     rng = np.random.default_rng(seed)
     campaigns = {
-        "cu_surfaces": (_surface, _adatom),
-        "cu_defects": (_vacancy, _hot_rattle),
+        "cu_surfaces": (lambda rng: _surface("Cu", rng), _adatom),
+        "cu_defects": (lambda rng: _vacancy("Cu", rng), _hot_rattle),
     }
     batches = {}
     for name, makers in campaigns.items():
-        frames = []
-        for make in makers:
-            for _ in range(frames_per_kind):
-                atoms = make(rng)
-                frames.append(_label_emt(atoms, stress=bool(atoms.pbc.all())))
-        batches[name] = frames
+        frames = [make(rng) for make in makers for _ in range(frames_per_kind)]
+        batches[name] = _labelled(frames, target_theory)
     return batches
 
 

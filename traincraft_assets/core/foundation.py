@@ -123,7 +123,7 @@ def load_pool(settings: PoolSettings) -> tuple[list[Atoms], str]:
     """The replay pool with labels under REF_* keys, and where it came from."""
     if settings.source == "demo":
         frames = demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed)
-        return frames, f"demo (EMT bulk {', '.join(demo.PRETRAINING_METALS)})"
+        return frames, f"demo (EMT bulk, strained, surfaces, vacancies of {', '.join(demo.PRETRAINING_METALS)})"
     if settings.source == "file":
         if not settings.path:
             raise ValueError("pretraining frames from source 'file' need `path`.")

@@ -105,7 +105,8 @@ def prelabelled(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     return _to_ref_keys(frames)
 
 
-def _label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions) -> list[Atoms]:
+def label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions) -> list[Atoms]:
+    """Copies of `frames` labelled by a fresh `make_calc()` each (stress only on fully periodic cells)."""
     out = []
     for atoms in frames:
         atoms = atoms.copy()
@@ -129,7 +130,7 @@ def emt(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     """ASE's effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O roughly)."""
     from ase.calculators.emt import EMT
 
-    return _label_with_calculator(frames, EMT, options)
+    return label_with_calculator(frames, EMT, options)
 
 
 @register_labeller("xtb")
@@ -142,7 +143,7 @@ def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
             "labeller 'xtb' needs tblite, which is not installed. "
             "Install it with: pip install 'traincraft_assets[xtb]' (or pip install tblite)."
         ) from exc
-    return _label_with_calculator(
+    return label_with_calculator(
         frames, lambda: TBLite(method=options.xtb_method, verbosity=0), options
     )
 

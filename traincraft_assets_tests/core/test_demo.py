@@ -1,11 +1,18 @@
-"""Demo data: Cu target batches the pretraining pool never shows, seven-metal pretraining."""
+"""Demo data: a broad seven-metal pool at the foundation's level of theory (EMT), Cu target
+batches at another (EMT plus a Morse pair term), partly in environments the pool never shows."""
 
 import numpy as np
+import pytest
+
+from ase.build import bulk
+from ase.calculators.emt import EMT
 
 from traincraft_assets.core.demo import (
+    POOL_KINDS,
     PRETRAINING_METALS,
     pretraining_frames,
     target_batches,
+    target_theory,
     write_target_batches,
 )
 from traincraft_assets.core.frames import elements, get_label, read_frames
@@ -32,16 +39,48 @@ def test_target_batches_are_reproducible():
             np.testing.assert_array_equal(x.positions, y.positions)
 
 
-def test_pretraining_frames_cover_seven_metals_with_stress():
-    frames = pretraining_frames(frames_per_metal=1)
-    assert len(frames) == 7
+def test_the_pool_is_broad_seven_metals_in_four_kinds_of_environment():
+    frames = pretraining_frames(frames_per_metal=len(POOL_KINDS))
+    assert len(frames) == 7 * len(POOL_KINDS)
     assert set(elements(frames)) == {"Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al"} == set(PRETRAINING_METALS)
+    kinds = {f"{kind}_{metal}" for kind in ("bulk", "strained", "surface", "vacancy") for metal in PRETRAINING_METALS}
+    assert {a.info["config_type"] for a in frames} == kinds
     for atoms in frames:
-        stress = get_label(atoms, "stress")
-        assert stress is not None and stress.shape == (9,) and np.isfinite(stress).all()
         assert np.isfinite(get_label(atoms, "energy"))
-    # target environments are not in the pool
-    assert not {a.info["config_type"] for a in frames} & {"surface", "adatom", "vacancy", "hot_rattle"}
+        stress = get_label(atoms, "stress")
+        assert (stress is not None) == bool(atoms.pbc.all())  # not on surfaces
+        assert stress is None or (stress.shape == (9,) and np.isfinite(stress).all())
+        assert get_label(atoms, "energy") == pytest.approx(_emt(atoms)[0])  # the foundation's theory
+
+
+def _emt(atoms):
+    atoms = atoms.copy()
+    atoms.calc = EMT()
+    return atoms.get_potential_energy(), atoms.get_forces()
+
+
+def _lattice_constant(make_calc) -> float:
+    energies = {}
+    for a in np.linspace(3.50, 3.65, 151):
+        atoms = bulk("Cu", "fcc", a=a)
+        atoms.calc = make_calc()
+        energies[a] = atoms.get_potential_energy()
+    return min(energies, key=energies.get)
+
+
+def test_the_target_is_another_level_of_theory_systematically_not_randomly():
+    """Like a better functional: a shorter lattice constant, deeper cohesion, different forces."""
+    assert _lattice_constant(EMT) == pytest.approx(3.590, abs=0.002)
+    assert _lattice_constant(target_theory) == pytest.approx(3.560, abs=0.002)
+    frames = [a for batch in target_batches(frames_per_kind=3).values() for a in batch]
+    gaps = []
+    for atoms in frames:
+        energy, forces = _emt(atoms)
+        gaps.append((get_label(atoms, "energy") - energy) / len(atoms))
+        assert not np.allclose(get_label(atoms, "forces"), forces, atol=0.01)
+    assert -0.5 < np.mean(gaps) < -0.3  # eV/atom: deeper
+    # the pool never shows adatoms or hot rattles
+    assert not {a.info["config_type"] for a in pretraining_frames(4)} & {"adatom", "hot_rattle"}
 
 
 def test_write_target_batches_writes_readable_files(tmp_path):
