@@ -48,7 +48,8 @@ def labelled_batches(instance: dg.DagsterInstance) -> list[dict]:
 def dataset_batches(instance: dg.DagsterInstance) -> list[dict] | None:
     """The batches the latest dataset was built from; None if there is no dataset yet."""
     event = instance.get_latest_materialization_event(dg.AssetKey(Dataset.asset))
-    return None if event is None else event.asset_materialization.metadata["batches"].value
+    batches = event.asset_materialization.metadata.get("batches") if event else None
+    return None if batches is None else batches.value
 
 
 def last_batch_change(instance: dg.DagsterInstance) -> float:
@@ -102,9 +103,7 @@ def build(settings: Settings) -> list:
     @dg.sensor(job_name=FINETUNE, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
     def retrain_sensor(context: dg.SensorEvaluationContext):
         """Retrains once labelled batches have settled after a change."""
-        return retrain_request(
-            context.instance, time.time(), settings.retrain_debounce_s, "retrain_sensor"
-        )
+        return retrain_request(context.instance, time.time(), settings.retrain_debounce_s, "retrain_sensor")
 
     @dg.schedule(
         name="nightly_retrain",
