@@ -4,6 +4,7 @@ the settings MACE actually used."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -61,17 +62,47 @@ def _complete(checkpoint: Path) -> bool:
         return False
 
 
+CHECKPOINTS = "*_epoch-*.pt"
+KEPT = ".kept"  # in checkpoints/: hard links that outlive MACE's deletion of a checkpoint
+
+
+def keep_checkpoints(workdir: Path, keep: int = 2) -> None:
+    """Hard-link each checkpoint MACE writes into checkpoints/.kept (the newest `keep`).
+
+    MACE deletes its previous checkpoint before it writes the next, so a kill during that write
+    would leave no complete checkpoint and the rerun would start from epoch 0. A link shares the
+    file's data, so the previous checkpoint survives its deletion; one still being written is
+    complete through the link once MACE has finished it. Called while MACE runs."""
+    directory = Path(workdir) / "checkpoints"
+    kept = directory / KEPT
+    for checkpoint in directory.glob(CHECKPOINTS):
+        if not (kept / checkpoint.name).exists():
+            kept.mkdir(exist_ok=True)
+            try:
+                os.link(checkpoint, kept / checkpoint.name)
+            except FileNotFoundError:  # MACE deleted it in between
+                pass
+    for old in sorted(kept.glob(CHECKPOINTS), key=_epoch)[:-keep]:
+        old.unlink()
+
+
 def latest_checkpoint_epoch(workdir: Path, run_name: str) -> int | None:
     """The epoch of the newest complete checkpoint, which MACE's `--restart_latest` loads (MACE
     writes one only when the validation loss improves); None when there is none.
 
     A checkpoint cut off by a kill is set aside (renamed `*.pt.partial`, which MACE does not
-    match), so the run resumes from the one before instead of failing on every retry."""
-    checkpoints = (Path(workdir) / "checkpoints").glob(f"{run_name}_run-*_epoch-*.pt")
-    for checkpoint in sorted((c for c in checkpoints if _epoch(c) >= 0), key=_epoch, reverse=True):
+    match). If none is left, the newest complete one kept by keep_checkpoints is put back, so
+    the run resumes from the one before instead of from scratch or failing on every retry."""
+    directory = Path(workdir) / "checkpoints"
+    pattern = f"{run_name}_run-*_epoch-*.pt"
+    for checkpoint in sorted((c for c in directory.glob(pattern) if _epoch(c) >= 0), key=_epoch, reverse=True):
         if _complete(checkpoint):
             return _epoch(checkpoint)
         checkpoint.rename(checkpoint.with_name(checkpoint.name + ".partial"))
+    for kept in sorted((directory / KEPT).glob(pattern), key=_epoch, reverse=True):
+        if _complete(kept):
+            os.link(kept, directory / kept.name)
+            return _epoch(kept)
     return None
 
 

@@ -15,6 +15,7 @@ from traincraft_assets.core.training.mace.results import (
     best_epoch,
     effective_settings,
     final_model,
+    keep_checkpoints,
     latest_checkpoint_epoch,
     parse_results,
 )
@@ -64,7 +65,11 @@ class MaceTrainer(Trainer):
         return latest_checkpoint_epoch(workdir, run_name)
 
     def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
-        run_training(argv, workdir, on_output)
+        def on_line(line: str) -> None:
+            keep_checkpoints(workdir)
+            on_output(line)
+
+        run_training(argv, workdir, on_line)
 
     def effective_settings(self, workdir: Path) -> dict:
         return effective_settings(Path(workdir) / "logs")

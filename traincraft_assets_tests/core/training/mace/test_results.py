@@ -155,3 +155,25 @@ def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
     assert latest_checkpoint_epoch(tmp_path, "finetuned") == 10
     assert not cut.exists() and cut.with_name(cut.name + ".partial").exists()  # MACE will not load it
     assert latest_checkpoint_epoch(tmp_path, "foundation") is None  # another run's checkpoints
+
+
+def test_a_kill_while_mace_replaces_its_checkpoint_still_resumes_from_the_previous_one(tmp_path):
+    """MACE 0.3.16 deletes checkpoint N before writing N+1 (tools/checkpoint.py). A kill in
+    between used to leave nothing to resume from; the link kept while it ran is put back."""
+    from traincraft_assets.core.training.mace.results import keep_checkpoints, latest_checkpoint_epoch
+
+    checkpoints = tmp_path / "checkpoints"
+    for epoch in (1, 2, 3):  # as MACE saves them, the trainer keeping links after each line
+        previous = list(checkpoints.glob("*.pt"))
+        _checkpoint(checkpoints, epoch)
+        for old in previous:
+            old.unlink()
+        keep_checkpoints(tmp_path)
+    assert sorted(p.name for p in (checkpoints / ".kept").iterdir()) == [
+        "finetuned_run-0_epoch-2.pt", "finetuned_run-0_epoch-3.pt"  # the newest two
+    ]
+    # the kill: epoch 3 deleted, epoch 4 cut off mid-write
+    (checkpoints / "finetuned_run-0_epoch-3.pt").unlink()
+    _checkpoint(checkpoints, 4, complete=False)
+    assert latest_checkpoint_epoch(tmp_path, "finetuned") == 3
+    assert (checkpoints / "finetuned_run-0_epoch-3.pt").is_file()  # back where --restart_latest looks
