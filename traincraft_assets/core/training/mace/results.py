@@ -80,7 +80,7 @@ def keep_checkpoints(workdir: Path, keep: int = 2) -> None:
             kept.mkdir(exist_ok=True)
             try:
                 os.link(checkpoint, kept / checkpoint.name)
-            except FileNotFoundError:  # MACE deleted it in between
+            except OSError:  # MACE deleted it in between, or the filesystem has no hard links
                 pass
     for old in sorted(kept.glob(CHECKPOINTS), key=_epoch)[:-keep]:
         old.unlink()
