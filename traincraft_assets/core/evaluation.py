@@ -22,7 +22,7 @@ from traincraft_assets.core.artifacts import ParityReport
 from traincraft_assets.core.device import Device, resolve_device
 from traincraft_assets.core.foundation import model_head
 from traincraft_assets.core.frames import read_frames
-from traincraft_assets.core.metrics import Prediction, errors_by_config_type, to_mev
+from traincraft_assets.core.metrics import Prediction, error_ratio, errors_by_config_type, to_mev
 from traincraft_assets.core.plots import figure_thumbnail_base64, parity_figure, save_figure
 
 # MACE model classes that predict dipoles/polarizabilities but no energy or forces.
@@ -201,8 +201,8 @@ class Parity:
         while replay energies drift."""
         ft, fnd = self.replay.overall, self.replay_foundation.overall
         return {
-            "forgetting_e_ratio": ft["rmse_e_per_atom"] / fnd["rmse_e_per_atom"] if fnd["rmse_e_per_atom"] else np.nan,
-            "forgetting_f_ratio": ft["rmse_f"] / fnd["rmse_f"] if fnd["rmse_f"] else np.nan,
+            "forgetting_e_ratio": error_ratio(ft["rmse_e_per_atom"], fnd["rmse_e_per_atom"]),
+            "forgetting_f_ratio": error_ratio(ft["rmse_f"], fnd["rmse_f"]),
         }
 
     @property

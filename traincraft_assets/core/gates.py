@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from ase import Atoms
 
+from traincraft_assets.core.metrics import error_ratio
+
 if TYPE_CHECKING:
     from traincraft_assets.core.artifacts import FinetunedModel
 
@@ -85,7 +87,7 @@ def forgetting(report: dict, ratio: float) -> Verdict:
             "replay set); nothing shows what the foundation knew.",
             {"measured": False},
         )
-    numbers = {**{k: held[k] for k in held if k != "n_frames"}, "n_frames": held["n_frames"], "ratio_allowed": ratio}
+    numbers = {k: held[k] for k in held if "rmse" in k} | {"n_frames": held["n_frames"], "ratio_allowed": ratio}
     worse = []
     for quantity, mine, theirs, unit in (
         ("force", held["rmse_f_mev_per_a"], held["foundation_rmse_f_mev_per_a"], "meV/Å"),
@@ -93,7 +95,7 @@ def forgetting(report: dict, ratio: float) -> Verdict:
     ):
         if not _finite(mine, theirs) or mine > ratio * theirs:
             worse.append(f"{quantity} RMSE {mine:.2f} vs foundation {theirs:.2f} {unit}")
-        numbers[f"{quantity}_ratio"] = mine / theirs if _finite(mine, theirs) and theirs > 0 else float("nan")
+        numbers[f"{quantity}_ratio"] = error_ratio(mine, theirs)
     if worse:
         return Verdict("forgetting", False, f"forgot more than {ratio}x on {held['n_frames']} replay frames: " + "; ".join(worse), numbers)
     return Verdict(

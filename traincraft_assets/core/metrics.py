@@ -69,3 +69,11 @@ def errors_by_config_type(
 
 def to_mev(value: float) -> float:
     return float(value) * 1000.0
+
+
+def error_ratio(candidate: float | None, baseline: float | None) -> float:
+    """candidate / baseline error (e.g. fine-tuned over foundation on held-out replay frames);
+    NaN when either is missing or not finite, or the baseline is 0."""
+    if candidate is None or baseline is None or not (np.isfinite(candidate) and np.isfinite(baseline)) or baseline <= 0:
+        return float("nan")
+    return candidate / baseline

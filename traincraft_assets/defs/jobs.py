@@ -4,7 +4,7 @@ download or a training) and reused by every fine-tuning run, which is its own jo
 Runs that nobody configures by hand (the inbox sensor's labelling, automated and nightly
 retraining) take their run config from the file named by TRAINCRAFT_RUN_CONFIG (a whole-graph
 file like examples/demo.yaml): each job gets the entries for its own steps as its default
-config, which the Launchpad also shows, prefilled and editable.
+config. A run that configures a step replaces that step's entry whole; other steps keep it.
 """
 
 import dagster as dg

@@ -93,3 +93,11 @@ def test_errors_by_config_type():
 
 def test_to_mev():
     assert to_mev(0.0123) == pytest.approx(12.3)
+
+
+def test_error_ratio_is_nan_when_it_cannot_be_measured():
+    from traincraft_assets.core.metrics import error_ratio
+
+    assert error_ratio(30.0, 10.0) == 3.0
+    for candidate, baseline in ((1.0, 0.0), (float("nan"), 1.0), (None, 1.0), (1.0, float("inf"))):
+        assert math.isnan(error_ratio(candidate, baseline)), (candidate, baseline)

@@ -66,7 +66,12 @@ def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
     resolved = dg.validate_run_config(finetune, {})["ops"]
     assert resolved["finetuned_model"]["config"]["lr"] == demo["finetuned_model"]["config"]["lr"]
     mine = {"ops": {"finetuned_model": {"config": {"strategy": "naive", "lr": 0.001}}}}
-    assert dg.validate_run_config(finetune, mine)["ops"]["finetuned_model"]["config"]["lr"] == 0.001
+    overridden = dg.validate_run_config(finetune, mine)["ops"]
+    assert overridden["finetuned_model"]["config"]["lr"] == 0.001
+    # step by step: a step the run configures takes none of the file's entry for it (its other
+    # fields fall back to the code defaults); the steps it leaves alone keep the file's
+    assert overridden["finetuned_model"]["config"]["max_num_epochs"] != demo["finetuned_model"]["config"]["max_num_epochs"]
+    assert overridden["replay_subset"]["config"]["num_samples"] == demo["replay_subset"]["config"]["num_samples"]
 
     for text, expected in (("ops: [1, 2]", "expected a run config mapping"), ("ops: {a: [", "cannot read it as YAML")):
         (tmp_path / "bad.yaml").write_text(text)
