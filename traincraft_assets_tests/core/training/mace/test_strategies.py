@@ -12,6 +12,7 @@ from traincraft_assets.core.evaluation import load_model, predict
 from traincraft_assets.core.frames import elements, labels_present, read_frames
 from traincraft_assets.core.training import TrainInputs, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
+from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets_tests.core.helpers import mace_eval_epochs
 
 pytestmark = pytest.mark.integration
@@ -146,7 +147,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not
     workdir = tmp_path / "work"
 
     def stop_after_a_later_epoch(line):
-        epochs = [int(p.stem.rsplit("-", 1)[1]) for p in (workdir / "checkpoints").glob("*_epoch-*.pt")]
+        # complete checkpoints only: one still being written would be cut off by the kill
+        epochs = [int(p.stem.rsplit("-", 1)[1]) for p in (workdir / "checkpoints").glob("*_epoch-*.pt") if _complete(p)]
         if epochs and max(epochs) >= 1 and "Epoch" in line:
             raise KeyboardInterrupt  # the step dies; run_training stops MACE's process group
 
