@@ -116,33 +116,100 @@ def previous_champion(instance) -> str:
     return serving[1]
 
 
+def prepare_demo(instance, run_config: dict, batches_dir: Path, defs, inbox: Path | None, frames_per_kind: int) -> None:
+    """Write the demo batches, ingest them, label each (one run per partition) and stage the
+    foundation: everything a fine-tuning or a comparison starts from."""
+    from traincraft_assets.core.demo import write_target_batches
+    from traincraft_assets.defs.jobs import LABEL_BATCH, STAGE_FOUNDATION
+
+    keys = ingest(write_target_batches(batches_dir, frames_per_kind), instance, inbox)
+    label_job = defs.resolve_job_def(LABEL_BATCH)
+    for key in keys:
+        result = label_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=True)
+        print(f"labelled batch {key!r} (run {result.run_id})")
+    run_job(defs, STAGE_FOUNDATION, instance, run_config)
+
+
+def run_job(defs, name: str, instance, run_config: dict, partition: str | None = None):
+    """Run one of the project's jobs in this process with its part of a whole-graph config."""
+    from traincraft_assets.defs.jobs import run_config_for
+
+    job = defs.resolve_job_def(name)
+    result = job.execute_in_process(
+        instance=instance, run_config=run_config_for(job, run_config), partition_key=partition, raise_on_error=True
+    )
+    print(f"{name}{f' [{partition}]' if partition else ''} run {result.run_id} succeeded")
+    return result
+
+
+def latest_metadata(instance, asset: str) -> dict:
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey(asset))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
 def run_demo(
     instance, run_config: dict, batches_dir: Path, defs=None, inbox: Path | None = None, frames_per_kind: int = 30
 ) -> dict:
-    """Write the demo batches, ingest them, label each (one run per partition), stage the
-    foundation, then fine-tune and report in one run; return parity_report's metadata."""
-    from dagster import AssetKey
-
+    """Prepare the demo (batches labelled, foundation staged), then fine-tune and report in one
+    run; return parity_report's metadata."""
     from traincraft_assets.core.artifacts import ParityReport
-    from traincraft_assets.core.demo import write_target_batches
-    from traincraft_assets.defs.jobs import run_config_for
+    from traincraft_assets.defs.jobs import FINETUNE
 
     if defs is None:
         from traincraft_assets.defs.definitions import defs
 
-    keys = ingest(write_target_batches(batches_dir, frames_per_kind), instance, inbox)
-    label_job = defs.resolve_job_def("label_batch")
-    for key in keys:
-        result = label_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=True)
-        print(f"labelled batch {key!r} (run {result.run_id})")
-    for name in ("stage_foundation", "finetune"):
-        job = defs.resolve_job_def(name)
-        result = job.execute_in_process(
-            instance=instance, run_config=run_config_for(job, run_config), raise_on_error=True
+    prepare_demo(instance, run_config, batches_dir, defs, inbox, frames_per_kind)
+    run_job(defs, FINETUNE, instance, run_config)
+    return latest_metadata(instance, ParityReport.asset)
+
+
+def run_compare(
+    instance,
+    run_config: dict,
+    batches_dir: Path,
+    quick: bool = False,
+    arms: list[str] | None = None,
+    defs=None,
+    inbox: Path | None = None,
+) -> dict:
+    """Every arm of the strategy comparison (one run each), then the table. Starts from the
+    instance's latest split, replay subset and foundation; on a fresh instance it prepares the
+    demo first. Returns strategy_comparison's comparison.json."""
+    from dagster import AssetKey
+
+    from traincraft_assets.core.artifacts import ReplaySubset, Split, StrategyComparison
+    from traincraft_assets.core.comparison import ARM_NAMES, QUICK
+    from traincraft_assets.defs.jobs import COMPARE
+    from traincraft_assets.defs.lineage import latest_data_version
+
+    if defs is None:
+        from traincraft_assets.defs.definitions import defs
+    unknown = sorted(set(arms or ()) - set(ARM_NAMES))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; expected some of {list(ARM_NAMES)}.")
+    if latest_data_version(instance, Split.asset) is None:
+        prepare_demo(instance, run_config, batches_dir, defs, inbox, frames_per_kind=30)
+    if latest_data_version(instance, ReplaySubset.asset) is None or latest_data_version(instance, Split.asset) is None:
+        selection = [AssetKey(name) for name in ("dataset", "split", "replay_subset")]
+        ops = {k: v for k, v in run_config.get("ops", {}).items() if k in ("dataset", "split", "replay_subset")}
+        defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=selection, run_config={"ops": ops}, raise_on_error=True
         )
-        print(f"{name} run {result.run_id} succeeded")
-    event = instance.get_latest_materialization_event(AssetKey(ParityReport.asset))
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    arm_config = dict(run_config.get("ops", {}).get("strategy_arm", {}).get("config", {}))
+    if quick:
+        arm_config.update({k: list(v) if isinstance(v, tuple) else v for k, v in QUICK.items()})
+    config = {"ops": {"strategy_arm": {"config": arm_config}}}
+    for arm in arms or ARM_NAMES:
+        run_job(defs, COMPARE, instance, config, partition=arm)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[AssetKey(StrategyComparison.asset)], raise_on_error=True
+    )
+    print(f"strategy_comparison run {result.run_id} succeeded")
+    sha = latest_data_version(instance, StrategyComparison.asset)
+    artifact = defs.resources["store"].store().open(StrategyComparison, sha)
+    return {**json.loads(artifact.table_path.read_text()), "artifact": artifact}
 
 
 TERMINAL = {"SUCCESS": 0, "FAILURE": 1, "CANCELED": 1}
@@ -235,6 +302,13 @@ def _parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="generate demo data and materialize the whole graph")
     p_demo.add_argument("--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML")
     p_demo.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
+    p_compare = sub.add_parser(
+        "compare", help="train every strategy at several target-set sizes on the same budget; table and plots"
+    )
+    p_compare.add_argument("--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML (strategy_arm: budget)")
+    p_compare.add_argument("--quick", action="store_true", help="two small sizes, 3 epochs: minutes on a laptop")
+    p_compare.add_argument("--arms", help="comma-separated subset of the arms (default: all)")
+    p_compare.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
     p_submit = sub.add_parser("submit", help="launch a run on a Dagster deployment (e.g. the cluster)")
     p_submit.add_argument("--url", required=True, help="the Dagster webserver, e.g. http://localhost:3000")
     what = p_submit.add_mutually_exclusive_group(required=True)
@@ -244,6 +318,16 @@ def _parser() -> argparse.ArgumentParser:
     p_submit.add_argument("-c", "--config", type=Path, help="run config YAML (examples/*.yaml)")
     p_submit.add_argument("--wait", action="store_true", help="follow the run; exit 1 if it fails")
     return parser
+
+
+def print_comparison(content: dict) -> None:
+    from traincraft_assets.core.comparison import markdown_table
+
+    artifact = content["artifact"]
+    print("\nstrategy comparison (meV/atom, meV/Å; forgetting: frames the foundation never trained on):")
+    print(markdown_table(content["rows"]))
+    print("\nfindings:", json.dumps(content["findings"], indent=1))
+    print(f"\ntable: {artifact.markdown_path}\nplots: {artifact.error_plot_path}\n       {artifact.forgetting_plot_path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,13 +354,17 @@ def main(argv: list[str] | None = None) -> int:
                 decide_champion(instance, args.model, args.reason)
             elif args.command == "rollback":
                 decide_champion(instance, previous_champion(instance), f"rollback: {args.reason}")
+            elif args.command == "compare":
+                arms = [a.strip() for a in args.arms.split(",")] if args.arms else None
+                content = run_compare(instance, yaml.safe_load(args.config.read_text()), args.batches_dir, args.quick, arms)
+                print_comparison(content)
             else:
                 run_config = yaml.safe_load(args.config.read_text())
                 metadata = run_demo(instance, run_config, args.batches_dir)
                 print("\nparity report (valid set):")
                 print(json.dumps({k: metadata[k] for k in PARITY_CONTRACT_KEYS}, indent=1, default=str))
                 print("\nOpen the UI with `dagster dev` from this directory to see every asset.")
-    except (FrameError, FileNotFoundError, SettingsError, ChampionError) as exc:
+    except (FrameError, FileNotFoundError, SettingsError, ChampionError, ValueError) as exc:
         print(f"traincraft: {exc}", file=sys.stderr)
         return 2
     return 0

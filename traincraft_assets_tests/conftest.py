@@ -26,7 +26,7 @@ TINY_RUN_CONFIG = {
         "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 4}},
         "foundation_model": {
             "config": {
-                "source": "demo",
+                "source": "scratch",
                 "dtype": "float32",
                 "max_num_epochs": 2,
                 "num_channels": 8,

@@ -68,7 +68,7 @@ def test_a_whole_graph_config_is_trimmed_to_the_job(deployment):
     config = root / "whole.yaml"
     config.write_text(yaml.safe_dump({"ops": {
         "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 1}},
-        "foundation_model": {"config": {"source": "demo", "max_num_epochs": 1, "num_channels": 8, "batch_size": 4}},
+        "foundation_model": {"config": {"source": "scratch", "max_num_epochs": 1, "num_channels": 8, "batch_size": 4}},
         "finetuned_model": {"config": {"max_num_epochs": 1}},  # not in stage_foundation
     }}))
     result = _submit(root, "--url", url, "--job", "stage_foundation", "-c", str(config))

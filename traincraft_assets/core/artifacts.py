@@ -80,13 +80,18 @@ class Split(Artifact):
 
 @dataclass(frozen=True)
 class PretrainingFrames(Artifact):
-    """The replay pool, labels under REF_* keys."""
+    """The replay pool, and frames held out from the foundation's training; labels under REF_* keys."""
 
     asset = "pretraining_frames"
 
     @property
     def frames_path(self) -> Path:
         return self.path / "pool.xyz"
+
+    @property
+    def heldout_path(self) -> Path:
+        """Frames of the pool's distribution the foundation never trained on; absent if none."""
+        return self.path / "heldout.xyz"
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,44 @@ class ChampionModel(Artifact):
         return json.loads(self.record_path.read_text())
 
 
+@dataclass(frozen=True)
+class StrategyArm(Artifact):
+    """One arm of a strategy comparison: a row per training-set size (core.comparison)."""
+
+    asset = "strategy_arm"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def results(self) -> dict:
+        return json.loads(self.results_path.read_text())
+
+
+@dataclass(frozen=True)
+class StrategyComparison(Artifact):
+    """Every arm side by side: the table (JSON and Markdown) and the two figures."""
+
+    asset = "strategy_comparison"
+
+    @property
+    def table_path(self) -> Path:
+        return self.path / "comparison.json"
+
+    @property
+    def markdown_path(self) -> Path:
+        return self.path / "comparison.md"
+
+    @property
+    def error_plot_path(self) -> Path:
+        return self.path / "error_vs_frames.png"
+
+    @property
+    def forgetting_plot_path(self) -> Path:
+        return self.path / "forgetting_vs_accuracy.png"
+
+
 CATALOGUE: dict[str, type[Artifact]] = {
     kind.asset: kind
     for kind in (
@@ -219,5 +262,7 @@ CATALOGUE: dict[str, type[Artifact]] = {
         FinetunedModel,
         ParityReport,
         ChampionModel,
+        StrategyArm,
+        StrategyComparison,
     )
 }

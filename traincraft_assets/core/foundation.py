@@ -37,7 +37,7 @@ NAMED_REPLAY_SETS = {
 MODEL_ALIASES = {"mp0": "medium", "mace-mp-0": "medium"}
 
 PoolSource = Literal["demo", "file", "named"]
-FoundationSource = Literal["demo", "path", "named"]
+FoundationSource = Literal["demo", "scratch", "path", "named"]
 
 
 @dataclass
@@ -47,8 +47,22 @@ class PoolSettings:
         default=None, metadata={"help": "source 'file': any ASE-readable file with energy/forces labels"}
     )
     name: str | None = field(default=None, metadata={"help": f"source 'named': {' | '.join(NAMED_REPLAY_SETS)}"})
-    demo_frames_per_metal: int = 40
+    heldout_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "frames from the foundation's distribution that it never trained on, to measure "
+            "forgetting (source 'demo' makes its own); without them, unselected pool frames are used"
+        },
+    )
+    demo_frames_per_metal: int = demo.POOL_FRAMES_PER_METAL
     seed: int = 0
+
+
+@dataclass
+class Pool:
+    frames: list[Atoms]
+    heldout: list[Atoms]  # never in the foundation's training; may be empty
+    origin: str
 
 
 @dataclass
@@ -58,8 +72,9 @@ class FoundationSettings:
     name: str | None = field(
         default=None, metadata={"help": "source 'named': a MACE foundation name (small, medium, large, ...)"}
     )
-    # source 'demo': a small MACE trained from scratch on the pretraining pool
-    demo: TrainSettings = field(default_factory=lambda: replace(demo.DEMO_FOUNDATION))
+    # source 'scratch': a MACE trained here on the pretraining pool, by default as the shipped
+    # demo foundation was (source 'demo' copies that one)
+    scratch: TrainSettings = field(default_factory=lambda: replace(demo.DEMO_FOUNDATION))
 
 
 def named_models() -> list[str]:
@@ -119,11 +134,15 @@ def fetch_named_replay_set(name: str) -> Path:
     return cached
 
 
-def load_pool(settings: PoolSettings) -> tuple[list[Atoms], str]:
-    """The replay pool with labels under REF_* keys, and where it came from."""
+def load_pool(settings: PoolSettings) -> Pool:
+    """The replay pool and the frames held out from the foundation's training, labels under
+    REF_* keys, and where they came from."""
     if settings.source == "demo":
-        frames = demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed)
-        return frames, f"demo (EMT bulk, strained, surfaces, vacancies of {', '.join(demo.PRETRAINING_METALS)})"
+        return Pool(
+            demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed),
+            demo.pretraining_frames(demo.HELDOUT_FRAMES_PER_METAL, settings.seed, heldout=True),
+            f"demo (EMT bulk, strained, surfaces, vacancies of {', '.join(demo.PRETRAINING_METALS)})",
+        )
     if settings.source == "file":
         if not settings.path:
             raise ValueError("pretraining frames from source 'file' need `path`.")
@@ -132,22 +151,36 @@ def load_pool(settings: PoolSettings) -> tuple[list[Atoms], str]:
         if not settings.name:
             raise ValueError("pretraining frames from source 'named' need `name` (e.g. mp).")
         source = fetch_named_replay_set(settings.name)
-    return prelabelled(read_frames(source), LabelOptions()), str(source)
+    heldout = prelabelled(read_frames(settings.heldout_path), LabelOptions()) if settings.heldout_path else []
+    return Pool(prelabelled(read_frames(source), LabelOptions()), heldout, str(source))
 
 
 def stage_foundation(
     settings: FoundationSettings, pool: Path | None, out: FoundationModel, on_output: Callable[[str], None]
 ) -> dict:
-    """Copy (or, for the demo, train from `pool`) the model into `out`, with foundation.json
+    """Copy (or, from scratch, train on `pool`) the model into `out`, with foundation.json
     describing it; return that description."""
-    if settings.source == "demo":
+    made = {}
+    if settings.source == "scratch":
         if pool is None:
-            raise ValueError("the demo foundation is trained on a pretraining pool; none was given.")
+            raise ValueError("a foundation from scratch is trained on a pretraining pool; none was given.")
         # MACE's checkpoints and logs stay out of the artifact: only the model is kept.
         with tempfile.TemporaryDirectory(dir=out.path.parent, prefix="foundation-train-") as scratch:
-            model = demo.train_foundation(pool, settings.demo, Path(scratch), on_output)
+            model = demo.train_foundation(pool, settings.scratch, Path(scratch), on_output).model_path
             shutil.copyfile(model, out.model_path)
-        origin = "demo"
+        origin = "scratch"
+    elif settings.source == "demo":
+        shipped = demo.SHIPPED_FOUNDATION_DIR
+        if not (shipped / "foundation.model").is_file():
+            raise FileNotFoundError(
+                f"the shipped demo foundation is missing from {shipped}: a broken install. Reinstall "
+                "traincraft_assets, remake it (python -m traincraft_assets.demo.make_foundation), or "
+                "use source: scratch."
+            )
+        shutil.copyfile(shipped / "foundation.model", out.model_path)
+        manifest = json.loads((shipped / "manifest.json").read_text())
+        made = {key: manifest[key] for key in ("remake", "pool", "heldout_errors", "wall_time_s", "machine")}
+        origin = f"demo (shipped: {shipped})"
     elif settings.source == "path":
         if not settings.path:
             raise ValueError("a foundation from source 'path' needs `path` to a .model file.")
@@ -163,6 +196,7 @@ def stage_foundation(
         "origin": origin,
         "sha256": file_sha256(out.model_path),
         **describe_model(out.model_path),
+        **({"made": made} if made else {}),
     }
     out.info_path.write_text(json.dumps(info, indent=1))
     return info
@@ -193,6 +227,7 @@ def describe_model(model_path: str | Path) -> dict:
     head = model_head(heads)
     row = e0_rows[heads.index(head)] if len(e0_rows) == len(heads) else e0_rows[0]
     return {
+        "shape": _shape(model),
         "model_class": type(model).__name__,
         "atomic_numbers": numbers,
         "elements": [ase.data.chemical_symbols[z] for z in numbers],
@@ -201,4 +236,22 @@ def describe_model(model_path: str | Path) -> dict:
         "head": head,
         "dtype": dtype,
         "e0s": {str(z): float(e) for z, e in zip(numbers, row)},
+    }
+
+
+def _shape(model) -> dict | None:
+    """The architecture as core.training.mace.ModelShape's fields (to train another model like
+    it from scratch), read with MACE's own extractor; None for a model it cannot read."""
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    config = extract_config_mace_model(model)
+    if "error" in config:
+        return None
+    correlation = config["correlation"]
+    return {
+        "num_channels": int(config["hidden_irreps"][0].mul),
+        "max_L": int(config["hidden_irreps"].lmax),
+        "r_max": float(config["r_max"]),
+        "num_interactions": int(config["num_interactions"]),
+        "correlation": int(correlation[0] if isinstance(correlation, (list, tuple)) else correlation),
     }

@@ -1,4 +1,4 @@
-"""Parity plots: pictures only, no policy."""
+"""Parity plots and strategy-comparison figures: pictures only, no policy."""
 
 from __future__ import annotations
 
@@ -44,11 +44,7 @@ PANELS = (
 
 def parity_figure(series: Sequence[tuple[str, Sequence[Atoms], Sequence[Prediction]]], title: str):
     """One row of energy/forces/stress parity panels, one colour per (label, frames, preds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, (quantity, name, unit) in zip(axes, PANELS):
         lo, hi = np.inf, -np.inf
@@ -68,6 +64,71 @@ def parity_figure(series: Sequence[tuple[str, Sequence[Atoms], Sequence[Predicti
         ax.set_xlabel(f"reference ({unit})")
         ax.set_ylabel(f"predicted ({unit})")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def error_vs_frames_figure(rows: Sequence[dict], zero_shot: str):
+    """Valid force and energy RMSE against training frames, one line per arm; the zero-shot
+    foundation as a horizontal line. Log-log, as learning curves are read."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    for ax, key, unit in (
+        (axes[0], "valid_rmse_f_mev_per_a", "valid force RMSE (meV/Å)"),
+        (axes[1], "valid_rmse_e_mev_per_atom", "valid energy RMSE (meV/atom)"),
+    ):
+        for arm in arms:
+            points = sorted((r["n_train"], r[key]) for r in rows if r["arm"] == arm)
+            if arm == zero_shot:
+                ax.axhline(points[0][1], color="k", ls="--", lw=1, label="foundation, zero-shot")
+            else:
+                ax.plot(*zip(*points), marker="o", label=arm)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("target training frames")
+        ax.set_ylabel(unit)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("target accuracy vs training-set size (same epoch budget)")
+    fig.tight_layout()
+    return fig
+
+
+def forgetting_vs_accuracy_figure(rows: Sequence[dict], zero_shot: str):
+    """Each model as a point: target accuracy (valid force RMSE) against what it forgot
+    (forgetting-set force RMSE); larger markers for more training frames. Bottom left is best."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    sizes = sorted({r["n_train"] for r in rows if r["arm"] != zero_shot}) or [1]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        points = [r for r in rows if r["arm"] == arm]
+        marker_sizes = [30 + 120 * sizes.index(r["n_train"]) / max(1, len(sizes) - 1) if r["n_train"] in sizes else 80 for r in points]
+        ax.scatter(
+            [r["valid_rmse_f_mev_per_a"] for r in points],
+            [r["forgetting_rmse_f_mev_per_a"] for r in points],
+            s=marker_sizes,
+            marker="*" if arm == zero_shot else "o",
+            color="k" if arm == zero_shot else None,
+            label="foundation, zero-shot" if arm == zero_shot else arm,
+            alpha=0.8,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("valid force RMSE on the target (meV/Å)")
+    ax.set_ylabel("forgetting-set force RMSE (meV/Å)")
+    ax.set_title(f"forgetting vs target accuracy (marker size: {', '.join(map(str, sizes))} frames)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

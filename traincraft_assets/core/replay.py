@@ -2,8 +2,9 @@
 
 MACE uses a `--pt_train_file` whole (its num_samples/subselect/filter flags act only on its
 named sets), so the subset is chosen here, with MACE's own element filter, descriptors and
-farthest-point sampling. Frames that pass the filter but are not selected give a held-out set
-for measuring forgetting.
+farthest-point sampling. Forgetting is measured on held-out frames: those the foundation never
+trained on when the pool comes with them, else frames that pass the filter but are not selected
+(a foundation trained on its whole pool has seen those, so they understate forgetting).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class ReplaySettings:
     subselect: Subselect = "fps"
     filtering: Filtering = "combinations"
     num_heldout: int = field(
-        default=200, metadata={"help": "filtered but unselected frames kept to measure forgetting"}
+        default=200, metadata={"help": "held-out frames (of the target's elements) to measure forgetting on"}
     )
     seed: int = 0
     device: Device = "auto"
@@ -38,6 +39,7 @@ class ReplaySelection:
     heldout: list[Atoms]
     n_pool: int
     n_filtered: int
+    heldout_source: str
 
 
 def filter_pool(pool: Sequence[Atoms], target_elements: Sequence[str], filtering: Filtering) -> list[Atoms]:
@@ -74,9 +76,11 @@ def select_replay(
     settings: ReplaySettings,
     foundation_model: str | None,
     dtype: str = "float64",
+    heldout_pool: Sequence[Atoms] = (),
 ) -> ReplaySelection:
-    """Filter `pool` to the target elements, select `num_samples` frames (FPS on the
-    foundation's descriptors, or random), and hold out up to `num_heldout` of the rest."""
+    """Filter `pool` to the target elements and select `num_samples` frames (FPS on the
+    foundation's descriptors, or random). Hold out up to `num_heldout` frames of `heldout_pool`
+    that pass the filter, or without one, of the unselected rest."""
     num_samples, subselect, filtering = settings.num_samples, settings.subselect, settings.filtering
     seed = settings.seed
     if filtering != "none" and not target_elements:
@@ -99,12 +103,17 @@ def select_replay(
         chosen = _fps_indices(filtered, n, foundation_model, resolve_device(settings.device), dtype)
     else:
         chosen = sorted(int(i) for i in rng.choice(len(filtered), size=n, replace=False))
-    chosen_set = set(chosen)
-    rest = [i for i in range(len(filtered)) if i not in chosen_set]
-    heldout_idx = sorted(rng.permutation(rest)[: settings.num_heldout].tolist()) if rest else []
+    if heldout_pool:
+        candidates, source = filter_pool(heldout_pool, target_elements, filtering), "never trained on"
+    else:
+        chosen_set = set(chosen)
+        candidates = [atoms for i, atoms in enumerate(filtered) if i not in chosen_set]
+        source = "unselected pool frames"
+    keep = sorted(rng.permutation(len(candidates))[: settings.num_heldout].tolist()) if candidates else []
     return ReplaySelection(
         selected=[filtered[i] for i in chosen],
-        heldout=[filtered[i] for i in heldout_idx],
+        heldout=[candidates[i] for i in keep],
         n_pool=len(pool),
         n_filtered=len(filtered),
+        heldout_source=source,
     )

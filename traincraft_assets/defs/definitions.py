@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from traincraft_assets.core.settings import load_settings
-from traincraft_assets.defs import automation, data, deploy, foundation, jobs, reports, training
+from traincraft_assets.defs import automation, comparison, data, deploy, foundation, jobs, reports, training
 from traincraft_assets.defs.k8s import executor
 from traincraft_assets.defs.resources import default_resources
 
@@ -20,6 +20,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
         training.defs,
         reports.defs,
         deploy.defs,
+        comparison.defs,
         dg.Definitions(resources=resources or default_resources(settings), executor=executor(settings)),
     )
     return dg.Definitions.merge(graph, jobs.build(settings, graph), automation.build(settings))

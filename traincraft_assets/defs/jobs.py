@@ -11,6 +11,7 @@ import dagster as dg
 import yaml
 
 from traincraft_assets.core.settings import RUN_CONFIG_ENV, Settings, SettingsError
+from traincraft_assets.defs.comparison.assets import strategy_arm
 from traincraft_assets.defs.data.assets import dataset, labelled_frames, split
 from traincraft_assets.defs.foundation.assets import foundation_model, pretraining_frames, replay_subset
 from traincraft_assets.defs.reports.assets import parity_report
@@ -19,6 +20,7 @@ from traincraft_assets.defs.training.assets import finetuned_model
 LABEL_BATCH = "label_batch"
 STAGE_FOUNDATION = "stage_foundation"
 FINETUNE = "finetune"
+COMPARE = "compare_strategies"  # one run per arm (partition): they can run in parallel
 
 
 def run_config_for(job: dg.JobDefinition, run_config: dict) -> dict:
@@ -50,6 +52,7 @@ def build(settings: Settings, graph: dg.Definitions) -> dg.Definitions:
         LABEL_BATCH: [labelled_frames],
         STAGE_FOUNDATION: [pretraining_frames, foundation_model],
         FINETUNE: [dataset, split, replay_subset, finetuned_model, parity_report],
+        COMPARE: [strategy_arm],
     }
     run_config = read_run_config(settings)
     jobs = []

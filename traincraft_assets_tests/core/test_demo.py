@@ -53,6 +53,15 @@ def test_the_pool_is_broad_seven_metals_in_four_kinds_of_environment():
         assert get_label(atoms, "energy") == pytest.approx(_emt(atoms)[0])  # the foundation's theory
 
 
+def test_heldout_frames_share_the_pools_distribution_but_not_its_frames():
+    pool = pretraining_frames(frames_per_metal=8)
+    heldout = pretraining_frames(frames_per_metal=8, heldout=True)
+    assert [a.info["config_type"] for a in heldout] == [a.info["config_type"] for a in pool]
+    positions = {a.positions.tobytes() for a in pool}
+    assert not any(a.positions.tobytes() in positions for a in heldout)
+    assert pretraining_frames(frames_per_metal=8, heldout=True)[5].positions.tobytes() == heldout[5].positions.tobytes()
+
+
 def _emt(atoms):
     atoms = atoms.copy()
     atoms.calc = EMT()

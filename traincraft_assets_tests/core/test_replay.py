@@ -112,3 +112,20 @@ def test_fps_needs_a_model():
     with pytest.raises((ValueError, RuntimeError)) as info:
         _select(_pool(), ["Cu", "Ni"], 5, "fps", "combinations", num_heldout=0)
     assert "fps" in str(info.value)
+
+
+def test_heldout_comes_from_frames_never_trained_on_when_the_pool_has_them():
+    pool, never_seen = _pool(), _pool()
+    for atoms in never_seen:
+        atoms.info["pool_index"] += 1000
+    selection = select_replay(
+        pool, ["Cu"], ReplaySettings(num_samples=5, subselect="random", num_heldout=7), None, heldout_pool=never_seen
+    )
+    assert selection.heldout_source == "never trained on"
+    heldout = _ids(selection.heldout)
+    assert len(heldout) == 7 and all(i >= 1000 for i in heldout)
+    # filtered like the replay frames: only frames made of the target's elements
+    assert {a.get_chemical_formula() for a in selection.heldout} == {"Cu4"}
+    without = _select(pool, ["Cu"], 5, "random", "combinations", num_heldout=7)
+    assert without.heldout_source == "unselected pool frames"
+    assert not set(_ids(without.heldout)) & set(_ids(without.selected))

@@ -59,16 +59,16 @@ def test_an_unknown_choice_is_refused_before_the_run():
         dg.validate_run_config(job, {"ops": {"finetuned_model": {"config": {"strategy": "sideways"}}}})
 
 
-def test_demo_foundation_config_exposes_its_options_with_the_demo_defaults():
+def test_foundation_config_exposes_the_scratch_options_with_the_demo_foundation_defaults():
     fields = FoundationConfig.model_fields
     assert set(fields) == {"source", "path", "name", *DEMO_FOUNDATION_OPTIONS}
     demo = _leaf_defaults(DEMO_FOUNDATION)
     for name in DEMO_FOUNDATION_OPTIONS:
         assert fields[name].default == demo[name], name
     settings = FoundationConfig(num_channels=8, max_num_epochs=2).to_settings()
-    assert settings.demo.shape == ModelShape(num_channels=8, max_L=0, r_max=4.5, num_interactions=2, correlation=2)
+    assert settings.scratch.shape == ModelShape(num_channels=8, max_L=0, r_max=5.0, num_interactions=2, correlation=2)
     # what the config does not expose stays as the demo declares it
-    assert (settings.demo.max_num_epochs, settings.demo.e0s, settings.demo.heads) == (
+    assert (settings.scratch.max_num_epochs, settings.scratch.e0s, settings.scratch.heads) == (
         2, "average", ("energy", "forces", "stress")
     )
 

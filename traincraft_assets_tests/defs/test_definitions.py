@@ -28,6 +28,7 @@ def test_assets_have_typed_config_code_versions_and_jobs():
     assert keys == {
         "labelled_frames", "dataset", "split", "pretraining_frames", "foundation_model",
         "replay_subset", "finetuned_model", "parity_report", "champion_model",
+        "strategy_arm", "strategy_comparison",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
@@ -35,7 +36,8 @@ def test_assets_have_typed_config_code_versions_and_jobs():
     configurable = {
         name for name in keys if getattr(job.graph.node_named(name).definition.config_schema.config_type, "fields", None)
     }
-    assert configurable == keys - {"dataset"}  # dataset merges what is there; nothing to set
+    # dataset merges what is there, the comparison tabulates what its arms made: nothing to set
+    assert configurable == keys - {"dataset", "strategy_comparison"}
     # the foundation is staged by its own job, not retrained by every fine-tuning run
     finetune = defs.resolve_job_def("finetune")
     assert not finetune.graph.has_node_named("foundation_model")
@@ -61,7 +63,9 @@ def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
     demo = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())["ops"]
     stage = jobs.resolve_job_def("stage_foundation")
     resolved = dg.validate_run_config(stage, {})["ops"]  # nothing given: the file's entries
-    assert resolved["foundation_model"]["config"]["num_channels"] == demo["foundation_model"]["config"]["num_channels"]
+    assert resolved["foundation_model"]["config"]["source"] == demo["foundation_model"]["config"]["source"]
+    compare = dg.validate_run_config(jobs.resolve_job_def("compare_strategies"), {})["ops"]
+    assert compare["strategy_arm"]["config"]["sizes"] == demo["strategy_arm"]["config"]["sizes"]
     finetune = jobs.resolve_job_def("finetune")
     resolved = dg.validate_run_config(finetune, {})["ops"]
     assert resolved["finetuned_model"]["config"]["lr"] == demo["finetuned_model"]["config"]["lr"]

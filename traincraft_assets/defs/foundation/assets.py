@@ -22,17 +22,29 @@ PretrainingFramesConfig = settings_config(
 def pretraining_frames(
     context: dg.AssetExecutionContext, config: PretrainingFramesConfig, store: StoreResource
 ) -> dg.MaterializeResult:
-    """The pool replay frames are drawn from, staged once into the store, labels as REF_*."""
-    frames, origin = load_pool(config.to_settings())
-    context.log.info(f"read {len(frames)} pretraining frames from {origin}")
-    artifact, _ = store.store().write(PretrainingFrames, lambda out: write_frames(out.frames_path, frames))
-    return materialized(artifact, {"source": origin, **summary_metadata(frames)})
+    """The pool replay frames are drawn from, and frames held out from the foundation's training,
+    staged once into the store, labels as REF_*."""
+    pool = load_pool(config.to_settings())
+    context.log.info(
+        f"read {len(pool.frames)} pretraining frames and {len(pool.heldout)} held-out frames from {pool.origin}"
+    )
+
+    def fill(out: PretrainingFrames):
+        write_frames(out.frames_path, pool.frames)
+        if pool.heldout:
+            write_frames(out.heldout_path, pool.heldout)
+
+    artifact, _ = store.store().write(PretrainingFrames, fill)
+    return materialized(
+        artifact, {"source": pool.origin, "n_heldout": len(pool.heldout), **summary_metadata(pool.frames)}
+    )
 
 
 FoundationConfig = settings_config(
     "FoundationConfig",
     FoundationSettings,
-    "The model to fine-tune: a path, a MACE named foundation, or (demo) a small MACE trained here.",
+    "The model to fine-tune: the shipped demo foundation, a path, a MACE named foundation, or a "
+    "MACE trained here from scratch on the pretraining pool.",
     only=("source", "path", "name", *DEMO_FOUNDATION_OPTIONS),
 )
 
@@ -50,7 +62,7 @@ def foundation_model(
     """The model to fine-tune, staged once into the store so training pods never download it."""
     artifacts = store.store()
     settings = config.to_settings()
-    pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "demo" else None
+    pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "scratch" else None
     artifact, info = artifacts.write(
         FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
     )
@@ -87,11 +99,13 @@ def replay_subset(
     """Replay frames for the dataset's elements, chosen here because MACE uses a replay file whole."""
     artifacts = store.store()
     settings = config.to_settings()
-    pool = read_frames(require_artifact(context, artifacts, PretrainingFrames).frames_path)
+    pretraining = require_artifact(context, artifacts, PretrainingFrames)
+    pool = read_frames(pretraining.frames_path)
+    heldout_pool = read_frames(pretraining.heldout_path) if pretraining.heldout_path.is_file() else []
     target_elements = elements(read_frames(require_artifact(context, artifacts, Dataset).frames_path))
     foundation = require_artifact(context, artifacts, FoundationModel)
     selection = select_replay(
-        pool, target_elements, settings, str(foundation.model_path), dtype=foundation.info["dtype"]
+        pool, target_elements, settings, str(foundation.model_path), foundation.info["dtype"], heldout_pool
     )
     if len(selection.selected) < settings.num_samples:
         context.log.warning(
@@ -111,6 +125,7 @@ def replay_subset(
         {
             "n_selected": len(selection.selected),
             "n_heldout": len(selection.heldout),
+            "heldout_source": selection.heldout_source,
             "n_pool": selection.n_pool,
             "n_after_filtering": selection.n_filtered,
             "elements": dg.MetadataValue.json(elements(selection.selected)),

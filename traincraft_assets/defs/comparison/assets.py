@@ -1,0 +1,112 @@
+"""The strategy comparison: strategy_arm (one partition, and one run, per strategy) and
+strategy_comparison (every arm side by side: the table and two figures)."""
+
+import json
+
+import dagster as dg
+
+from traincraft_assets.core.artifacts import FoundationModel, ReplaySubset, Split, StrategyArm, StrategyComparison
+from traincraft_assets.core.comparison import ARM_NAMES, CompareSettings, arm_record, run_arm, subset_sizes, write_comparison
+from traincraft_assets.core.training import DEFAULT_TRAINER, TrainConfigError, get_trainer
+from traincraft_assets.core.training.finetune import Upstream
+from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.data.assets import split
+from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
+from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
+from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
+from traincraft_assets.defs.resources import StoreResource
+
+strategy_arms = dg.StaticPartitionsDefinition(list(ARM_NAMES))
+
+CompareConfig = settings_config(
+    "CompareConfig",
+    CompareSettings,
+    "The budget every arm shares; each arm sets only its strategy (core/comparison.py: ARMS).",
+    only=(
+        "sizes", "max_num_epochs", "lr", "batch_size", "energy_weight", "forces_weight", "ema_decay",
+        "dtype", "device", "seed", "eval_batch_size",
+    ),
+)
+
+ROW_COLUMNS = (
+    ("n_train", "int", "training frames"),
+    ("valid_rmse_e_mev_per_atom", "float", "meV/atom, target valid frames"),
+    ("valid_rmse_f_mev_per_a", "float", "meV/Å, target valid frames"),
+    ("forgetting_rmse_e_mev_per_atom", "float", "meV/atom, frames the foundation never trained on"),
+    ("forgetting_rmse_f_mev_per_a", "float", "meV/Å, frames the foundation never trained on"),
+    ("wall_s", "float", "training seconds"),
+)
+
+
+def _rows_table(rows: list[dict], with_arm: bool) -> dg.MetadataValue:
+    columns = ([("arm", "string", "strategy")] if with_arm else []) + list(ROW_COLUMNS)
+    return dg.MetadataValue.table(
+        [dg.TableRecord({name: row[name] for name, _, _ in columns}) for row in rows],
+        dg.TableSchema(columns=[dg.TableColumn(name, kind, description=text) for name, kind, text in columns]),
+    )
+
+
+@dg.asset(
+    partitions_def=strategy_arms,
+    deps=[split, replay_subset, foundation_model],
+    code_version="1",
+    group_name="comparison",
+    kinds={"pytorch"},
+    **GPU_STEP,
+)
+def strategy_arm(context: dg.AssetExecutionContext, config: CompareConfig, store: StoreResource) -> dg.MaterializeResult:
+    """One strategy trained at every training-set size with the shared budget, scored on the
+    target's valid frames and on frames the foundation never trained on (forgetting)."""
+    artifacts = store.store()
+    settings = config.to_settings()
+    upstream = Upstream(
+        split=require_artifact(context, artifacts, Split),
+        foundation=require_artifact(context, artifacts, FoundationModel),
+        replay=require_artifact(context, artifacts, ReplaySubset),
+    )
+    arm = context.partition_key
+    try:  # impossible settings fail before any training, and a retry would not help
+        subset_sizes(settings.sizes, 1)
+        rows = run_arm(arm, get_trainer(DEFAULT_TRAINER), settings, upstream, artifacts.work_root, context.log.info)
+    except (TrainConfigError, ValueError) as exc:
+        raise dg.Failure(description=f"arm {arm!r}: {exc}", allow_retries=False) from exc
+    record = arm_record(arm, rows, settings, upstream)
+    artifact, _ = artifacts.write(StrategyArm, lambda out: out.results_path.write_text(json.dumps(record, indent=1)))
+    for row in rows:
+        context.log.info(
+            f"{arm} on {row['n_train']} frames: valid F {row['valid_rmse_f_mev_per_a']:.1f} meV/Å, "
+            f"forgetting F {row['forgetting_rmse_f_mev_per_a']:.1f} meV/Å"
+        )
+    return materialized(artifact, {"arm": arm, "n_models": len(rows), "results": _rows_table(rows, with_arm=False)})
+
+
+@dg.asset(deps=[strategy_arm], code_version="1", group_name="comparison", kinds={"pandas"}, **CPU_STEP)
+def strategy_comparison(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    """Every arm side by side: valid and forgetting-set errors and wall time per strategy and
+    training-set size, error vs frames, and forgetting vs target accuracy."""
+    artifacts = store.store()
+    found = {arm: latest_artifact(context, artifacts, StrategyArm, partition=arm) for arm in ARM_NAMES}
+    missing = [arm for arm, artifact in found.items() if artifact is None]
+    if missing:
+        context.log.warning(f"arms never run, left out of the table: {missing}")
+    records = [artifact.results for artifact in found.values() if artifact is not None]
+    try:
+        artifact, content = artifacts.write(StrategyComparison, lambda out: write_comparison(records, out))
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    thumbs = content["thumbnails"]
+    return materialized(
+        artifact,
+        {
+            "table": _rows_table(content["rows"], with_arm=True),
+            "findings": dg.MetadataValue.json(content["findings"]),
+            "arms_missing": dg.MetadataValue.json(missing),
+            "figures": dg.MetadataValue.md(
+                f"![error vs frames](data:image/png;base64,{thumbs['error_vs_frames']})\n\n"
+                f"![forgetting vs accuracy](data:image/png;base64,{thumbs['forgetting_vs_accuracy']})"
+            ),
+            "table_path": dg.MetadataValue.path(str(artifact.markdown_path)),
+            "error_plot_path": dg.MetadataValue.path(str(artifact.error_plot_path)),
+            "forgetting_plot_path": dg.MetadataValue.path(str(artifact.forgetting_plot_path)),
+        },
+    )

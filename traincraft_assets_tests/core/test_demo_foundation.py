@@ -1,0 +1,65 @@
+"""The shipped demo foundation: made as the code declares, accurate on frames of its own
+distribution that it never trained on, staged by `source: demo`; and the remake path runs."""
+
+import dataclasses
+import json
+
+import pytest
+
+from traincraft_assets.core import demo
+from traincraft_assets.core.artifacts import FoundationModel
+from traincraft_assets.core.evaluation import evaluate, load_model
+from traincraft_assets.core.foundation import FoundationSettings, describe_model, stage_foundation
+from traincraft_assets.core.store import file_sha256
+from traincraft_assets.core.training.mace import ModelShape
+
+SHIPPED = demo.SHIPPED_FOUNDATION_DIR
+
+
+def _manifest():
+    return json.loads((SHIPPED / "manifest.json").read_text())
+
+
+def test_the_shipped_model_is_the_one_its_manifest_describes_made_with_the_declared_settings():
+    manifest = _manifest()
+    assert manifest["sha256"] == file_sha256(SHIPPED / "foundation.model")
+    assert manifest["settings"] == json.loads(json.dumps(dataclasses.asdict(demo.DEMO_FOUNDATION)))
+    assert manifest["pool"]["frames_per_metal"] == demo.POOL_FRAMES_PER_METAL
+    assert manifest["remake"] == "python -m traincraft_assets.demo.make_foundation"
+    info = describe_model(SHIPPED / "foundation.model")
+    assert set(info["elements"]) == set(demo.PRETRAINING_METALS)
+    assert ModelShape(**info["shape"]) == demo.DEMO_FOUNDATION.shape
+
+
+def test_the_shipped_foundation_is_accurate_on_its_own_distribution_where_it_never_trained():
+    heldout = demo.pretraining_frames(demo.HELDOUT_FRAMES_PER_METAL, heldout=True)
+    errors = evaluate(load_model(SHIPPED / "foundation.model"), heldout).overall
+    recorded = _manifest()["heldout_errors"]
+    assert 1000 * errors["rmse_f"] == pytest.approx(recorded["rmse_f_mev_per_a"], rel=1e-3)
+    assert 1000 * errors["rmse_e_per_atom"] == pytest.approx(recorded["rmse_e_mev_per_atom"], rel=1e-3)
+    # well below how far the target's level of theory moves forces (~100 meV/Å, core/demo.py)
+    assert 1000 * errors["rmse_f"] < 60
+
+
+def test_source_demo_stages_the_shipped_model_with_how_it_was_made(tmp_path):
+    out = FoundationModel(tmp_path / "staging")
+    out.path.mkdir()
+    info = stage_foundation(FoundationSettings(source="demo"), None, out, print)
+    assert info["sha256"] == _manifest()["sha256"] == file_sha256(out.model_path)
+    assert info["made"]["heldout_errors"] == _manifest()["heldout_errors"]
+    assert json.loads(out.info_path.read_text())["origin"].startswith("demo (shipped")
+
+
+@pytest.mark.integration
+def test_the_remake_path_trains_and_writes_a_model_and_its_manifest(tmp_path):
+    """What `python -m traincraft_assets.demo.make_foundation` runs, with a tiny budget."""
+    tiny = dataclasses.replace(
+        demo.DEMO_FOUNDATION, max_num_epochs=1, batch_size=20, shape=ModelShape(8, 0, 4.0, 1, 1), device="cpu"
+    )
+    manifest = demo.make_demo_foundation(tmp_path / "out", tmp_path / "work", tiny, on_output=lambda line: None)
+    assert (tmp_path / "out" / "foundation.model").is_file()
+    written = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert written["sha256"] == manifest["sha256"] == file_sha256(tmp_path / "out" / "foundation.model")
+    assert written["settings"]["max_num_epochs"] == 1 and "--max_num_epochs" in written["argv"]
+    assert written["heldout_errors"]["n_frames"] == demo.HELDOUT_FRAMES_PER_METAL * len(demo.PRETRAINING_METALS)
+    assert written["package_versions"]["mace-torch"]

@@ -1,0 +1,80 @@
+"""`traincraft compare --quick` on the session's tiny graph: every arm is its own real run of
+real MACE trainings (tiny models, 3 epochs), then one table and two figures."""
+
+import json
+
+import pytest
+
+from traincraft_assets.cli import print_comparison, run_compare
+from traincraft_assets.core.comparison import ARM_NAMES, ARMS, QUICK, ZERO_SHOT
+from traincraft_assets.core.frames import read_frames
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+
+pytestmark = pytest.mark.integration
+
+
+def _flag(argv, name):
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+@pytest.fixture(scope="module")
+def comparison(graph_run, tmp_path_factory):
+    config = {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": {
+        "dtype": "float32", "lr": 0.01, "batch_size": 4, "sizes": [1000]}}}}  # --quick replaces sizes
+    content = run_compare(
+        graph_run.instance, config, tmp_path_factory.mktemp("batches"), quick=True, defs=graph_run.defs, inbox=graph_run.inbox
+    )
+    return graph_run, content
+
+
+def test_every_arm_is_one_run_of_its_own_partition(comparison):
+    project, _ = comparison
+    for arm in ARM_NAMES:
+        event = project.latest("strategy_arm", arm)
+        assert event is not None and event.metadata["arm"].value == arm
+    runs = {r.tags.get("dagster/partition") for r in project.instance.get_runs() if r.job_name == "compare_strategies"}
+    assert runs >= set(ARM_NAMES)
+
+
+def test_each_arm_trains_its_strategy_at_every_quick_size_on_the_same_budget(comparison, graph_run):
+    project, content = comparison
+    store = project.defs.resources["store"].store()
+    n_train = len(read_frames(next((project.store / "split").glob("*/train.xyz"))))
+    sizes = sorted({min(n, n_train) for n in QUICK["sizes"]})
+    argv = {}
+    for arm in ARMS:
+        artifact_path = project.latest("strategy_arm", arm).metadata["artifact_path"].value
+        record = json.loads((store.root / "strategy_arm" / artifact_path.rsplit("/", 1)[-1] / "results.json").read_text())
+        assert [row["n_train"] for row in record["rows"]] == sizes
+        for row in record["rows"]:
+            assert _flag(row["argv"], "--max_num_epochs") == str(QUICK["max_num_epochs"])
+            assert row["wall_s"] > 0
+        argv[arm] = record["rows"][-1]["argv"]
+    assert _flag(argv["multihead"], "--multiheads_finetuning") == "True" and "--pt_train_file" in argv["multihead"]
+    assert _flag(argv["naive"], "--multiheads_finetuning") == "False" and "--pt_train_file" not in argv["naive"]
+    assert _flag(argv["naive_average_e0s"], "--E0s") == "average"
+    assert _flag(argv["frozen"], "--freeze") == "5"
+    assert _flag(argv["lora"], "--lora") == "True"
+    # scratch: the foundation's architecture (8 channels in the tiny graph), no starting weights
+    assert "--foundation_model" not in argv["scratch"] and _flag(argv["scratch"], "--num_channels") == "8"
+    # the same budget everywhere but the strategy's own flags
+    assert len({_flag(a, "--lr") for a in argv.values()}) == 1
+
+
+def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comparison, capsys):
+    project, content = comparison
+    rows = content["rows"]
+    assert [r["arm"] for r in rows][0] == ZERO_SHOT and len(rows) == 1 + len(ARMS) * 2
+    for row in rows:
+        for key in ("valid_rmse_e_mev_per_atom", "valid_rmse_f_mev_per_a", "forgetting_rmse_f_mev_per_a"):
+            assert 0 < row[key] < 1e5, (row["arm"], key)
+    artifact = content["artifact"]
+    for path in (artifact.error_plot_path, artifact.forgetting_plot_path):
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    assert set(content["findings"]) >= {"zero_shot_over_best_finetuned_valid_f", "multihead_forgetting_f_ratio"}
+    metadata = project.latest("strategy_comparison").metadata
+    assert len(metadata["table"].value.records) == len(rows)
+    assert metadata["figures"].value.count("data:image/png;base64,") == 2
+    print_comparison(content)
+    printed = capsys.readouterr().out
+    assert "| naive_average_e0s |" in printed and str(artifact.error_plot_path) in printed
