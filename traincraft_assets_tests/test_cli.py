@@ -126,3 +126,10 @@ def test_retire_takes_a_batch_out_of_the_next_dataset_and_keeps_it_out(shell_env
     assert again.returncode == 2 and "was retired on" in again.stderr and "forces in kcal/mol" in again.stderr
     unknown = _run([BIN / "traincraft", "retire", "nope.xyz", "--reason", "x"], shell_env, tmp_path)
     assert unknown.returncode == 2 and "registered batches: ['cu_surfaces.xyz']" in unknown.stderr
+
+
+def test_compare_refuses_an_unknown_arm_before_any_work(shell_env, tmp_path):
+    result = _run([BIN / "traincraft", "compare", "--quick", "--arms", "naive,sideways"], shell_env, tmp_path)
+    assert result.returncode == 2
+    assert "unknown arms ['sideways']" in result.stderr and "multihead" in result.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / ".traincraft").exists()

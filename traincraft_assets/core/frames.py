@@ -31,21 +31,77 @@ class FrameError(ValueError):
     """Bad input frames; the message names the file, frame and field."""
 
 
+TEXT_FORMATS = {".xyz", ".extxyz"}
+
+
 def read_frames(path: str | Path) -> list[Atoms]:
-    """Read every frame of an ASE-readable file, with an error that names the file."""
+    """Read every frame of an ASE-readable file. A file ASE cannot read gets an error naming
+    the file, and for extxyz the frame and line, with what was expected and what to do."""
     path = Path(path)
     if not path.is_file():
         raise FrameError(f"{path}: no such file. Expected an extxyz (or other ASE-readable) file.")
+    if path.stat().st_size == 0:
+        raise FrameError(f"{path}: the file is empty. Expected frames in extxyz (or another format ASE reads).")
     try:
         frames = ase.io.read(path, index=":")
     except Exception as exc:  # ASE raises many types for malformed files
-        raise FrameError(
-            f"{path}: ASE could not read it ({type(exc).__name__}: {exc}). "
-            "Expected an extxyz file (or another format ASE reads); check the file is complete."
-        ) from exc
+        raise FrameError(_why_unreadable(path, exc)) from exc
     if not frames:
         raise FrameError(f"{path}: contains no frames.")
     return list(frames)
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """A message for a file ASE failed on: for extxyz, locate the problem (line, frame)."""
+    generic = (
+        f"{path}: ASE could not read it ({type(exc).__name__}: {exc}). Expected an extxyz file "
+        "(or another format ASE reads)."
+    )
+    if path.suffix.lower() not in TEXT_FORMATS:
+        return generic
+    raw = path.read_bytes()
+    if b"\0" in raw[:65536]:
+        return f"{path}: this is a binary file, not extxyz text. Check it is the file you meant to ingest."
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (
+                f"{path}, {_frame_at(lines, number)}, line {number}: not UTF-8 text (byte "
+                f"0x{line[bad.start]:02x} at column {bad.start + 1}). extxyz files are UTF-8: re-save "
+                "the file as UTF-8 or remove the stray characters (often in the comment line)."
+            )
+    if isinstance(exc, KeyError):
+        symbol = str(exc.args[0]) if exc.args else "?"
+        for number, line in enumerate(lines, 1):
+            if line.split()[:1] == [symbol.encode()]:
+                return (
+                    f"{path}, {_frame_at(lines, number)}, line {number}, field species: unknown element "
+                    f"symbol {symbol!r}. Expected a chemical symbol (Cu, Ni, O, ...) in the first column."
+                )
+    text = str(exc)
+    if "Frame has" in text and "expected" in text:
+        return (
+            f"{path}: the file ends inside its last frame ({text.split(': ', 1)[-1]}). It is incomplete: "
+            "an interrupted write or copy? Write it again, or remove the partial frame."
+        )
+    return generic + " Check the file is complete and each frame starts with its atom count."
+
+
+def _frame_at(lines: Sequence[bytes], number: int) -> str:
+    """'frame i' holding 1-based line `number` of an extxyz file (atom count, comment, atoms)."""
+    index, start = 0, 0
+    while start < len(lines):
+        try:
+            n_atoms = int(lines[start].split()[0])
+        except (ValueError, IndexError):
+            break
+        if number <= start + n_atoms + 2:
+            return f"frame {index}"
+        start += n_atoms + 2
+        index += 1
+    return "frame ?"
 
 
 def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:

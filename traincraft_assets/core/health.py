@@ -16,10 +16,12 @@ from ase.neighborlist import neighbor_list
 from traincraft_assets.core.frames import (
     BATCH_INDEX_KEY,
     BATCH_KEY,
+    PER_ATOM_LABELS,
     REF_KEYS,
     elements,
     get_label,
 )
+from traincraft_assets.core.labelling import LABEL_ALIASES
 
 REQUIRED_LABELS = ("energy", "forces")
 # Closer than this, two atoms overlap: the shortest real bond (H2) is 0.74 Å.
@@ -59,8 +61,16 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
         value = get_label(atoms, name)
         if value is None:
             if name in REQUIRED_LABELS:
+                store = atoms.arrays if name in PER_ATOM_LABELS else atoms.info
+                found = sorted(k for k in store if k not in ("numbers", "positions"))
                 problems.append(
-                    _problem(atoms, REF_KEYS[name], f"missing; every frame needs {REF_KEYS[name]}")
+                    _problem(
+                        atoms,
+                        REF_KEYS[name],
+                        f"missing; every frame needs {REF_KEYS[name]}. The frame has "
+                        f"{'per-atom arrays' if name in PER_ATOM_LABELS else 'info keys'} {found or 'none'}; "
+                        f"{name} is read from any of {list(LABEL_ALIASES[name])}: rename the key in the file",
+                    )
                 )
             continue
         bad = ~np.isfinite(value)

@@ -79,10 +79,18 @@ def _find(atoms: Atoms, name: str):
     return results.get(name)
 
 
+# The shape each label must have, for messages (n: the frame's atom count).
+LABEL_SHAPES = {"energy": "one number", "forces": "n x 3", "stress": "6 (Voigt) or 9 (3 x 3)",
+                "dipole": "3", "polarizability": "9 (3 x 3)"}
+EXPECTED_SIZES = {"energy": lambda n: (1,), "forces": lambda n: (3 * n,), "stress": lambda n: (6, 9),
+                  "dipole": lambda n: (3,), "polarizability": lambda n: (9,)}
+
+
 def _to_ref_keys(frames: Sequence[Atoms]) -> list[Atoms]:
-    """Copy each frame with its labels moved to REF_* keys, dropping the originals."""
+    """Copy each frame with its labels moved to REF_* keys, dropping the originals. A label of
+    the wrong size is a FrameError naming the frame, the key and both shapes."""
     out = []
-    for atoms in frames:
+    for index, atoms in enumerate(frames):
         labelled = atoms.copy()
         for name in REF_KEYS:
             value = _find(atoms, name)
@@ -92,6 +100,13 @@ def _to_ref_keys(frames: Sequence[Atoms]) -> list[Atoms]:
                     del labelled.arrays[key]
             if value is not None:
                 value = np.asarray(value, dtype=float)
+                if value.size not in EXPECTED_SIZES[name](len(atoms)):
+                    key = next((k for k in LABEL_ALIASES[name] if k in atoms.info or k in atoms.arrays), name)
+                    raise FrameError(
+                        f"frame {index}, field {key}: shape {value.shape}, expected {LABEL_SHAPES[name]} "
+                        f"for this {len(atoms)}-atom frame. Check the file's Properties line (forces are "
+                        f"R:3 per atom)."
+                    )
                 if name == "stress" and value.shape == (6,):
                     value = voigt_6_to_full_3x3_stress(value)
                 set_label(labelled, name, value)
@@ -230,7 +245,10 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions) ->
             f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
         )
     frames = read_frames(path)
-    labelled = LABELLERS[labeller](frames, options)
+    try:
+        labelled = LABELLERS[labeller](frames, options)
+    except FrameError as exc:
+        raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
     for index, (original, atoms) in enumerate(zip(frames, labelled)):
         atoms.info[BATCH_KEY] = batch
         atoms.info[BATCH_INDEX_KEY] = index

@@ -1,0 +1,82 @@
+"""Bad input files, generated here: each gets a message that names the file, the frame and the
+field (or line), says what was expected and what was found, and what to do."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from traincraft_assets.core.frames import FrameError, read_frames, write_frames
+from traincraft_assets.core.health import frame_problems
+from traincraft_assets.core.labelling import LabelOptions, label_batch, prelabelled
+
+
+def _good_text(tmp_path) -> str:
+    frames = []
+    for i in range(3):
+        atoms = bulk("Cu", cubic=True)
+        atoms.positions[0, 0] += 0.01 * i
+        atoms.info["REF_energy"] = -1.0 - i
+        atoms.arrays["REF_forces"] = np.zeros((4, 3))
+        frames.append(atoms)
+    path = tmp_path / "good.xyz"
+    write_frames(path, frames)
+    return path.read_text()
+
+
+def _write(tmp_path, name, content) -> str:
+    path = tmp_path / name
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+BAD_FILES = {
+    # name: (make content from the good text, the substrings the message must contain)
+    "empty": (lambda t: "", ["empty.xyz", "the file is empty"]),
+    "binary": (lambda t: bytes(range(256)) * 8, ["binary.xyz", "binary file, not extxyz"]),
+    "not_utf8": (
+        lambda t: t.encode().replace(b"REF_energy=-2.0", b"REF_energy=-2.0 note=\xff\xfe"),
+        ["not_utf8.xyz", "frame 1", "line 8", "not UTF-8", "0xff", "re-save"],
+    ),
+    "unknown_element": (
+        lambda t: "".join(  # the first atom line of frame 1 (line 9)
+            line.replace("Cu", "Xx", 1) if i == 8 else line for i, line in enumerate(t.splitlines(True))
+        ),
+        ["unknown_element.xyz", "frame 1", "line 9", "field species", "unknown element symbol 'Xx'", "chemical symbol"],
+    ),
+    "truncated": (
+        lambda t: "".join(t.splitlines(True)[:-2]),
+        ["truncated.xyz", "ends inside its last frame", "2 atoms, expected 4", "incomplete"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_unreadable_files_are_located_and_explained(tmp_path, name):
+    make, expected = BAD_FILES[name]
+    path = _write(tmp_path, f"{name}.xyz", make(_good_text(tmp_path)))
+    with pytest.raises(FrameError) as error:
+        read_frames(path)
+    for part in expected:
+        assert part in str(error.value), (part, str(error.value))
+
+
+def test_forces_of_the_wrong_shape_name_the_file_frame_and_field(tmp_path):
+    text = _good_text(tmp_path).replace("REF_forces:R:3", "REF_forces:R:2")
+    path = _write(tmp_path, "two_columns.xyz", "\n".join(
+        " ".join(line.split()[:-1]) if len(line.split()) == 7 else line for line in text.splitlines()
+    ) + "\n")
+    with pytest.raises(FrameError) as error:
+        label_batch(path, "two_columns.xyz", "prelabelled", LabelOptions())
+    message = str(error.value)
+    for part in ("two_columns.xyz", "frame 0", "field REF_forces", "shape (4, 2)", "n x 3", "4-atom"):
+        assert part in message, (part, message)
+
+
+def test_energy_under_an_unknown_key_lists_the_keys_found_and_the_keys_read(tmp_path):
+    atoms = bulk("Cu", cubic=True)
+    atoms.info["totalenergy"] = -3.5
+    atoms.arrays["forces"] = np.zeros((4, 3))
+    (labelled,) = prelabelled([atoms], LabelOptions())
+    (problem,) = [p for p in frame_problems(labelled) if p.field == "REF_energy"]
+    for part in ("'totalenergy'", "'TotEnergy'", "'energy'", "rename the key"):
+        assert part in problem.message, (part, problem.message)
