@@ -159,7 +159,8 @@ def stage_foundation(
     settings: FoundationSettings, pool: Path | None, out: FoundationModel, on_output: Callable[[str], None]
 ) -> dict:
     """Copy (or, from scratch, train on `pool`) the model into `out`, with foundation.json
-    describing it; return that description."""
+    describing it; return that description. A file that is not a MACE model is refused, naming
+    it, before anything is copied."""
     made = {}
     if settings.source == "scratch":
         if pool is None:
@@ -168,7 +169,7 @@ def stage_foundation(
         with tempfile.TemporaryDirectory(dir=out.path.parent, prefix="foundation-train-") as scratch:
             model = demo.train_foundation(pool, settings.scratch, Path(scratch), on_output).model_path
             shutil.copyfile(model, out.model_path)
-        origin = "scratch"
+        origin, source = "scratch", out.model_path
     elif settings.source == "demo":
         shipped = demo.SHIPPED_FOUNDATION_DIR
         if not (shipped / "foundation.model").is_file():
@@ -177,25 +178,28 @@ def stage_foundation(
                 "traincraft_assets, remake it (python -m traincraft_assets.demo.make_foundation), or "
                 "use source: scratch."
             )
-        shutil.copyfile(shipped / "foundation.model", out.model_path)
         manifest = json.loads((shipped / "manifest.json").read_text())
         made = {key: manifest[key] for key in ("remake", "pool", "heldout_errors", "wall_time_s", "machine")}
-        origin = f"demo (shipped: {shipped})"
+        origin, source = f"demo (shipped: {shipped})", shipped / "foundation.model"
     elif settings.source == "path":
         if not settings.path:
             raise ValueError("a foundation from source 'path' needs `path` to a .model file.")
-        shutil.copyfile(settings.path, out.model_path)
-        origin = str(Path(settings.path).absolute())
+        source = Path(settings.path).absolute()
+        if not source.is_file():
+            raise FileNotFoundError(f"foundation_model path {source}: no such file. Expected a MACE .model file.")
+        origin = str(source)
     else:
         if not settings.name:
             raise ValueError("a foundation from source 'named' needs `name` (e.g. medium).")
-        shutil.copyfile(fetch_named_model(settings.name), out.model_path)
-        origin = canonical_model_name(settings.name)
+        source, origin = fetch_named_model(settings.name), canonical_model_name(settings.name)
+    described = describe_model(source)
+    if source != out.model_path:
+        shutil.copyfile(source, out.model_path)
     info = {
         "source": settings.source,
         "origin": origin,
         "sha256": file_sha256(out.model_path),
-        **describe_model(out.model_path),
+        **described,
         **({"made": made} if made else {}),
     }
     out.info_path.write_text(json.dumps(info, indent=1))
@@ -217,7 +221,17 @@ def describe_model(model_path: str | Path) -> dict:
     import mace  # noqa: F401  (sets torch.load defaults MACE models need)
     import torch
 
-    model = torch.load(str(model_path), map_location="cpu", weights_only=False)
+    expected = (
+        "Expected a .model file written by MACE (mace_run_train's <name>.model or a downloaded "
+        "foundation); a checkpoint (.pt) or a state_dict will not do."
+    )
+    try:
+        model = torch.load(str(model_path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises pickle, zip and IO errors alike for a foreign file
+        raise ValueError(f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {expected}") from exc
+    missing = [name for name in ("atomic_numbers", "atomic_energies_fn", "r_max") if not hasattr(model, name)]
+    if missing:
+        raise ValueError(f"{model_path}: not a MACE model: a {type(model).__name__} without {missing}. {expected}")
     numbers = [int(z) for z in model.atomic_numbers]
     e0s = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
     heads = list(getattr(model, "heads", ["Default"]))

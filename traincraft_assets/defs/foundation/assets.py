@@ -63,9 +63,12 @@ def foundation_model(
     artifacts = store.store()
     settings = config.to_settings()
     pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "scratch" else None
-    artifact, info = artifacts.write(
-        FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
-    )
+    try:
+        artifact, info = artifacts.write(
+            FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
+        )
+    except (ValueError, FileNotFoundError) as exc:  # wrong input: a retry would not help
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     return materialized(
         artifact,
         {

@@ -60,3 +60,24 @@ def test_unknown_named_model_fails_listing_the_valid_names(project):
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else failure.step_failure_data.error.message
     assert "unknown MACE foundation 'huge'" in message and "medium-mpa-0" in message
+
+
+@pytest.mark.parametrize("content", ["text", "state_dict"])
+def test_a_path_that_is_not_a_mace_model_fails_clearly_and_stages_nothing(project, tmp_path, content):
+    import torch
+
+    path = tmp_path / f"{content}.model"
+    if content == "text":
+        path.write_text("not a model\n")
+    else:
+        torch.save({"weight": torch.zeros(2)}, path)
+    result = project.materialize(
+        ["foundation_model"], {"ops": {"foundation_model": {"config": {"source": "path", "path": str(path)}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    message = error.message + (error.cause.message if error.cause else "")
+    assert f"{path}: not a MACE model" in message and "Expected a .model file written by MACE" in message
+    assert not list((project.store / "foundation_model").glob("*"))
