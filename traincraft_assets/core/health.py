@@ -78,6 +78,16 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
             problems.append(
                 _problem(atoms, REF_KEYS[name], f"{int(bad.sum())} non-finite value(s) (NaN or inf)")
             )
+        elif name == "stress" and not atoms.pbc.all():
+            problems.append(
+                _problem(
+                    atoms,
+                    REF_KEYS[name],
+                    f"stress on a frame that is not periodic in all directions (pbc {atoms.pbc.tolist()}): "
+                    "stress is undefined without a periodic cell. Remove the stress from this frame "
+                    "(or set the cell and pbc if it is bulk)",
+                )
+            )
         elif name == "forces" and len(value):
             largest = float(np.linalg.norm(np.asarray(value).reshape(-1, 3), axis=1).max())
             if largest > MAX_PLAUSIBLE_FORCE_EV_PER_A:

@@ -80,3 +80,16 @@ def test_energy_under_an_unknown_key_lists_the_keys_found_and_the_keys_read(tmp_
     (problem,) = [p for p in frame_problems(labelled) if p.field == "REF_energy"]
     for part in ("'totalenergy'", "'TotEnergy'", "'energy'", "rename the key"):
         assert part in problem.message, (part, problem.message)
+
+
+def test_stress_on_a_non_periodic_frame_is_a_problem_naming_the_field():
+    from ase.build import fcc111
+
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=5.0)  # pbc True, True, False
+    slab.info["REF_energy"] = -1.0
+    slab.arrays["REF_forces"] = np.zeros((len(slab), 3))
+    slab.info["REF_stress"] = np.zeros(9)
+    (problem,) = frame_problems(slab)
+    assert problem.field == "REF_stress" and "not periodic in all directions" in problem.message
+    slab.pbc = True
+    assert frame_problems(slab) == []
