@@ -15,6 +15,7 @@ from traincraft_assets.defs.foundation.assets import foundation_model, replay_su
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
 from traincraft_assets.defs.resources import StoreResource
+from traincraft_assets.defs.runs import canceled_on_interrupt
 
 strategy_arms = dg.StaticPartitionsDefinition(list(ARM_NAMES))
 
@@ -67,7 +68,8 @@ def strategy_arm(context: dg.AssetExecutionContext, config: CompareConfig, store
     arm = context.partition_key
     try:  # impossible settings fail before any training, and a retry would not help
         subset_sizes(settings.sizes, 1)
-        rows = run_arm(arm, get_trainer(DEFAULT_TRAINER), settings, upstream, artifacts.work_root, context.log.info)
+        with canceled_on_interrupt(context):
+            rows = run_arm(arm, get_trainer(DEFAULT_TRAINER), settings, upstream, artifacts.work_root, context.log.info)
     except (TrainConfigError, ValueError) as exc:
         raise dg.Failure(description=f"arm {arm!r}: {exc}", allow_retries=False) from exc
     record = arm_record(arm, rows, settings, upstream)

@@ -12,6 +12,7 @@ from traincraft_assets.defs.data.assets import dataset, summary_metadata
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import materialized, require_artifact
 from traincraft_assets.defs.resources import StoreResource
+from traincraft_assets.defs.runs import canceled_on_interrupt
 
 PretrainingFramesConfig = settings_config(
     "PretrainingFramesConfig", PoolSettings, "The replay pool: the demo generator, a file or a MACE named set."
@@ -64,9 +65,10 @@ def foundation_model(
     settings = config.to_settings()
     pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "scratch" else None
     try:
-        artifact, info = artifacts.write(
-            FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
-        )
+        with canceled_on_interrupt(context):
+            artifact, info = artifacts.write(
+                FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
+            )
     except (ValueError, FileNotFoundError) as exc:  # wrong input: a retry would not help
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     return materialized(

@@ -15,6 +15,7 @@ from traincraft_assets.defs.foundation.assets import foundation_model, replay_su
 from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import materialized, require_artifact
 from traincraft_assets.defs.resources import StoreResource
+from traincraft_assets.defs.runs import canceled_on_interrupt
 
 FinetuneConfig = settings_config(
     "FinetuneConfig",
@@ -81,9 +82,10 @@ def finetuned_model(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for abandoned in clean_abandoned(artifacts.work_root):
         context.log.info(f"removed the work directory of an abandoned training: {abandoned}")
-    artifact, result = artifacts.write(
-        FinetunedModel, lambda out: train_model(plan, out, context.log.info, config.model_dump())
-    )
+    with canceled_on_interrupt(context):
+        artifact, result = artifacts.write(
+            FinetunedModel, lambda out: train_model(plan, out, context.log.info, config.model_dump())
+        )
     plan.release()  # published: the checkpoints are no longer needed
     if result.resumed_from_epoch is not None:
         context.log.info(f"resumed an interrupted training from its checkpoint of epoch {result.resumed_from_epoch}")

@@ -77,15 +77,14 @@ def local_instance(tmp_path):
         yield instance, lambda: running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}, tmp_path)
 
 
-def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(local_instance, tmp_path):
+def _training_step_in_its_own_process(project: Project, tmp_path: Path) -> subprocess.Popen:
+    """The demo's upstream made, then finetuned_model running in another process: returned once
+    MACE has written a checkpoint of epoch 1."""
     import json
 
-    instance, daemon = local_instance
-    project = Project(tmp_path, instance)
     run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
-    home = project.instance.root_directory
     step = subprocess.Popen(
-        [sys.executable, "-c", STEP, home, str(project.store), str(project.inbox), json.dumps(FINETUNE)],
+        [sys.executable, "-c", STEP, project.instance.root_directory, str(project.store), str(project.inbox), json.dumps(FINETUNE)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     work = project.store / ".training"
@@ -94,21 +93,33 @@ def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_reru
         epochs = [int(p.stem.rsplit("-", 1)[1]) for p in work.glob("*/checkpoints/*_epoch-*.pt")]
         if epochs and max(epochs) >= 1:
             break
-        assert step.poll() is None, "the step ended before it could be killed"
+        assert step.poll() is None, "the step ended before it could be stopped"
         time.sleep(0.2)
     else:
         step.kill()
         pytest.fail("no checkpoint of epoch 1 appeared")
-    assert step.poll() is None, "the training finished before it could be killed"
-    os.kill(step.pid, signal.SIGKILL)
-    step.wait()
+    assert step.poll() is None, "the training finished before it could be stopped"
+    return step
 
+
+def _no_mace_survives(work: Path) -> None:
     for _ in range(100):
         if not _mace_processes(str(work)):
-            break
+            return
         time.sleep(0.1)
-    else:
-        pytest.fail(f"MACE outlived its killed step: pids {_mace_processes(str(work))}")
+    pytest.fail(f"MACE outlived its stopped step: pids {_mace_processes(str(work))}")
+
+
+def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(local_instance, tmp_path):
+    import json
+
+    instance, daemon = local_instance
+    project = Project(tmp_path, instance)
+    step = _training_step_in_its_own_process(project, tmp_path)
+    work = project.store / ".training"
+    os.kill(step.pid, signal.SIGKILL)
+    step.wait()
+    _no_mace_survives(work)
 
     [killed] = project.instance.get_runs(limit=1)  # the newest: the killed one
     with daemon():  # only while needed: the rerun below runs in this process, no daemon about
@@ -127,3 +138,17 @@ def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_reru
     assert meta["resumed_from_epoch"].value == manifest["resumed_from_epoch"]
     assert "--restart_latest" in manifest["argv"] and manifest["epochs_run"] == EPOCHS
     assert not any(work.glob("*"))  # released once published
+
+
+def test_ctrl_c_during_training_stops_mace_and_ends_the_run_canceled(local_instance, tmp_path):
+    """Ctrl-C in the shell running `dagster asset materialize` (SIGINT to its process)."""
+    instance, _ = local_instance
+    project = Project(tmp_path, instance)
+    step = _training_step_in_its_own_process(project, tmp_path)
+    models_before = set((project.store / "finetuned_model").iterdir())  # the demo's own model
+    os.kill(step.pid, signal.SIGINT)
+    step.wait(timeout=120)
+    _no_mace_survives(project.store / ".training")
+    [stopped] = project.instance.get_runs(limit=1)
+    assert project.instance.get_run_by_id(stopped.run_id).status == dg.DagsterRunStatus.CANCELED
+    assert set((project.store / "finetuned_model").iterdir()) == models_before  # nothing partial published
