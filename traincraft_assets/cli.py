@@ -212,6 +212,31 @@ def run_compare(
     return {**json.loads(artifact.table_path.read_text()), "artifact": artifact}
 
 
+def verify(instance, store_root: Path | None = None) -> int:
+    """Re-hash every artifact in the store; report changed ones, unknown folders, stale
+    staging, and orphans (artifacts no materialization on this instance records). Returns the
+    number of problems."""
+    from traincraft_assets.core.artifacts import CATALOGUE
+    from traincraft_assets.core.settings import load_settings
+    from traincraft_assets.core.store import ArtifactStore
+    from traincraft_assets.defs.lineage import recorded_data_versions
+
+    store = ArtifactStore(store_root or load_settings().store)
+    problems = store.verify(CATALOGUE)
+    checked = 0
+    for asset in CATALOGUE:
+        folder = store.root / asset
+        recorded = recorded_data_versions(instance, asset)
+        for artifact in sorted(folder.iterdir()) if folder.is_dir() else []:
+            checked += 1
+            if artifact.name not in recorded:
+                problems.append((artifact, "orphan: no materialization on this Dagster instance records it"))
+    for path, why in problems:
+        print(f"{path}: {why}")
+    print(f"checked {checked} artifacts in {store.root}: {len(problems) or 'no'} problem(s)")
+    return len(problems)
+
+
 TERMINAL = {"SUCCESS": 0, "FAILURE": 1, "CANCELED": 1}
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # Dagster's job for an ad-hoc asset selection
 
@@ -309,6 +334,7 @@ def _parser() -> argparse.ArgumentParser:
     p_compare.add_argument("--quick", action="store_true", help="two small sizes, 3 epochs: minutes on a laptop")
     p_compare.add_argument("--arms", help="comma-separated subset of the arms (default: all)")
     p_compare.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
+    sub.add_parser("verify", help="re-hash every artifact in the store; report changes and orphans")
     p_submit = sub.add_parser("submit", help="launch a run on a Dagster deployment (e.g. the cluster)")
     p_submit.add_argument("--url", required=True, help="the Dagster webserver, e.g. http://localhost:3000")
     what = p_submit.add_mutually_exclusive_group(required=True)
@@ -354,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                 decide_champion(instance, args.model, args.reason)
             elif args.command == "rollback":
                 decide_champion(instance, previous_champion(instance), f"rollback: {args.reason}")
+            elif args.command == "verify":
+                return 1 if verify(instance) else 0
             elif args.command == "compare":
                 arms = [a.strip() for a in args.arms.split(",")] if args.arms else None
                 content = run_compare(instance, yaml.safe_load(args.config.read_text()), args.batches_dir, args.quick, arms)

@@ -133,3 +133,22 @@ def test_compare_refuses_an_unknown_arm_before_any_work(shell_env, tmp_path):
     assert result.returncode == 2
     assert "unknown arms ['sideways']" in result.stderr and "multihead" in result.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / ".traincraft").exists()
+
+
+def test_verify_rehashes_the_store_and_fails_on_a_changed_artifact_or_an_orphan(shell_env, tmp_path):
+    batches = write_target_batches(tmp_path / "batches", frames_per_kind=2)
+    assert _run([BIN / "traincraft", "ingest", *batches], shell_env, tmp_path).returncode == 0
+    name = batches[0].name
+    labelled = _run([BIN / "dagster", "asset", "materialize", "-m", "traincraft_assets", "--select", "labelled_frames", "--partition", name], shell_env, tmp_path)
+    assert labelled.returncode == 0, labelled.stderr
+    clean = _run([BIN / "traincraft", "verify"], shell_env, tmp_path)
+    assert clean.returncode == 0 and "checked 1 artifacts" in clean.stdout and "no problem" in clean.stdout, clean.stdout
+
+    [artifact] = (tmp_path / "store" / "labelled_frames").iterdir()
+    (artifact / "frames.xyz").write_text((artifact / "frames.xyz").read_text().replace("Cu", "Ni", 1))
+    orphan = tmp_path / "store" / "labelled_frames" / ("0" * 64)
+    orphan.mkdir()
+    found = _run([BIN / "traincraft", "verify"], shell_env, tmp_path)
+    assert found.returncode == 1
+    assert f"{artifact}: content changed since it was published" in found.stdout
+    assert f"{orphan}: orphan: no materialization" in found.stdout

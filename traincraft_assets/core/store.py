@@ -3,6 +3,10 @@
 An artifact is a directory built in a temporary place and moved to `<root>/<asset>/<sha256>/`
 with one rename, so a reader never sees half an artifact and two writers of the same content
 end with the same directory. The sha256 doubles as the asset's Dagster DataVersion.
+
+A staging directory's name says who fills it (`<asset>-<host>-<pid>-...`), so the next write
+can remove those of writers that died (a killed run) and never one a live writer owns.
+`verify` re-hashes what was published.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, TypeVar
 
+from traincraft_assets.core.processes import process_alive
 from traincraft_assets.core.settings import STORE_ENV
 
 T = TypeVar("T")
@@ -66,7 +73,9 @@ class ArtifactStore:
         """
         staging_parent = self.root / ".staging"
         staging_parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{kind.asset}-", dir=staging_parent))
+        self.remove_stale_staging()
+        prefix = f"{kind.asset}-{socket.gethostname()}-{os.getpid()}-"
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=staging_parent))
         try:
             result = fill(kind(staging))
             return self.publish(kind, staging), result
@@ -88,6 +97,42 @@ class ArtifactStore:
                 raise
         return kind(final, digest)
 
+    def stale_staging(self, now: float | None = None) -> list[Path]:
+        """Staging directories whose writer is gone: on this host, a dead pid; elsewhere (a
+        pod on a shared volume), nothing written for STALE_STAGING_S."""
+        parent, host, now = self.root / ".staging", socket.gethostname(), now or time.time()
+        stale = []
+        for entry in sorted(parent.iterdir()) if parent.is_dir() else []:
+            owner = _staging_owner(entry.name)
+            if owner and owner[0] == host:
+                dead = not process_alive(owner[1], entry.stat().st_mtime)
+            else:
+                dead = now - max(p.stat().st_mtime for p in [entry, *entry.rglob("*")]) > STALE_STAGING_S
+            if dead:
+                stale.append(entry)
+        return stale
+
+    def remove_stale_staging(self) -> list[Path]:
+        stale = self.stale_staging()
+        for entry in stale:
+            shutil.rmtree(entry, ignore_errors=True)
+        return stale
+
+    def verify(self, catalogue: dict[str, type[Artifact]]) -> list[tuple[Path, str]]:
+        """Every published artifact re-hashed: (path, problem) for each whose content no longer
+        matches its name, each folder the catalogue does not know, and stale staging."""
+        problems = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) if self.root.is_dir() else []:
+            if folder.name not in catalogue:
+                problems.append((folder, f"not an asset of this project (known: {sorted(catalogue)})"))
+                continue
+            for artifact in sorted(folder.iterdir()):
+                actual = tree_sha256(artifact)
+                if actual != artifact.name:
+                    problems.append((artifact, f"content changed since it was published: sha256 is now {actual}"))
+        problems += [(entry, "staging left by a writer that is gone") for entry in self.stale_staging()]
+        return problems
+
     @property
     def work_root(self) -> Path:
         """Where trainings keep their work directories (checkpoints) until they publish."""
@@ -102,3 +147,17 @@ class ArtifactStore:
                 f"that holds it, or produce {kind.asset} again."
             )
         return kind(path, sha256)
+
+
+STALE_STAGING_S = 24 * 3600.0  # another host's staging untouched this long belongs to no one
+
+
+def _staging_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) from a staging directory's name `<asset>-<host>-<pid>-<random>`; asset
+    names and mkdtemp's random part have no '-', host names may."""
+    try:
+        host_pid = name.split("-", 1)[1].rsplit("-", 1)[0]
+        host, pid = host_pid.rsplit("-", 1)
+        return host, int(pid)
+    except (IndexError, ValueError):
+        return None

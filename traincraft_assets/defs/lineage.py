@@ -59,6 +59,20 @@ def latest_data_version(instance: dg.DagsterInstance, asset: str, partition: str
     return _data_version(records[0].asset_materialization, asset) if records else None
 
 
+def recorded_data_versions(instance: dg.DagsterInstance, asset: str) -> set[str]:
+    """Every data version (artifact sha256) any materialization of `asset` recorded."""
+    versions, cursor = set(), None
+    while True:
+        result = instance.fetch_materializations(dg.AssetKey(asset), limit=1000, cursor=cursor)
+        for record in result.records:
+            tags = record.asset_materialization.tags or {}
+            if tags.get(DATA_VERSION_TAG):
+                versions.add(tags[DATA_VERSION_TAG])
+        if not result.has_more:
+            return versions
+        cursor = result.cursor
+
+
 def _data_version(materialization: dg.AssetMaterialization, asset: str) -> str:
     sha = materialization.tags.get(DATA_VERSION_TAG) if materialization.tags else None
     if not sha:

@@ -1,7 +1,9 @@
 """ArtifactStore: content-addressed, all-or-nothing artifacts."""
 
 import hashlib
+import os
 import re
+import time
 
 import pytest
 
@@ -111,3 +113,38 @@ def test_open_unknown_sha_explains(tmp_path):
     assert "foundation_model" in message and missing in message
     assert str(store.root) in message
     assert "TRAINCRAFT_STORE" in message  # tells the user what to check
+
+
+def test_staging_of_a_dead_writer_is_removed_by_the_next_write_and_a_live_ones_is_kept(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    store = ArtifactStore(tmp_path)
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".staging" / f"dataset-{host}-{int(dead.stdout)}-abc123").mkdir(parents=True)
+    live = tmp_path / ".staging" / f"dataset-{host}-{os.getpid()}-def456"
+    live.mkdir()
+    other_host = tmp_path / ".staging" / "dataset-some-pod-7-ghi789"  # another pod: judged by age
+    other_host.mkdir()
+    assert [p.name for p in store.stale_staging()] == [f"dataset-{host}-{int(dead.stdout)}-abc123"]
+    assert other_host in store.stale_staging(now=time.time() + 2 * 24 * 3600)
+
+    store.write(Dataset, lambda out: out.frames_path.write_text("frames"))
+    assert sorted(p.name for p in (tmp_path / ".staging").iterdir()) == sorted([live.name, other_host.name])
+
+
+def test_verify_reports_changed_artifacts_unknown_folders_and_stale_staging(tmp_path):
+    from traincraft_assets.core.artifacts import CATALOGUE
+
+    store = ArtifactStore(tmp_path)
+    good, _ = store.write(Dataset, lambda out: out.frames_path.write_text("frames"))
+    tampered, _ = store.write(Dataset, lambda out: out.frames_path.write_text("other frames"))
+    assert store.verify(CATALOGUE) == []
+    tampered.frames_path.write_text("edited by hand")
+    (tmp_path / "old_asset" / "abc").mkdir(parents=True)
+    problems = {path.name: why for path, why in store.verify(CATALOGUE)}
+    assert set(problems) == {tampered.sha256, "old_asset"}
+    assert "content changed since it was published" in problems[tampered.sha256]
+    assert "not an asset of this project" in problems["old_asset"]
