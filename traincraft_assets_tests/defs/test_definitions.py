@@ -64,8 +64,9 @@ def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
     stage = jobs.resolve_job_def("stage_foundation")
     resolved = dg.validate_run_config(stage, {})["ops"]  # nothing given: the file's entries
     assert resolved["foundation_model"]["config"]["source"] == demo["foundation_model"]["config"]["source"]
-    compare = dg.validate_run_config(jobs.resolve_job_def("compare_strategies"), {})["ops"]
-    assert compare["strategy_arm"]["config"]["sizes"] == demo["strategy_arm"]["config"]["sizes"]
+    # a partitioned job (one run per arm) takes the file's entries as each partition's config
+    arm_config = jobs.resolve_job_def("compare_strategies").partitioned_config.get_run_config_for_partition_key("naive")
+    assert arm_config["ops"]["strategy_arm"] == demo["strategy_arm"]
     finetune = jobs.resolve_job_def("finetune")
     resolved = dg.validate_run_config(finetune, {})["ops"]
     assert resolved["finetuned_model"]["config"]["lr"] == demo["finetuned_model"]["config"]["lr"]
