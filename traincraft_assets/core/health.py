@@ -114,6 +114,25 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
     return problems
 
 
+# A labeller that could not label a frame (a DFT run that did not converge) says why here; a
+# `command` labeller writes it into output.xyz as `label_error="..."`.
+LABEL_ERROR_KEY = "label_error"
+
+
+def unlabelled_frames(frames: Sequence[Atoms]) -> list[Problem]:
+    """Frames a labeller returned without a required label, with the labeller's reason when it
+    gave one: the batch is partial."""
+    problems = []
+    for atoms in frames:
+        missing = [REF_KEYS[name] for name in REQUIRED_LABELS if get_label(atoms, name) is None]
+        if missing:
+            reason = atoms.info.get(LABEL_ERROR_KEY)
+            problems.append(
+                _problem(atoms, ", ".join(missing), f"not labelled ({reason})" if reason else "not labelled")
+            )
+    return problems
+
+
 def uncovered_elements(frames: Iterable[Atoms], covered: Sequence[str]) -> list[Problem]:
     """Frames holding elements the foundation model has no embedding for."""
     covered_set = set(covered)

@@ -1,13 +1,14 @@
-"""Checks on `dataset`: a blocking health check, and a warning when E0s look inconsistent."""
+"""Checks on `labelled_frames` (did the labeller label every frame?) and on `dataset` (a
+blocking health check, and a warning when E0s look inconsistent)."""
 
 import dagster as dg
 import numpy as np
 
-from traincraft_assets.core.artifacts import Dataset, FoundationModel
+from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames
 from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
 from traincraft_assets.core.frames import read_frames
-from traincraft_assets.core.health import dataset_problems
-from traincraft_assets.defs.data.assets import dataset
+from traincraft_assets.core.health import dataset_problems, unlabelled_frames
+from traincraft_assets.defs.data.assets import dataset, labelled_frames
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, require_artifact
 from traincraft_assets.defs.resources import StoreResource
@@ -18,6 +19,28 @@ MAX_LISTED = 20
 # MACE's multihead guide: an initial error above 0.4 eV/atom usually means the data's E0s do
 # not match the foundation's reference energies.
 E0_WARNING_EV_PER_ATOM = 0.4
+
+
+@dg.asset_check(asset=labelled_frames, **CPU_STEP)
+def batch_fully_labelled(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+    """Every frame of the batch came back from the labeller with energy and forces; a batch with
+    frames the labeller could not label is partial (dataset_health then stops training on it)."""
+    batch = context.partition_key
+    frames = read_frames(require_artifact(context, store.store(), LabelledFrames, batch).frames_path)
+    missing = unlabelled_frames(frames)
+    listed = "\n".join(f"- {p}" for p in missing[:MAX_LISTED])
+    return dg.AssetCheckResult(
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"partial: {len(missing)} of {len(frames)} frames of batch {batch!r} were not labelled:\n{listed}\n"
+            "Label them again (fix the labeller's input or settings) and ingest the result as a new "
+            "batch, or retire this one."
+            if missing
+            else f"all {len(frames)} frames labelled"
+        ),
+        metadata={"n_unlabelled": len(missing), "frames": dg.MetadataValue.json([p.frame for p in missing])},
+    )
 
 
 @dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True, **CPU_STEP)

@@ -101,3 +101,40 @@ def test_energy_consistency_is_not_a_pass_when_nothing_could_be_evaluated(projec
     result = project.materialize(["foundation_model", "dataset"], _foundation_config(graph_run), raise_on_error=False)
     warning = _check(result, "foundation_energy_consistency")
     assert not warning.passed and "not evaluated" in warning.description
+
+
+def test_a_labeller_that_fails_on_some_frames_marks_the_batch_partial_naming_them(project, tmp_path):
+    """A real `command` labeller (a small program) that labels with EMT but gives up on frame 1."""
+    program = tmp_path / "flaky_dft.py"
+    program.write_text(
+        "import os\n"
+        "from ase.io import read, write\n"
+        "from ase.calculators.emt import EMT\n"
+        "frames = read(os.environ['TRAINCRAFT_INPUT'], ':')\n"
+        "for i, atoms in enumerate(frames):\n"
+        "    if i == 1:\n"
+        "        atoms.info['label_error'] = 'SCF did not converge in 60 steps'\n"
+        "        continue\n"
+        "    atoms.calc = EMT()\n"
+        "    atoms.info['energy'] = atoms.get_potential_energy()\n"
+        "    atoms.arrays['forces'] = atoms.get_forces()\n"
+        "    atoms.calc = None\n"
+        "write(os.environ['TRAINCRAFT_OUTPUT'], frames, format='extxyz')\n"
+    )
+    path = tmp_path / "flaky.xyz"
+    structures = [bulk("Cu", "fcc", cubic=True).repeat((2, 2, 2)) for _ in range(3)]
+    for seed, atoms in enumerate(structures):
+        atoms.rattle(0.05, seed=seed)
+    write_frames(path, structures)  # structures only: the labeller labels them
+    batch = project.add_batch(path)
+    import sys
+
+    result = project.label(batch, {"ops": {"labelled_frames": {"config": {"labeller": "command", "command": f"{sys.executable} {program}"}}}})
+    assert result.success  # the two good frames are kept, the batch is flagged, nothing dropped silently
+    check = _check(result, "batch_fully_labelled")
+    assert not check.passed and check.severity.value == "ERROR"
+    assert "partial: 1 of 3 frames" in check.description
+    assert "frame 1, REF_energy, REF_forces: not labelled (SCF did not converge in 60 steps)" in check.description
+    assert check.metadata["frames"].value == [1]
+    complete = project.label(batch, {"ops": {"labelled_frames": {"config": {"labeller": "emt"}}}})
+    assert _check(complete, "batch_fully_labelled").passed
