@@ -39,14 +39,15 @@ from traincraft_assets.core.training.workdir import WorkdirLock
 ZERO_SHOT = "zero_shot"
 # Each arm's changes to the common settings. Frozen: MACE --freeze 5 keeps the embedding and
 # interaction blocks fixed and trains products and readouts. Scratch trains the foundation's
-# architecture, with the foundation's E0s, so only the starting weights differ.
+# architecture, with the foundation's E0s, so only the starting weights differ; it keeps its own
+# learning rate (MACE's 1e-2 for random weights), the fine-tuning arms share the configured one.
 ARMS: dict[str, dict] = {
     "naive": {"strategy": "naive"},
     "naive_average_e0s": {"strategy": "naive", "e0s": "average"},
     "multihead": {"strategy": "multihead"},
     "frozen": {"strategy": "naive", "freeze": 5},
     "lora": {"strategy": "naive", "lora": True},
-    "scratch": {"strategy": "scratch"},
+    "scratch": {"strategy": "scratch", "lr": None},
 }
 ARM_NAMES = (ZERO_SHOT, *ARMS)
 ALL_FRAMES = 0  # a size meaning the whole training side

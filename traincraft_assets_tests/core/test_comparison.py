@@ -27,7 +27,7 @@ def test_each_arm_changes_only_its_strategy_and_scratch_takes_the_foundations_sh
     shape = {"num_channels": 32, "max_L": 0, "r_max": 5.0, "num_interactions": 2, "correlation": 2}
     for arm in ARMS:
         s = arm_settings(arm, common, {"shape": shape})
-        assert (s.lr, s.max_num_epochs) == (5e-3, 7)
+        assert (s.learning_rate, s.max_num_epochs) == (5e-3 if arm != "scratch" else 1e-2, 7)
     assert arm_settings("frozen", common, None).freeze == 5
     assert arm_settings("naive_average_e0s", common, None).e0s == "average"
     assert arm_settings("scratch", common, {"shape": shape}).shape == ModelShape(**shape)

@@ -8,6 +8,7 @@ import pytest
 from traincraft_assets.cli import print_comparison, run_compare
 from traincraft_assets.core.comparison import ARM_NAMES, ARMS, QUICK, ZERO_SHOT
 from traincraft_assets.core.frames import read_frames
+from traincraft_assets.core.training.mace.settings import DEFAULT_LR
 from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
 
 pytestmark = pytest.mark.integration
@@ -20,7 +21,7 @@ def _flag(argv, name):
 @pytest.fixture(scope="module")
 def comparison(graph_run, tmp_path_factory):
     config = {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": {
-        "dtype": "float32", "lr": 0.01, "batch_size": 4, "sizes": [1000]}}}}  # --quick replaces sizes
+        "dtype": "float32", "lr": 0.005, "batch_size": 4, "sizes": [1000]}}}}  # --quick replaces sizes
     content = run_compare(
         graph_run.instance, config, tmp_path_factory.mktemp("batches"), quick=True, defs=graph_run.defs, inbox=graph_run.inbox
     )
@@ -57,8 +58,10 @@ def test_each_arm_trains_its_strategy_at_every_quick_size_on_the_same_budget(com
     assert _flag(argv["lora"], "--lora") == "True"
     # scratch: the foundation's architecture (8 channels in the tiny graph), no starting weights
     assert "--foundation_model" not in argv["scratch"] and _flag(argv["scratch"], "--num_channels") == "8"
-    # the same budget everywhere but the strategy's own flags
-    assert len({_flag(a, "--lr") for a in argv.values()}) == 1
+    # the same budget everywhere; the configured lr for every fine-tuning arm, scratch its own
+    assert {_flag(a, "--lr") for arm, a in argv.items() if arm != "scratch"} == {"0.005"}
+    assert _flag(argv["scratch"], "--lr") == str(DEFAULT_LR["scratch"])
+    assert len({_flag(a, "--batch_size") for a in argv.values()}) == 1
 
 
 def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comparison, capsys):
