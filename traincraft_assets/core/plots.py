@@ -77,6 +77,22 @@ def _pyplot():
     return plt
 
 
+def _plain_log_axes(ax, xticks=None) -> None:
+    """Log-log axes labelled 20, 50, 100 rather than 2x10^1: error tables are read that way."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
+    if xticks:
+        ax.set_xticks(sorted(xticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+
+
 def error_vs_frames_figure(rows: Sequence[dict], zero_shot: str):
     """Valid force and energy RMSE against training frames, one line per arm; the zero-shot
     foundation as a horizontal line. Log-log, as learning curves are read."""
@@ -93,8 +109,7 @@ def error_vs_frames_figure(rows: Sequence[dict], zero_shot: str):
                 ax.axhline(points[0][1], color="k", ls="--", lw=1, label="foundation, zero-shot")
             else:
                 ax.plot(*zip(*points), marker="o", label=arm)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _plain_log_axes(ax, xticks={r["n_train"] for r in rows if r["arm"] != zero_shot})
         ax.set_xlabel("target training frames")
         ax.set_ylabel(unit)
         ax.grid(True, which="both", alpha=0.3)
@@ -122,8 +137,7 @@ def forgetting_vs_accuracy_figure(rows: Sequence[dict], zero_shot: str):
             label="foundation, zero-shot" if arm == zero_shot else arm,
             alpha=0.8,
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _plain_log_axes(ax)
     ax.set_xlabel("valid force RMSE on the target (meV/Å)")
     ax.set_ylabel("forgetting-set force RMSE (meV/Å)")
     ax.set_title(f"forgetting vs target accuracy (marker size: {', '.join(map(str, sizes))} frames)")
