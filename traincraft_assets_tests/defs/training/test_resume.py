@@ -60,10 +60,12 @@ def _mace_processes(marker: str) -> list[int]:
     return found
 
 
-@pytest.fixture
-def local_instance(tmp_path):
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
     """The repository's dagster.yaml (its launcher and run monitoring) on a fresh home, polling
-    every second instead of every 30 s, declarative automation off, with a real daemon."""
+    every second instead of every 30 s, declarative automation off, with a real daemon; the
+    demo's upstream made once for the module's tests."""
+    tmp_path = tmp_path_factory.mktemp("resume")
     home = tmp_path / "dagster_home"
     home.mkdir()
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
@@ -74,23 +76,25 @@ def local_instance(tmp_path):
     config["auto_materialize"] = {"enabled": False, "use_sensors": False}  # no champion runs meanwhile
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance, lambda: running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(tmp_path / "store")}, tmp_path)
+        project = Project(tmp_path, instance)
+        run_demo(instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+        yield project, lambda: running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(project.store)}, tmp_path)
 
 
-def _training_step_in_its_own_process(project: Project, tmp_path: Path) -> subprocess.Popen:
-    """The demo's upstream made, then finetuned_model running in another process: returned once
-    MACE has written a checkpoint of epoch 1."""
+def _training_step_in_its_own_process(project: Project, finetune: dict) -> tuple[subprocess.Popen, Path]:
+    """finetuned_model running in another process: returned, with its work directory, once MACE
+    has written a checkpoint of epoch 1."""
     import json
 
-    run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+    before = set((project.store / ".training").glob("*"))
     step = subprocess.Popen(
-        [sys.executable, "-c", STEP, project.instance.root_directory, str(project.store), str(project.inbox), json.dumps(FINETUNE)],
+        [sys.executable, "-c", STEP, project.instance.root_directory, str(project.store), str(project.inbox), json.dumps(finetune)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     work = project.store / ".training"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        epochs = [int(p.stem.rsplit("-", 1)[1]) for p in work.glob("*/checkpoints/*_epoch-*.pt")]
+        epochs = [int(p.stem.rsplit("-", 1)[1]) for d in set(work.glob("*")) - before for p in d.glob("checkpoints/*_epoch-*.pt")]
         if epochs and max(epochs) >= 1:
             break
         assert step.poll() is None, "the step ended before it could be stopped"
@@ -99,7 +103,8 @@ def _training_step_in_its_own_process(project: Project, tmp_path: Path) -> subpr
         step.kill()
         pytest.fail("no checkpoint of epoch 1 appeared")
     assert step.poll() is None, "the training finished before it could be stopped"
-    return step
+    [workdir] = set(work.glob("*")) - before
+    return step, workdir
 
 
 def _no_mace_survives(work: Path) -> None:
@@ -110,16 +115,14 @@ def _no_mace_survives(work: Path) -> None:
     pytest.fail(f"MACE outlived its stopped step: pids {_mace_processes(str(work))}")
 
 
-def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(local_instance, tmp_path):
+def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_rerun_resumes(prepared):
     import json
 
-    instance, daemon = local_instance
-    project = Project(tmp_path, instance)
-    step = _training_step_in_its_own_process(project, tmp_path)
-    work = project.store / ".training"
+    project, daemon = prepared
+    step, workdir = _training_step_in_its_own_process(project, FINETUNE)
     os.kill(step.pid, signal.SIGKILL)
     step.wait()
-    _no_mace_survives(work)
+    _no_mace_survives(workdir)
 
     [killed] = project.instance.get_runs(limit=1)  # the newest: the killed one
     with daemon():  # only while needed: the rerun below runs in this process, no daemon about
@@ -137,18 +140,19 @@ def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_reru
     assert manifest["resumed_from_epoch"] is not None and manifest["resumed_from_epoch"] >= 1
     assert meta["resumed_from_epoch"].value == manifest["resumed_from_epoch"]
     assert "--restart_latest" in manifest["argv"] and manifest["epochs_run"] == EPOCHS
-    assert not any(work.glob("*"))  # released once published
+    assert not workdir.exists()  # released once published
 
 
-def test_ctrl_c_during_training_stops_mace_and_ends_the_run_canceled(local_instance, tmp_path):
+def test_ctrl_c_during_training_stops_mace_and_ends_the_run_canceled(prepared):
     """Ctrl-C in the shell running `dagster asset materialize` (SIGINT to its process)."""
-    instance, _ = local_instance
-    project = Project(tmp_path, instance)
-    step = _training_step_in_its_own_process(project, tmp_path)
-    models_before = set((project.store / "finetuned_model").iterdir())  # the demo's own model
+    project, _ = prepared
+    other_seed = {"ops": {"finetuned_model": {"config": {**FINETUNE["ops"]["finetuned_model"]["config"], "seed": 1}}}}
+    step, workdir = _training_step_in_its_own_process(project, other_seed)
+    models_before = set((project.store / "finetuned_model").iterdir())
     os.kill(step.pid, signal.SIGINT)
     step.wait(timeout=120)
-    _no_mace_survives(project.store / ".training")
+    _no_mace_survives(workdir)
     [stopped] = project.instance.get_runs(limit=1)
     assert project.instance.get_run_by_id(stopped.run_id).status == dg.DagsterRunStatus.CANCELED
     assert set((project.store / "finetuned_model").iterdir()) == models_before  # nothing partial published
+    assert (workdir / "checkpoints").is_dir()  # kept: the same training started again resumes
