@@ -19,6 +19,9 @@ FINETUNE = {"dataset", "split", "replay_subset", "finetuned_model", "parity_repo
 CONFIG = {
     "ops": {
         **{k: v for k, v in TINY_RUN_CONFIG["ops"].items() if k in FINETUNE},
+        # forgetting measured on 20 held-out Cu frames, not the tiny config's one: one frame's
+        # ratio is noise (its foundation error can be near zero)
+        "replay_subset": {"config": {**TINY_RUN_CONFIG["ops"]["replay_subset"]["config"], "num_heldout": 20}},
         "finetuned_model": {"config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": 6}},
         # The tiny 2-epoch foundation's replay energies are too crude to be a fair bar (a 6-epoch
         # multihead fine-tune drifts about 2.5x on them): allow 10x here. The gate itself is

@@ -16,7 +16,7 @@ from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_
 from traincraft_assets import defs
 from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, ProfileError, load_profiles
 
-GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report", "champion_model"}
+GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report", "champion_model", "strategy_arm"}
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -116,7 +116,8 @@ def test_every_step_of_the_graph_has_a_pod_profile():
     """Asset checks are steps (pods) too: one without a profile would land on any node with no
     requests. The foundation check evaluates the foundation on the dataset and the quality gates
     run MD with the model, so both are GPU steps."""
-    ops = defs.resolve_implicit_global_asset_job_def().graph.node_defs
+    # every job's steps: the whole graph spans two partitionings (batches, comparison arms)
+    ops = {op.name: op for job in defs.resolve_all_job_defs() for op in job.graph.node_defs}.values()
     gpu = set()
     for op in ops:
         assert "dagster-k8s/config" in op.tags, f"step {op.name} has no pod profile"
