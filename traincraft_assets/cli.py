@@ -189,9 +189,10 @@ def run_compare(
     unknown = sorted(set(arms or ()) - set(ARM_NAMES))
     if unknown:
         raise ValueError(f"unknown arms {unknown}; expected some of {list(ARM_NAMES)}.")
-    if latest_data_version(instance, Split.asset) is None:
+    has_split = latest_data_version(instance, Split.asset) is not None
+    if not has_split:  # nothing here yet: the demo's data and foundation
         prepare_demo(instance, run_config, batches_dir, defs, inbox, frames_per_kind=30)
-    if latest_data_version(instance, ReplaySubset.asset) is None or latest_data_version(instance, Split.asset) is None:
+    if not has_split or latest_data_version(instance, ReplaySubset.asset) is None:
         selection = [AssetKey(name) for name in ("dataset", "split", "replay_subset")]
         ops = {k: v for k, v in run_config.get("ops", {}).items() if k in ("dataset", "split", "replay_subset")}
         defs.resolve_implicit_global_asset_job_def().execute_in_process(

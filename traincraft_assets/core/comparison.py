@@ -4,8 +4,8 @@ on the valid side (target accuracy) and on the forgetting set (frames from the f
 distribution it never trained on).
 
 An arm is one strategy with its settings (ARMS); arms are independent so they can run in
-parallel (one run per arm on a cluster). `comparison_table` and the two figures put them
-side by side. Training goes through the same plan/trainer as `finetuned_model`.
+parallel (one run per arm on a cluster). `write_comparison` puts them side by side in one
+table and two figures. Training goes through the same plan/trainer as `finetuned_model`.
 """
 
 from __future__ import annotations
