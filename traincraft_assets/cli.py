@@ -165,6 +165,16 @@ def run_demo(
     return latest_metadata(instance, ParityReport.asset)
 
 
+def arm_run_config(run_config: dict, quick: bool) -> dict:
+    """strategy_arm's run config: its entry in `run_config`, with --quick's budget over it."""
+    from traincraft_assets.core.comparison import QUICK
+
+    arm_config = dict(run_config.get("ops", {}).get("strategy_arm", {}).get("config", {}))
+    if quick:
+        arm_config.update({k: list(v) if isinstance(v, tuple) else v for k, v in QUICK.items()})
+    return {"ops": {"strategy_arm": {"config": arm_config}}}
+
+
 def run_compare(
     instance,
     run_config: dict,
@@ -180,7 +190,7 @@ def run_compare(
     from dagster import AssetKey
 
     from traincraft_assets.core.artifacts import ReplaySubset, Split, StrategyComparison
-    from traincraft_assets.core.comparison import ARM_NAMES, QUICK
+    from traincraft_assets.core.comparison import ARM_NAMES
     from traincraft_assets.defs.jobs import COMPARE
     from traincraft_assets.defs.lineage import latest_data_version
 
@@ -198,10 +208,7 @@ def run_compare(
         defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=selection, run_config={"ops": ops}, raise_on_error=True
         )
-    arm_config = dict(run_config.get("ops", {}).get("strategy_arm", {}).get("config", {}))
-    if quick:
-        arm_config.update({k: list(v) if isinstance(v, tuple) else v for k, v in QUICK.items()})
-    config = {"ops": {"strategy_arm": {"config": arm_config}}}
+    config = arm_run_config(run_config, quick)
     for arm in arms or ARM_NAMES:
         run_job(defs, COMPARE, instance, config, partition=arm)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(

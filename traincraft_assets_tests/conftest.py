@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from traincraft_assets.cli import ingest, run_demo
+from traincraft_assets.core.settings import DATA_ROOTS_ENV
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 
@@ -50,6 +51,16 @@ TINY_RUN_CONFIG = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_roots(tmp_path_factory):
+    """Tests write their input files under pytest's temporary directory: it stands for the
+    user's data directory (TRAINCRAFT_DATA_ROOTS), next to the working directory."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv(DATA_ROOTS_ENV, os.pathsep.join([str(tmp_path_factory.getbasetemp()), os.getcwd()]))
+    yield
+    patch.undo()
+
+
 class Project:
     """A project directory with its own store, inbox and Dagster instance."""
 
@@ -66,9 +77,9 @@ class Project:
         """Place a batch file in the inbox and register its partition (`traincraft ingest`)."""
         return ingest([path], self.instance, self.inbox)[0]
 
-    def label(self, batch: str, run_config: dict | None = None):
+    def label(self, batch: str, run_config: dict | None = None, raise_on_error: bool = True):
         return self.defs.resolve_job_def("label_batch").execute_in_process(
-            instance=self.instance, partition_key=batch, run_config=run_config or {}
+            instance=self.instance, partition_key=batch, run_config=run_config or {}, raise_on_error=raise_on_error
         )
 
     def materialize(self, assets: list[str], run_config: dict | None = None, raise_on_error: bool = True):

@@ -1,16 +1,21 @@
-"""Merging labelled batches into one dataset, with exact duplicates removed."""
+"""Merging labelled batches into one dataset, with exact duplicates removed, streamed."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 from ase import Atoms
 
-from traincraft_assets.core.frames import REF_KEYS, fingerprint, get_label, where
+from traincraft_assets.core.frames import REF_KEYS, FrameTally, chunks, fingerprint, get_label, where
 
 FINGERPRINT_KEY = "fingerprint"
+
+
+class LabelConflict(ValueError):
+    """One structure labelled differently in two batches."""
 
 
 @dataclass
@@ -18,42 +23,56 @@ class MergeReport:
     n_input: int = 0
     n_duplicates: int = 0
     conflicts: list[str] = field(default_factory=list)  # same structure, different labels
+    tally: FrameTally = field(default_factory=FrameTally)  # of the frames kept
+
+    def conflict_message(self, listed: int = 20) -> str:
+        """Why a dataset with conflicts is not made, and what to do."""
+        more = f"\n- ... and {len(self.conflicts) - listed} more" if len(self.conflicts) > listed else ""
+        return (
+            f"{len(self.conflicts)} structure(s) appear in two batches with different labels; a "
+            "dataset would train on one of them silently, so none was made:\n"
+            + "\n".join(f"- {c}" for c in self.conflicts[:listed])
+            + more
+            + "\nKeep one labelling: retire the batch you no longer trust "
+            "(`traincraft retire BATCH --reason \"...\"`), then materialize dataset again."
+        )
 
 
-def _same_labels(a: Atoms, b: Atoms) -> bool:
+def _labels_digest(atoms: Atoms) -> str:
+    """sha256 of a frame's labels (which are present, and their values): two copies of one
+    structure conflict when these differ. Only the digest is kept, not the frame."""
+    h = hashlib.sha256()
     for name in REF_KEYS:
-        x, y = get_label(a, name), get_label(b, name)
-        if (x is None) != (y is None):
-            return False
-        if x is not None and (x.shape != y.shape or not np.allclose(x, y, rtol=1e-8, atol=1e-8)):
-            return False
-    return True
+        value = get_label(atoms, name)
+        h.update(name.encode() + (b"-" if value is None else np.ascontiguousarray(value, dtype=np.float64).tobytes()))
+    return h.hexdigest()
 
 
-def merge_batches(batches: Sequence[Sequence[Atoms]]) -> tuple[list[Atoms], MergeReport]:
-    """Concatenate batches in order, keeping the first copy of each structure.
+def merge_batches(batches: Iterable[Iterable[Atoms]], write: Callable[[list[Atoms]], None]) -> MergeReport:
+    """Stream batches, in order, into `write`, keeping the first copy of each structure; only
+    a digest per structure stays in memory.
 
     A later copy with identical labels is a plain duplicate. A later copy with different labels
-    is a conflict: the first is kept and the conflict reported, because silently averaging or
-    replacing reference data hides a labelling problem the user has to look at.
+    is a conflict, reported (the first copy is the one written): silently averaging or replacing
+    reference data hides a labelling problem the user has to look at.
     """
     report = MergeReport()
-    seen: dict[str, Atoms] = {}
-    merged = []
+    seen: dict[str, tuple[str, str]] = {}  # fingerprint -> labels digest, where the first copy is
     for frames in batches:
-        for atoms in frames:
-            report.n_input += 1
-            key = fingerprint(atoms)
-            if key in seen:
-                report.n_duplicates += 1
-                if not _same_labels(seen[key], atoms):
-                    report.conflicts.append(
-                        f"{where(atoms)} has the structure of {where(seen[key])} with different "
-                        "labels; kept the first"
-                    )
-                continue
-            atoms = atoms.copy()
-            atoms.info[FINGERPRINT_KEY] = key
-            seen[key] = atoms
-            merged.append(atoms)
-    return merged, report
+        for chunk in chunks(frames):
+            kept = []
+            for atoms in chunk:
+                report.n_input += 1
+                key, labels = fingerprint(atoms), _labels_digest(atoms)
+                if key in seen:
+                    report.n_duplicates += 1
+                    if seen[key][0] != labels:
+                        report.conflicts.append(f"{where(atoms)} has the structure of {seen[key][1]}")
+                    continue
+                seen[key] = (labels, where(atoms))
+                atoms = atoms.copy()
+                atoms.info[FINGERPRINT_KEY] = key
+                kept.append(atoms)
+            report.tally.add(kept)
+            write(kept)
+    return report

@@ -7,6 +7,7 @@ GPU pods never download.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import ase.data
 from ase import Atoms
@@ -23,6 +24,7 @@ from traincraft_assets.core import demo
 from traincraft_assets.core.artifacts import FoundationModel
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.labelling import LabelOptions, prelabelled
+from traincraft_assets.core.paths import input_path, path_problems
 from traincraft_assets.core.store import file_sha256
 from traincraft_assets.core.training.mace import TrainSettings
 
@@ -44,15 +46,15 @@ FoundationSource = Literal["demo", "scratch", "path", "named"]
 class PoolSettings:
     source: PoolSource = "demo"
     path: str | None = field(
-        default=None, metadata={"help": "source 'file': any ASE-readable file with energy/forces labels"}
+        default=None, metadata=input_path("source 'file': any ASE-readable file with energy/forces labels")
     )
     name: str | None = field(default=None, metadata={"help": f"source 'named': {' | '.join(NAMED_REPLAY_SETS)}"})
     heldout_path: str | None = field(
         default=None,
-        metadata={
-            "help": "frames from the foundation's distribution that it never trained on, to measure "
+        metadata=input_path(
+            "frames from the foundation's distribution that it never trained on, to measure "
             "forgetting (source 'demo' makes its own); without them, unselected pool frames are used"
-        },
+        ),
     )
     demo_frames_per_metal: int = demo.POOL_FRAMES_PER_METAL
     seed: int = 0
@@ -68,7 +70,7 @@ class Pool:
 @dataclass
 class FoundationSettings:
     source: FoundationSource = "demo"
-    path: str | None = field(default=None, metadata={"help": "source 'path': a MACE .model file"})
+    path: str | None = field(default=None, metadata=input_path("source 'path': a MACE .model file"))
     name: str | None = field(
         default=None, metadata={"help": "source 'named': a MACE foundation name (small, medium, large, ...)"}
     )
@@ -204,6 +206,43 @@ def stage_foundation(
     }
     out.info_path.write_text(json.dumps(info, indent=1))
     return info
+
+
+def foundation_preview(settings: FoundationSettings, roots: Sequence[Path]) -> tuple[dict | None, list[str]]:
+    """What staging with `settings` will give, known before it runs: the model's description
+    (None when the run trains or downloads it) and the problems that would stop staging."""
+    problems = path_problems(settings, roots)
+    if settings.source == "path" and not settings.path:
+        problems.append("source 'path' needs `path` to a MACE .model file.")
+    if settings.source == "named" and not settings.name:
+        problems.append("source 'named' needs `name` (e.g. medium).")
+    if problems:
+        return None, problems
+    if settings.source == "path":
+        model = Path(settings.path)
+    elif settings.source == "demo":
+        model = demo.SHIPPED_FOUNDATION_DIR / "foundation.model"
+    elif settings.source == "named":
+        from mace.calculators.foundations_models import mace_mp_urls
+
+        url = mace_mp_urls.get(canonical_model_name(settings.name))
+        if url is None:
+            return None, [f"unknown MACE foundation {settings.name!r}; expected one of {named_models()}."]
+        model = mace_cache_path(url)
+        if not model.is_file():
+            return None, []  # downloaded by the run
+    else:
+        return None, []  # trained by the run
+    try:
+        return _described(str(model.resolve()), model.stat().st_mtime_ns), []
+    except (OSError, ValueError) as exc:
+        return None, [str(exc)]
+
+
+@functools.lru_cache(maxsize=8)
+def _described(path: str, mtime_ns: int) -> dict:
+    """describe_model, once per file version in a process: every step of a run previews."""
+    return describe_model(path)
 
 
 REPLAY_HEAD = "pt_head"

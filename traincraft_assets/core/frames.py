@@ -7,10 +7,12 @@ of being trained on zeros.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Literal, Sequence, get_args
+from typing import Callable, Iterable, Iterator, Literal, Sequence, get_args
 
 import ase.io
 import numpy as np
@@ -20,6 +22,17 @@ Label = Literal["energy", "forces", "stress", "dipole", "polarizability"]
 # label name -> REF_* key. Energy and stress are per-frame (atoms.info), forces per-atom (arrays).
 REF_KEYS = {name: f"REF_{name}" for name in get_args(Label)}
 PER_ATOM_LABELS = {"forces"}
+
+# Keys a labelled input file may carry each label under, in order of preference (labelling.py
+# moves them to REF_*). ASE's extxyz reader turns plain `energy=`/`forces`/`stress=` into
+# calculator results, which labelling.py reads too.
+LABEL_ALIASES = {
+    "energy": ("REF_energy", "DFT_energy", "dft_energy", "energy", "Energy", "TotEnergy"),
+    "forces": ("REF_forces", "DFT_forces", "dft_forces", "forces", "force", "Forces"),
+    "stress": ("REF_stress", "DFT_stress", "dft_stress", "stress", "Stress"),
+    "dipole": ("REF_dipole", "DFT_dipole", "dipole", "Dipole"),
+    "polarizability": ("REF_polarizability", "DFT_polarizability", "polarizability"),
+}
 
 # Provenance written on every frame so errors can name the batch and the frame in it.
 BATCH_KEY = "batch"
@@ -34,21 +47,46 @@ class FrameError(ValueError):
 TEXT_FORMATS = {".xyz", ".extxyz"}
 
 
-def read_frames(path: str | Path) -> list[Atoms]:
-    """Read every frame of an ASE-readable file. A file ASE cannot read gets an error naming
-    the file, and for extxyz the frame and line, with what was expected and what to do."""
+def iter_frames(path: str | Path) -> Iterator[Atoms]:
+    """The frames of an ASE-readable file, one at a time, so memory holds a frame, not the file.
+    A file ASE cannot read gets an error naming the file, and for extxyz the frame and line,
+    with what was expected and what to do."""
     path = Path(path)
     if not path.is_file():
         raise FrameError(f"{path}: no such file. Expected an extxyz (or other ASE-readable) file.")
     if path.stat().st_size == 0:
         raise FrameError(f"{path}: the file is empty. Expected frames in extxyz (or another format ASE reads).")
+    n = 0
     try:
-        frames = ase.io.read(path, index=":")
+        for atoms in ase.io.iread(path, index=":"):
+            n += 1
+            yield atoms
     except Exception as exc:  # ASE raises many types for malformed files
         raise FrameError(_why_unreadable(path, exc)) from exc
-    if not frames:
+    if n == 0:
         raise FrameError(f"{path}: contains no frames.")
-    return list(frames)
+
+
+def read_frames(path: str | Path) -> list[Atoms]:
+    """Every frame of a file at once (iter_frames' errors); for files small enough to hold."""
+    return list(iter_frames(path))
+
+
+def count_frames(path: str | Path) -> int:
+    """How many frames a file holds, reading it through once without keeping them."""
+    return sum(1 for _ in iter_frames(path))
+
+
+# Frames labelled, checked and written at a time: peak memory is this many frames, not the
+# file (bench/labelling_memory.py). A `command` labeller runs once per chunk.
+CHUNK_FRAMES = 500
+
+
+def chunks(frames: Iterable[Atoms], size: int | None = None) -> Iterator[list[Atoms]]:
+    """`frames` in lists of up to `size` (default CHUNK_FRAMES)."""
+    frames = iter(frames)
+    while chunk := list(itertools.islice(frames, size or CHUNK_FRAMES)):
+        yield chunk
 
 
 def _why_unreadable(path: Path, exc: Exception) -> str:
@@ -104,13 +142,18 @@ def _frame_at(lines: Sequence[bytes], number: int) -> str:
     return "frame ?"
 
 
+@contextlib.contextmanager
+def frame_writer(path: str | Path) -> Iterator[Callable[[Sequence[Atoms]], None]]:
+    """A function appending frames to one extxyz file, for writing a file chunk by chunk.
+    Calculator results are dropped (Atoms.copy): labels travel as REF_* keys only."""
+    with open(path, "w") as handle:
+        yield lambda frames: ase.io.write(handle, [atoms.copy() for atoms in frames], format="extxyz")
+
+
 def write_frames(path: str | Path, frames: Sequence[Atoms]) -> None:
-    """Write frames as extxyz without calculator results: labels travel as REF_* keys only."""
-    clean = []
-    for atoms in frames:
-        copy = atoms.copy()  # Atoms.copy drops the calculator, so no bare energy= keys leak out
-        clean.append(copy)
-    ase.io.write(path, clean, format="extxyz")
+    """Write frames as extxyz (see frame_writer)."""
+    with frame_writer(path) as write:
+        write(frames)
 
 
 def get_label(atoms: Atoms, name: str):
@@ -164,16 +207,35 @@ def fingerprint(atoms: Atoms) -> str:
     return h.hexdigest()
 
 
-def summarize(frames: Sequence[Atoms]) -> dict:
-    """Numbers a person wants to see about a set of frames."""
-    config_types = Counter(str(a.info.get(CONFIG_TYPE_KEY, "Default")) for a in frames)
-    return {
-        "n_frames": len(frames),
-        "n_atoms": int(sum(len(a) for a in frames)),
-        "elements": elements(frames),
-        "config_types": dict(sorted(config_types.items())),
-        "labels": labels_present(frames),
-    }
+class FrameTally:
+    """Numbers a person wants to see about a set of frames, added up as the frames stream by."""
+
+    def __init__(self):
+        self.n_frames, self.n_atoms, self.numbers = 0, 0, set()
+        self.config_types: Counter = Counter()
+        self.labels: set[str] = set()
+
+    def add(self, frames: Iterable[Atoms]) -> "FrameTally":
+        for atoms in frames:
+            self.n_frames += 1
+            self.n_atoms += len(atoms)
+            self.numbers.update(int(z) for z in atoms.numbers)
+            self.config_types[str(atoms.info.get(CONFIG_TYPE_KEY, "Default"))] += 1
+            self.labels.update(labels_present([atoms]))
+        return self
+
+    def summary(self) -> dict:
+        return {
+            "n_frames": self.n_frames,
+            "n_atoms": self.n_atoms,
+            "elements": [ase.data.chemical_symbols[z] for z in sorted(self.numbers)],
+            "config_types": dict(sorted(self.config_types.items())),
+            "labels": [name for name in REF_KEYS if name in self.labels],
+        }
+
+
+def summarize(frames: Iterable[Atoms]) -> dict:
+    return FrameTally().add(frames).summary()
 
 
 def where(atoms: Atoms) -> str:

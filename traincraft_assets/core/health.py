@@ -6,6 +6,7 @@ trains on two atoms sitting on top of each other. These checks catch that before
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -16,20 +17,26 @@ from ase.neighborlist import neighbor_list
 from traincraft_assets.core.frames import (
     BATCH_INDEX_KEY,
     BATCH_KEY,
+    LABEL_ALIASES,
     PER_ATOM_LABELS,
     REF_KEYS,
     elements,
     get_label,
 )
-from traincraft_assets.core.labelling import LABEL_ALIASES
 
 REQUIRED_LABELS = ("energy", "forces")
+MAX_LISTED = 20  # problems listed in one message; the rest are counted
 # Closer than this, two atoms overlap: the shortest real bond (H2) is 0.74 Å.
 DEFAULT_MIN_DISTANCE = 0.5
 # Above this, a force on an atom that does not overlap another is a unit or key mix-up, not
 # physics (meV/Å or kcal/mol/Å read as eV/Å; eV/Bohr is only 1.9x): even hot, strained
 # structures stay within tens of eV/Å.
 MAX_PLAUSIBLE_FORCE_EV_PER_A = 100.0
+# 5 eV/Å³ is 800 GPa, beyond any training set but extreme-pressure studies; stress in kbar or
+# GPa stored as eV/Å³ lands far above it.
+MAX_PLAUSIBLE_STRESS_EV_PER_A3 = 5.0
+# What "turn the check off" is called, in messages and in config.
+PLAUSIBILITY_OVERRIDE = "check_plausibility: false"
 
 
 @dataclass(frozen=True)
@@ -52,15 +59,19 @@ def _problem(atoms: Atoms, field: str, message: str) -> Problem:
     )
 
 
-def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> list[Problem]:
-    """Everything wrong with one frame's atoms and labels."""
+def frame_problems(
+    atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE, plausibility: bool = True, require_labels: bool = True
+) -> list[Problem]:
+    """Everything wrong with one frame's atoms and labels. `plausibility`: also flag magnitudes
+    that look like a unit mix-up; `require_labels`: a missing energy or force is a problem (a
+    labeller's partial batch is reported by `unlabelled_frames` instead)."""
     if len(atoms) == 0:
         return [_problem(atoms, "numbers", "frame has zero atoms")]
     problems = []
     for name in REF_KEYS:
         value = get_label(atoms, name)
         if value is None:
-            if name in REQUIRED_LABELS:
+            if name in REQUIRED_LABELS and require_labels:
                 store = atoms.arrays if name in PER_ATOM_LABELS else atoms.info
                 found = sorted(k for k in store if k not in ("numbers", "positions"))
                 problems.append(
@@ -88,17 +99,8 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
                     "(or set the cell and pbc if it is bulk)",
                 )
             )
-        elif name == "forces" and len(value):
-            largest = float(np.linalg.norm(np.asarray(value).reshape(-1, 3), axis=1).max())
-            if largest > MAX_PLAUSIBLE_FORCE_EV_PER_A:
-                problems.append(
-                    _problem(
-                        atoms,
-                        REF_KEYS[name],
-                        f"a force of {largest:.0f} eV/Å, far above {MAX_PLAUSIBLE_FORCE_EV_PER_A:.0f} eV/Å: "
-                        "likely a unit mix-up (meV/Å or kcal/mol/Å stored as eV/Å). Convert to eV/Å",
-                    )
-                )
+        elif plausibility:
+            problems += _implausible(atoms, name, value)
     # also pairs with periodic images: a single atom in a small cell can overlap itself
     i, j, d = neighbor_list("ijd", atoms, min_distance)
     if len(d):
@@ -112,6 +114,50 @@ def frame_problems(atoms: Atoms, min_distance: float = DEFAULT_MIN_DISTANCE) -> 
             )
         )
     return problems
+
+
+def _implausible(atoms: Atoms, name: str, value: np.ndarray) -> list[Problem]:
+    """A force or stress far outside physical magnitudes: a unit or key mix-up, not physics."""
+    if name == "forces" and value.size:
+        what, largest = "a force", float(np.linalg.norm(value.reshape(-1, 3), axis=1).max())
+        limit, unit, likely = MAX_PLAUSIBLE_FORCE_EV_PER_A, "eV/Å", "meV/Å or kcal/mol/Å stored as eV/Å"
+    elif name == "stress":
+        what, largest = "a stress component", float(np.abs(value).max())
+        limit, unit = MAX_PLAUSIBLE_STRESS_EV_PER_A3, "eV/Å³"
+        likely = "kbar or GPa stored as eV/Å³ (1 eV/Å³ = 160.2 GPa)"
+    else:
+        return []
+    if largest <= limit:
+        return []
+    return [
+        _problem(
+            atoms,
+            REF_KEYS[name],
+            f"{what} of {largest:.4g} {unit}, far above {limit:g} {unit}: likely a unit mix-up ({likely}). "
+            f"Convert the labels to {unit}; if the magnitudes are real, set {PLAUSIBILITY_OVERRIDE}",
+        )
+    ]
+
+
+class BatchError(ValueError):
+    """A batch whose labelled frames cannot be trained on; the message lists every problem."""
+
+
+def batch_problems(frames: Iterable[Atoms], plausibility: bool = True, require_labels: bool = True) -> list[Problem]:
+    """What refuses a labelled batch: missing, non-finite or implausible labels, empty frames,
+    overlapping atoms. With `require_labels` off (a labeller that computes labels), frames it
+    could not label are not problems here: the batch is marked partial by its check instead."""
+    return [p for atoms in frames for p in frame_problems(atoms, plausibility=plausibility, require_labels=require_labels)]
+
+
+def refuse_batch(source: str, problems: Sequence[Problem], n_frames: int) -> BatchError:
+    """The error refusing batch file `source`, naming every frame and field (the first 20)."""
+    listed = "\n".join(f"  - frame {p.frame}, field {p.field}: {p.message}" for p in problems[:MAX_LISTED])
+    more = f"\n  - ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return BatchError(
+        f"{source}: {len(problems)} problem(s) in {n_frames} frames; nothing was stored:\n{listed}{more}\n"
+        "Fix these frames (or drop them) in the file and ingest it again."
+    )
 
 
 # A labeller that could not label a frame (a DFT run that did not converge) says why here; a
@@ -160,3 +206,61 @@ def dataset_problems(
     if covered_elements is not None:
         problems += uncovered_elements(frames, covered_elements)
     return problems
+
+
+# A label that is this many times what the foundation predicts is in this unit, read as eV-based
+# (a force in kcal/mol/Å is 23.06 times its value in eV/Å).
+UNIT_FACTORS = {
+    1000.0: "meV/Å",
+    96.485: "kJ/mol/Å",
+    23.061: "kcal/mol/Å",
+    0.5292: "eV/Bohr",
+    0.03675: "Hartree/Å (or Rydberg/Bohr, 0.0389)",
+    0.01945: "Hartree/Bohr",
+    0.001: "keV/Å, or forces divided by 1000 somewhere",
+}
+# Zero-shot foundations soften forces (their prediction is 10-30% low) but are not 3x off:
+# outside this band the labels' scale, not the model, is wrong.
+MAX_FORCE_SCALE_RATIO = 3.0
+# Below this RMS of predicted forces (eV/Å) the frames sit near equilibrium: the ratio is noise.
+MIN_FORCE_SIGNAL_EV_PER_A = 0.05
+
+
+@dataclass(frozen=True)
+class ForceScale:
+    """How large one batch's force labels are next to the foundation's zero-shot forces."""
+
+    batch: str
+    n_frames: int
+    ratio: float  # RMS of the labels / RMS of the foundation's predictions
+
+    @property
+    def plausible(self) -> bool:
+        return 1 / MAX_FORCE_SCALE_RATIO <= self.ratio <= MAX_FORCE_SCALE_RATIO
+
+    @property
+    def likely_unit(self) -> str:
+        nearest = min(UNIT_FACTORS, key=lambda f: abs(math.log(self.ratio / f)))
+        return UNIT_FACTORS[nearest]
+
+    def __str__(self) -> str:
+        text = f"batch {self.batch!r} ({self.n_frames} frames): force labels {self.ratio:.3g}x the foundation's"
+        return text if self.plausible else f"{text}, likely {self.likely_unit} read as eV/Å"
+
+
+def force_scales(frames: Sequence[Atoms], predicted_forces: Sequence[np.ndarray]) -> list[ForceScale]:
+    """Per batch, the RMS of the force labels over the RMS of the foundation's forces on the same
+    frames. The ratio is blind to E0s (unlike energies), so a unit mix-up shows as a clean factor.
+    Batches of near-equilibrium frames, where the ratio would be noise, are left out."""
+    sums: dict[str, np.ndarray] = {}  # batch -> frames, components, sum label², sum predicted²
+    for atoms, predicted in zip(frames, predicted_forces):
+        label = get_label(atoms, "forces")
+        if label is None or not np.isfinite(label).all():
+            continue
+        row = sums.setdefault(str(atoms.info.get(BATCH_KEY, "?")), np.zeros(4))
+        row += (1, label.size, np.sum(label**2), np.sum(np.asarray(predicted) ** 2))
+    return [
+        ForceScale(batch, int(n), math.sqrt(label_sq / predicted_sq))
+        for batch, (n, size, label_sq, predicted_sq) in sums.items()
+        if math.sqrt(predicted_sq / size) > MIN_FORCE_SIGNAL_EV_PER_A
+    ]

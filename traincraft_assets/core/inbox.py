@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from traincraft_assets.core.frames import FrameError, read_frames
+from traincraft_assets.core.frames import FrameError, count_frames
 from traincraft_assets.core.settings import DEFAULT_INBOX_SETTLE_S
 from traincraft_assets.core.store import file_sha256
 
@@ -206,7 +206,7 @@ class Inbox:
             scan.refused[name] = f"{path} has the same content as batch {owner!r}; nothing to do. Remove the copy."
             return "refused"
         try:
-            n_frames = len(read_frames(path))
+            n_frames = count_frames(path)
         except Exception as exc:  # anything a malformed file raises: report it, never crash the sensor
             why = str(exc) if isinstance(exc, FrameError) else f"{path}: cannot be read as a batch file ({type(exc).__name__}: {exc})."
             scan.refused[name] = f"{why} The file stays in the inbox untaken; replace it (same name) with a fixed file."
@@ -240,7 +240,7 @@ class Inbox:
         for path in paths:
             if name_problem(path.name):
                 raise FrameError(f"{path}: {name_problem(path.name)}")
-            n_frames = len(read_frames(path))
+            n_frames = count_frames(path)
             sha256 = file_sha256(path)
             retired = _retired(self.registered(path.name), by_retired.get(sha256))
             if retired:

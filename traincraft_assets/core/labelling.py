@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -23,23 +24,19 @@ from traincraft_assets.core.frames import (
     BATCH_INDEX_KEY,
     BATCH_KEY,
     CONFIG_TYPE_KEY,
+    LABEL_ALIASES,
     REF_KEYS,
     FrameError,
+    FrameTally,
+    chunks,
+    frame_writer,
+    iter_frames,
     read_frames,
     set_label,
     write_frames,
 )
-
-# Keys recognised in input files, in order of preference, for each label. ASE's extxyz reader
-# turns plain `energy=`/`forces`/`stress=` into calculator results, handled separately below.
-LABEL_ALIASES = {
-    "energy": ("REF_energy", "DFT_energy", "dft_energy", "energy", "Energy", "TotEnergy"),
-    "forces": ("REF_forces", "DFT_forces", "dft_forces", "forces", "force", "Forces"),
-    "stress": ("REF_stress", "DFT_stress", "dft_stress", "stress", "Stress"),
-    "dipole": ("REF_dipole", "DFT_dipole", "dipole", "Dipole"),
-    "polarizability": ("REF_polarizability", "DFT_polarizability", "polarizability"),
-}
-
+from traincraft_assets.core.health import batch_problems, refuse_batch
+from traincraft_assets.core.paths import path_problem
 
 @dataclass
 class LabelOptions:
@@ -51,6 +48,10 @@ class LabelOptions:
     timeout_s: float | None = field(default=None, metadata={"help": "labeller 'command': limit per batch (s)"})
     xtb_method: str = field(default="GFN2-xTB", metadata={"help": "labeller 'xtb'"})
     compute_stress: bool = field(default=True, metadata={"help": "emt/xtb: label stress on fully periodic frames"})
+    check_plausibility: bool = field(
+        default=True,
+        metadata={"help": "refuse forces above 100 eV/Å and stresses above 5 eV/Å³ (a likely unit mix-up); false if real"},
+    )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the `command` labeller
 
 
@@ -103,7 +104,7 @@ def _to_ref_keys(frames: Sequence[Atoms]) -> list[Atoms]:
                 if value.size not in EXPECTED_SIZES[name](len(atoms)):
                     key = next((k for k in LABEL_ALIASES[name] if k in atoms.info or k in atoms.arrays), name)
                     raise FrameError(
-                        f"frame {index}, field {key}: shape {value.shape}, expected {LABEL_SHAPES[name]} "
+                        f"frame {atoms.info.get(BATCH_INDEX_KEY, index)}, field {key}: shape {value.shape}, expected {LABEL_SHAPES[name]} "
                         f"for this {len(atoms)}-atom frame. Check the file's Properties line (forces are "
                         f"R:3 per atom)."
                     )
@@ -238,19 +239,48 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     return _to_ref_keys(labelled)
 
 
-def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions) -> list[Atoms]:
-    """Read a batch file, label it, and stamp each frame with its batch and index."""
+def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path]) -> list[str]:
+    """What would stop `labeller` before it reads a frame: an unknown name, a `command` that is
+    missing, cannot be found, or runs a script from outside the project's roots."""
+    if labeller not in LABELLERS:
+        return [f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."]
+    if labeller != "command":
+        return []
+    if not options.command:
+        return ["labeller 'command' needs `command`, the program to run (README: Bring your own labeller)."]
+    words = shlex.split(options.command)
+    if shutil.which(words[0]) is None:
+        return [f"labeller command {options.command!r}: program {words[0]!r} not found on PATH here."]
+    # a script given by path (python my_dft.py) is code this run executes: it must lie in the roots
+    scripts = [w for w in words[1:] if os.sep in w or Path(w).suffix in (".py", ".sh")]
+    return [p for w in scripts if Path(w).exists() and (p := path_problem("command argument", w, roots))]
+
+
+def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, out: Path) -> dict:
+    """Label batch file `path` into `out`, chunk by chunk, each frame stamped with its batch
+    and index; return the frames' summary. Broken frames refuse the whole batch (health.
+    BatchError, listing them all). A `prelabelled` file must label every frame; a labeller
+    that computes labels may leave some unlabelled (the batch is then partial)."""
     if labeller not in LABELLERS:
         raise ValueError(
             f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
         )
-    frames = read_frames(path)
-    try:
-        labelled = LABELLERS[labeller](frames, options)
-    except FrameError as exc:
-        raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
-    for index, (original, atoms) in enumerate(zip(frames, labelled)):
-        atoms.info[BATCH_KEY] = batch
-        atoms.info[BATCH_INDEX_KEY] = index
-        atoms.info.setdefault(CONFIG_TYPE_KEY, original.info.get(CONFIG_TYPE_KEY, batch))
-    return labelled
+    tally, problems = FrameTally(), []
+    with frame_writer(out) as write:
+        for chunk in chunks(iter_frames(path)):
+            for index, atoms in enumerate(chunk, tally.n_frames):
+                atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = batch, index
+                atoms.info.setdefault(CONFIG_TYPE_KEY, batch)
+            try:
+                labelled = LABELLERS[labeller](chunk, options)
+            except FrameError as exc:
+                raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
+            for original, atoms in zip(chunk, labelled):  # a labeller program may drop info keys
+                atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = original.info[BATCH_KEY], original.info[BATCH_INDEX_KEY]
+                atoms.info.setdefault(CONFIG_TYPE_KEY, original.info[CONFIG_TYPE_KEY])
+            problems += batch_problems(labelled, options.check_plausibility, require_labels=labeller == "prelabelled")
+            tally.add(labelled)
+            write(labelled)
+    if problems:
+        raise refuse_batch(str(path), problems, tally.n_frames)
+    return tally.summary()

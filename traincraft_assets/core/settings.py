@@ -26,6 +26,7 @@ INBOX_SETTLE_ENV = "TRAINCRAFT_INBOX_SETTLE_S"
 RUN_CONFIG_ENV = "TRAINCRAFT_RUN_CONFIG"
 RETRAIN_DEBOUNCE_ENV = "TRAINCRAFT_RETRAIN_DEBOUNCE_S"
 NIGHTLY_RETRAIN_CRON_ENV = "TRAINCRAFT_NIGHTLY_RETRAIN_CRON"
+DATA_ROOTS_ENV = "TRAINCRAFT_DATA_ROOTS"
 
 DEFAULT_STORE = ".traincraft/store"
 DEFAULT_INBOX = ".traincraft/inbox"
@@ -50,6 +51,8 @@ class Settings:
     run_config: Path | None  # YAML run config for runs nobody configures by hand (defs/jobs.py)
     retrain_debounce_s: float  # retrain once labelled batches have been quiet this long
     nightly_retrain_cron: str  # when the nightly_retrain schedule (off by default) looks for changes
+    # besides the store and the inbox, where config may point at input files (core/paths.py)
+    data_roots: tuple[Path, ...]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +91,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_config=Path(run_config).absolute() if run_config else None,
         retrain_debounce_s=debounce_s,
         nightly_retrain_cron=env.get(NIGHTLY_RETRAIN_CRON_ENV) or DEFAULT_NIGHTLY_RETRAIN_CRON,
+        # default: the working directory, where a local project keeps its files
+        data_roots=tuple(Path(p).absolute() for p in (env.get(DATA_ROOTS_ENV) or ".").split(os.pathsep) if p),
     )
 
 

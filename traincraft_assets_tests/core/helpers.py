@@ -92,3 +92,12 @@ def mace_eval_epochs(directory: Path) -> list[tuple[int, str]]:
             if entry.get("mode") == "eval" and entry.get("epoch") is not None:
                 lines.append((entry["epoch"], entry.get("head", "Default")))
     return lines
+
+
+def merge_in_memory(batches):
+    """core.dataset.merge_batches into a list: (merged frames, report)."""
+    from traincraft_assets.core.dataset import merge_batches
+
+    merged = []
+    report = merge_batches(batches, merged.extend)
+    return merged, report

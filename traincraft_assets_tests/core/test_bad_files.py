@@ -66,7 +66,7 @@ def test_forces_of_the_wrong_shape_name_the_file_frame_and_field(tmp_path):
         " ".join(line.split()[:-1]) if len(line.split()) == 7 else line for line in text.splitlines()
     ) + "\n")
     with pytest.raises(FrameError) as error:
-        label_batch(path, "two_columns.xyz", "prelabelled", LabelOptions())
+        label_batch(path, "two_columns.xyz", "prelabelled", LabelOptions(), tmp_path / "labelled.xyz")
     message = str(error.value)
     for part in ("two_columns.xyz", "frame 0", "field REF_forces", "shape (4, 2)", "n x 3", "4-atom"):
         assert part in message, (part, message)
@@ -93,3 +93,32 @@ def test_stress_on_a_non_periodic_frame_is_a_problem_naming_the_field():
     assert problem.field == "REF_stress" and "not periodic in all directions" in problem.message
     slab.pbc = True
     assert frame_problems(slab) == []
+
+
+def test_a_batch_longer_than_one_chunk_is_labelled_in_chunks_and_problems_keep_their_frame(tmp_path, monkeypatch):
+    """label_batch streams CHUNK_FRAMES at a time (4 here): indices and refusals span the chunks."""
+    from traincraft_assets.core import frames as frames_module
+    from traincraft_assets.core.frames import read_frames
+    from traincraft_assets.core.health import BatchError
+
+    chunk = 4
+    monkeypatch.setattr(frames_module, "CHUNK_FRAMES", chunk)
+    n = 2 * chunk + 3
+    frames = []
+    for i in range(n):
+        atoms = bulk("Cu", cubic=True)
+        atoms.positions[0, 0] += 1e-4 * i  # distinct structures
+        atoms.info["REF_energy"] = -14.0
+        atoms.arrays["REF_forces"] = np.zeros((4, 3))
+        frames.append(atoms)
+    write_frames(tmp_path / "long.xyz", frames)
+    summary = label_batch(tmp_path / "long.xyz", "long.xyz", "prelabelled", LabelOptions(), tmp_path / "out.xyz")
+    assert summary["n_frames"] == n and summary["labels"] == ["energy", "forces"]
+    assert [a.info["batch_index"] for a in read_frames(tmp_path / "out.xyz")] == list(range(n))
+
+    frames[chunk + 2].info["REF_energy"] = np.nan  # in the second chunk
+    write_frames(tmp_path / "long.xyz", frames)
+    with pytest.raises(BatchError) as refused:
+        label_batch(tmp_path / "long.xyz", "long.xyz", "prelabelled", LabelOptions(), tmp_path / "out.xyz")
+    assert f"1 problem(s) in {n} frames" in str(refused.value)
+    assert f"frame {chunk + 2}, field REF_energy: 1 non-finite" in str(refused.value)

@@ -17,11 +17,11 @@ from traincraft_assets_tests.core.helpers import cu_bulk, python_command
 # DFT_* keys, and already-REF_* keys.
 MIXED_CONVENTIONS = """\
 2
-Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.5 stress="1 6 5 6 2 4 5 4 3" config_type=plain pbc="T T T"
+Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.5 stress="0.01 0.06 0.05 0.06 0.02 0.04 0.05 0.04 0.03" config_type=plain pbc="T T T"
 Cu 0.0 0.0 0.0 0.1 0.2 0.3
 Cu 1.5 1.5 0.0 -0.1 -0.2 -0.3
 2
-Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:DFT_forces:R:3 DFT_energy=-2.5 DFT_stress="1 0 0 0 2 0 0 0 3" pbc="T T T"
+Lattice="3.0 0.0 0.0 0.0 3.0 0.0 0.0 0.0 3.0" Properties=species:S:1:pos:R:3:DFT_forces:R:3 DFT_energy=-2.5 DFT_stress="0.01 0 0 0 0.02 0 0 0 0.03" pbc="T T T"
 Cu 0.0 0.0 0.0 0.4 0.5 0.6
 Cu 1.5 0.0 1.5 -0.4 -0.5 -0.6
 2
@@ -31,6 +31,13 @@ Cu 2.2 0.0 0.0 -0.7 -0.8 -0.9
 """
 
 ORIGINAL_KEYS = ("energy", "forces", "stress", "DFT_energy", "DFT_forces", "DFT_stress")
+
+
+def _label_batch(tmp_path, path, batch, labeller, options):
+    """label_batch into a file in tmp_path, read back."""
+    out = tmp_path / "labelled.xyz"
+    label_batch(path, batch, labeller, options, out)
+    return read_frames(out)
 
 
 def _write(tmp_path, name, text):
@@ -61,13 +68,13 @@ def test_prelabelled_maps_every_convention_to_ref_keys(tmp_path):
     assert float(get_label(plain, "energy")) == -1.5
     np.testing.assert_allclose(get_label(plain, "forces"), [[0.1, 0.2, 0.3], [-0.1, -0.2, -0.3]])
     np.testing.assert_allclose(
-        get_label(plain, "stress").reshape(3, 3), [[1, 6, 5], [6, 2, 4], [5, 4, 3]]
+        get_label(plain, "stress").reshape(3, 3), np.array([[1, 6, 5], [6, 2, 4], [5, 4, 3]]) / 100
     )
     assert plain.info["config_type"] == "plain"
 
     assert float(get_label(dft, "energy")) == -2.5
     np.testing.assert_allclose(get_label(dft, "forces"), [[0.4, 0.5, 0.6], [-0.4, -0.5, -0.6]])
-    np.testing.assert_allclose(get_label(dft, "stress").reshape(3, 3), np.diag([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(get_label(dft, "stress").reshape(3, 3), np.diag([0.01, 0.02, 0.03]))
 
     assert float(get_label(ref, "energy")) == -3.5
     np.testing.assert_allclose(get_label(ref, "forces"), [[0.7, 0.8, 0.9], [-0.7, -0.8, -0.9]])
@@ -119,7 +126,7 @@ def test_emt_compute_stress_off():
 
 def test_label_batch_stamps_batch_and_index(tmp_path):
     path = _write(tmp_path, "mixed.xyz", MIXED_CONVENTIONS)
-    out = label_batch(path, "campaign_7", "prelabelled", LabelOptions())
+    out = _label_batch(tmp_path, path, "campaign_7", "prelabelled", LabelOptions())
     assert [a.info["batch"] for a in out] == ["campaign_7"] * 3
     assert [a.info["batch_index"] for a in out] == [0, 1, 2]
     # an explicit config_type is kept; frames without one get the batch name
@@ -129,7 +136,7 @@ def test_label_batch_stamps_batch_and_index(tmp_path):
 def test_label_batch_unknown_labeller_is_a_clear_error(tmp_path):
     path, _ = _unlabelled_batch(tmp_path)
     with pytest.raises(ValueError) as info:
-        label_batch(path, "b", "vasp_magic", LabelOptions())
+        _label_batch(tmp_path, path, "b", "vasp_magic", LabelOptions())
     message = str(info.value)
     assert "vasp_magic" in message
     for name in ("prelabelled", "emt", "xtb", "command"):
@@ -157,7 +164,7 @@ def test_command_labeller_runs_external_program(tmp_path):
     path, frames = _unlabelled_batch(tmp_path, n=3)
     script = _script(tmp_path, FAKE_DFT)
     options = LabelOptions(command=python_command(script), env={"FAKE_TAG": "x"})
-    out = label_batch(path, "dft_batch", "command", options)
+    out = _label_batch(tmp_path, path, "dft_batch", "command", options)
 
     assert len(out) == 3
     assert [float(get_label(a, "energy")) for a in out] == [-8.0, -8.5, -9.0]
@@ -182,7 +189,7 @@ def test_command_labeller_failure_shows_program_output(tmp_path):
         """,
     )
     with pytest.raises(RuntimeError) as info:
-        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+        _label_batch(tmp_path, path, "b", "command", LabelOptions(command=python_command(script)))
     message = str(info.value)
     assert "exited with 2" in message
     assert "SCF did not converge after 200 iterations" in message
@@ -192,7 +199,7 @@ def test_command_labeller_without_output_file(tmp_path):
     path, _ = _unlabelled_batch(tmp_path)
     script = _script(tmp_path, "print('done, but forgot to write')\n")
     with pytest.raises(FrameError) as info:
-        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+        _label_batch(tmp_path, path, "b", "command", LabelOptions(command=python_command(script)))
     assert "no output" in str(info.value) and "TRAINCRAFT_OUTPUT" in str(info.value)
 
 
@@ -208,7 +215,7 @@ def test_command_labeller_wrong_frame_count(tmp_path):
         """,
     )
     with pytest.raises(FrameError) as info:
-        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+        _label_batch(tmp_path, path, "b", "command", LabelOptions(command=python_command(script)))
     message = str(info.value)
     assert "1 frames" in message and "3 inputs" in message
 
@@ -216,13 +223,13 @@ def test_command_labeller_wrong_frame_count(tmp_path):
 def test_command_labeller_needs_a_command(tmp_path):
     path, _ = _unlabelled_batch(tmp_path)
     with pytest.raises(ValueError, match="command"):
-        label_batch(path, "b", "command", LabelOptions())
+        _label_batch(tmp_path, path, "b", "command", LabelOptions())
 
 
 def test_command_labeller_program_not_found(tmp_path):
     path, _ = _unlabelled_batch(tmp_path)
     with pytest.raises(RuntimeError) as info:
-        label_batch(path, "b", "command", LabelOptions(command="/nonexistent/run_dft --fast"))
+        _label_batch(tmp_path, path, "b", "command", LabelOptions(command="/nonexistent/run_dft --fast"))
     assert "could not start" in str(info.value)
 
 
@@ -230,7 +237,7 @@ def test_command_labeller_timeout(tmp_path):
     path, _ = _unlabelled_batch(tmp_path)
     script = _script(tmp_path, "import time\ntime.sleep(30)\n")
     with pytest.raises(RuntimeError) as info:
-        label_batch(path, "b", "command", LabelOptions(command=python_command(script), timeout_s=0.5))
+        _label_batch(tmp_path, path, "b", "command", LabelOptions(command=python_command(script), timeout_s=0.5))
     assert "0.5" in str(info.value) and "timeout_s" in str(info.value)
 
 
@@ -269,5 +276,5 @@ def test_command_labeller_refuses_labels_for_other_structures(tmp_path):
         """,
     )
     with pytest.raises(FrameError) as info:
-        label_batch(path, "b", "command", LabelOptions(command=python_command(script)))
+        _label_batch(tmp_path, path, "b", "command", LabelOptions(command=python_command(script)))
     assert "output.xyz frame 1 is not input frame 1" in str(info.value)

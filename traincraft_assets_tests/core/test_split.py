@@ -2,9 +2,8 @@
 
 import pytest
 
-from traincraft_assets.core.dataset import merge_batches
 from traincraft_assets.core.split import split_frames
-from traincraft_assets_tests.core.helpers import random_pair
+from traincraft_assets_tests.core.helpers import merge_in_memory, random_pair
 
 
 def _frames(start, stop):
@@ -38,7 +37,7 @@ def test_old_frames_keep_their_side_when_batches_are_added():
 
 def test_fingerprint_from_merge_and_fresh_fingerprint_agree():
     frames = _frames(0, 100)
-    merged, _ = merge_batches([frames])
+    merged, _ = merge_in_memory([frames])
     assert _side_by_uid(frames, split_frames(frames, 0.3)) == _side_by_uid(merged, split_frames(merged, 0.3))
 
 

@@ -29,6 +29,10 @@ class TrainingFailed(RuntimeError):
     """The training process failed, or finished without producing what was asked for."""
 
 
+class TrainingDiverged(TrainingFailed):
+    """The loss became NaN or infinite: the same training started again would diverge again."""
+
+
 @dataclass
 class TrainInputs:
     """Files and facts about them, gathered by the caller before rendering."""

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ase.data
+
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
 from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.frames import elements, get_label, labels_present, read_frames
+from traincraft_assets.core.frames import REF_KEYS, elements, get_label, labels_present, read_frames
 from traincraft_assets.core.manifest import utc_now, write_manifest
 from traincraft_assets.core.settings import load_settings
-from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, TrainResult
+from traincraft_assets.core.training.base import OnOutput, TrainConfigError, Trainer, TrainInputs, TrainResult
 from traincraft_assets.core.training.workdir import WorkdirLock
 
 
@@ -98,6 +100,40 @@ def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root
     sizes = {side: len(f) for side, f in sides.items()}
     workdir = Path(work_root) / training_key(trainer, settings, upstream)
     return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir)
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the labelled batches' records say about the data, before a run reads any file."""
+
+    elements: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+def preflight_training(trainer: Trainer, settings: Any, data: DataFacts | None, foundation: dict | None) -> str | None:
+    """The trainer's own validation (`plan_training`), run before the run's first step on what
+    is known then; None when nothing is wrong. The files the run makes (split, replay subset)
+    are placeholders; unknown data or a foundation this run makes (from scratch, say) stand in
+    as matching, so only what is certain already is reported."""
+    uses = trainer.uses(settings)
+    if uses.foundation and foundation is None:
+        foundation = {"elements": list(data.elements) if data else [], "model_class": "MACE", "origin": "made in this run"}
+        foundation["e0s"] = {str(ase.data.atomic_numbers[e]): 0.0 for e in foundation["elements"]}
+    placeholder = Path("made-by-this-run.xyz")
+    inputs = TrainInputs(
+        train_file=placeholder,
+        valid_file=placeholder,
+        replay_file=placeholder if uses.replay else None,
+        foundation_model=Path(foundation.get("origin", "foundation.model")) if foundation and uses.foundation else None,
+        foundation=foundation if uses.foundation else None,
+        data_labels=data.labels if data else tuple(REF_KEYS),
+        data_elements=data.elements if data else (),
+    )
+    try:
+        trainer.validate(settings, inputs)
+    except TrainConfigError as exc:
+        return str(exc)
+    return None
 
 
 def train_model(plan: TrainingPlan, out: FinetunedModel, on_output: OnOutput, config: dict) -> TrainResult:

@@ -6,16 +6,26 @@ import json
 import dagster as dg
 
 from traincraft_assets.core.artifacts import FoundationModel, ReplaySubset, Split, StrategyArm, StrategyComparison
-from traincraft_assets.core.comparison import ARM_NAMES, CompareSettings, arm_record, run_arm, subset_sizes, write_comparison
+from traincraft_assets.core.comparison import (
+    ARM_NAMES,
+    ARMS,
+    CompareSettings,
+    arm_record,
+    arm_settings,
+    run_arm,
+    subset_sizes,
+    write_comparison,
+)
 from traincraft_assets.core.training import DEFAULT_TRAINER, TrainConfigError, get_trainer
-from traincraft_assets.core.training.finetune import Upstream
+from traincraft_assets.core.training.finetune import Upstream, preflight_training
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
+from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.runs import canceled_on_interrupt
+from traincraft_assets.defs.runs import training_step
 
 strategy_arms = dg.StaticPartitionsDefinition(list(ARM_NAMES))
 
@@ -28,6 +38,23 @@ CompareConfig = settings_config(
         "dtype", "device", "seed", "eval_batch_size",
     ),
 )
+
+
+def _arm_fits(config, run) -> list[str]:
+    """The trainer's validation of this run's arm (every arm when no partition is given); the
+    zero-shot arm trains nothing."""
+    settings = config.to_settings()
+    arms = [run.context.partition_key] if run.context.has_partition_key else list(ARM_NAMES)
+    arms = [arm for arm in arms if arm in ARMS]
+    trainer = get_trainer(DEFAULT_TRAINER)
+    problems = [
+        (arm, preflight_training(trainer, arm_settings(arm, settings.training, run.foundation), run.data, run.foundation))
+        for arm in arms
+    ]
+    return [f"arm {arm!r}: {problem}" for arm, problem in problems if problem]
+
+
+register_preflight("strategy_arm", CompareConfig, _arm_fits)
 
 ROW_COLUMNS = (
     ("n_train", "int", "training frames"),
@@ -65,10 +92,11 @@ def strategy_arm(context: dg.AssetExecutionContext, config: CompareConfig, store
         foundation=require_artifact(context, artifacts, FoundationModel),
         replay=require_artifact(context, artifacts, ReplaySubset),
     )
+    preflight(context, store)
     arm = context.partition_key
     try:  # impossible settings fail before any training, and a retry would not help
         subset_sizes(settings.sizes, 1)
-        with canceled_on_interrupt(context):
+        with training_step(context, f"arm {arm!r}: "):
             rows = run_arm(arm, get_trainer(DEFAULT_TRAINER), settings, upstream, artifacts.work_root, context.log.info)
     except (TrainConfigError, ValueError) as exc:
         raise dg.Failure(description=f"arm {arm!r}: {exc}", allow_retries=False) from exc
@@ -86,6 +114,7 @@ def strategy_arm(context: dg.AssetExecutionContext, config: CompareConfig, store
 def strategy_comparison(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     """Every arm side by side: valid and forgetting-set errors and wall time per strategy and
     training-set size, error vs frames, and forgetting vs target accuracy."""
+    preflight(context, store)
     artifacts = store.store()
     found = {arm: latest_artifact(context, artifacts, StrategyArm, partition=arm) for arm in ARM_NAMES}
     missing = [arm for arm, artifact in found.items() if artifact is None]

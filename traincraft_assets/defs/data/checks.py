@@ -1,5 +1,6 @@
 """Checks on `labelled_frames` (did the labeller label every frame?) and on `dataset` (a
-blocking health check, and a warning when E0s look inconsistent)."""
+blocking health check; next to the zero-shot foundation, a warning when E0s look inconsistent
+and a blocking check for force labels in the wrong unit)."""
 
 import dagster as dg
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames
 from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
 from traincraft_assets.core.frames import read_frames
-from traincraft_assets.core.health import dataset_problems, unlabelled_frames
+from traincraft_assets.core.health import MAX_FORCE_SCALE_RATIO, dataset_problems, force_scales, unlabelled_frames
 from traincraft_assets.defs.data.assets import dataset, labelled_frames
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, require_artifact
@@ -78,36 +79,55 @@ def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource)
     )
 
 
-# it runs the foundation over the whole dataset, like parity_report: a GPU step
-@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=False, **GPU_STEP)
-def foundation_energy_consistency(
-    context: dg.AssetCheckExecutionContext, store: StoreResource
-) -> dg.AssetCheckResult:
-    """Warn when the zero-shot foundation's energy error exceeds 0.4 eV/atom (inconsistent E0s)."""
+class LabelUnitsConfig(dg.Config):
+    block_on_unit_mismatch: bool = True  # false: only report (when the foundation, not the data, is off)
+
+
+ENERGY_CHECK = dg.AssetCheckSpec("foundation_energy_consistency", asset=dataset, additional_deps=[FOUNDATION_MODEL])
+UNITS_CHECK = dg.AssetCheckSpec("label_units_match_foundation", asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True)
+
+
+def _not_checked(spec: dg.AssetCheckSpec, severity: dg.AssetCheckSeverity, why: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=spec.name, passed=True, severity=severity, description=f"not checked: {why}", metadata={"checked": False}
+    )
+
+
+# both run the foundation over the whole dataset once, like parity_report: a GPU step
+@dg.multi_asset_check(specs=[ENERGY_CHECK, UNITS_CHECK], **GPU_STEP)
+def foundation_agreement(context: dg.AssetCheckExecutionContext, config: LabelUnitsConfig, store: StoreResource):
+    """The labels next to the zero-shot foundation: energies off by more than 0.4 eV/atom mean
+    inconsistent E0s (a warning); force labels 3x larger or smaller than its forces mean a unit
+    mix-up (blocking, unless block_on_unit_mismatch is false)."""
     artifacts = store.store()
     foundation = latest_artifact(context, artifacts, FoundationModel)
     if foundation is None:  # a warning check must not fail the run: say it could not look yet
-        return dg.AssetCheckResult(
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            description="not checked: no foundation_model yet (materialize it, then this check again).",
-            metadata={"checked": False},
-        )
+        why = "no foundation_model yet (materialize it, then this check again)."
+        yield _not_checked(ENERGY_CHECK, dg.AssetCheckSeverity.WARN, why)
+        yield _not_checked(UNITS_CHECK, dg.AssetCheckSeverity.ERROR, why)
+        return
     frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
     frames = known_frames(frames, model := load_model(foundation.model_path))
-    rmse = evaluate(model, frames).overall["rmse_e_per_atom"]
+    evaluation = evaluate(model, frames)
+    yield _energy_consistency(evaluation.overall["rmse_e_per_atom"], len(frames))
+    yield _label_units(force_scales(frames, [p.forces for p in evaluation.predictions]), config.block_on_unit_mismatch)
+
+
+def _energy_consistency(rmse: float, n_frames: int) -> dg.AssetCheckResult:
+    """Warn when the zero-shot foundation's energy error exceeds 0.4 eV/atom (inconsistent E0s)."""
     if not np.isfinite(rmse):
         return dg.AssetCheckResult(
+            check_name=ENERGY_CHECK.name,
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             description=(
-                f"not evaluated: none of the {len(frames)} frames the foundation covers has a finite "
+                f"not evaluated: none of the {n_frames} frames the foundation covers has a finite "
                 "REF_energy. See dataset_health."
             ),
         )
     passed = rmse <= E0_WARNING_EV_PER_ATOM
     description = (
-        f"zero-shot foundation energy RMSE {rmse:.3f} eV/atom on {len(frames)} frames"
+        f"zero-shot foundation energy RMSE {rmse:.3f} eV/atom on {n_frames} frames"
         + (
             ""
             if passed
@@ -119,8 +139,34 @@ def foundation_energy_consistency(
         )
     )
     return dg.AssetCheckResult(
+        check_name=ENERGY_CHECK.name,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=description,
         metadata={"foundation_rmse_e_ev_per_atom": rmse, "threshold_ev_per_atom": E0_WARNING_EV_PER_ATOM},
+    )
+
+
+def _label_units(scales: list, block: bool) -> dg.AssetCheckResult:
+    """Fail (blocking) when a batch's force labels are off the foundation's by a unit-like factor."""
+    off = [scale for scale in scales if not scale.plausible]
+    listed = "\n".join(f"- {scale}" for scale in (off or scales)[:MAX_LISTED])
+    if off:
+        description = (
+            f"{len(off)} batch(es) have force labels more than {MAX_FORCE_SCALE_RATIO:g}x larger or smaller than "
+            f"the zero-shot foundation's forces, a likely unit mix-up:\n{listed}\nConvert the labels to eV/Å "
+            "(energies to eV), ingest the corrected files, retire these batches, and materialize again. "
+            "If the labels are right and the foundation is off, set block_on_unit_mismatch: false."
+            + ("" if block else "\n(Not blocking: block_on_unit_mismatch is false.)")
+        )
+    else:
+        description = f"force labels on the foundation's scale in {len(scales)} batch(es):\n{listed}" if scales else (
+            "not judged: no batch has forces far enough from equilibrium to compare"
+        )
+    return dg.AssetCheckResult(
+        check_name=UNITS_CHECK.name,
+        passed=not off or not block,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"ratios": dg.MetadataValue.json({scale.batch: round(scale.ratio, 4) for scale in scales})},
     )

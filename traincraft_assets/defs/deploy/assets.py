@@ -19,6 +19,7 @@ from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import DATA_VERSION_TAG, latest_artifact, materialized, require_artifact
 from traincraft_assets.defs.reports.assets import parity_report
+from traincraft_assets.defs.preflight import preflight
 from traincraft_assets.defs.resources import StoreResource
 from traincraft_assets.defs.training.assets import finetuned_model
 
@@ -81,6 +82,7 @@ def _history(instance: dg.DagsterInstance, decision: dict) -> dg.MetadataValue:
 def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, store: StoreResource):
     """The model that serves: a challenger replaces it only when every gate passed and it beats
     it on the valid frames both were validated on."""
+    preflight(context, store)
     artifacts = store.store()
     current = latest_artifact(context, artifacts, ChampionModel)
     serving = current.record["finetuned_model"] if current else None

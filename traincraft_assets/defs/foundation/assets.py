@@ -4,19 +4,27 @@ import dagster as dg
 
 from traincraft_assets.core.artifacts import Dataset, FoundationModel, PretrainingFrames, ReplaySubset
 from traincraft_assets.core.demo import DEMO_FOUNDATION_OPTIONS
-from traincraft_assets.core.foundation import FoundationSettings, PoolSettings, load_pool, stage_foundation
-from traincraft_assets.core.frames import elements, read_frames, write_frames
+from traincraft_assets.core.foundation import (
+    FoundationSettings,
+    PoolSettings,
+    foundation_preview,
+    load_pool,
+    stage_foundation,
+)
+from traincraft_assets.core.frames import elements, read_frames, summarize, write_frames
 from traincraft_assets.core.replay import ReplaySettings, select_replay
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import dataset, summary_metadata
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import materialized, require_artifact
+from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.runs import canceled_on_interrupt
+from traincraft_assets.defs.runs import training_step
 
 PretrainingFramesConfig = settings_config(
     "PretrainingFramesConfig", PoolSettings, "The replay pool: the demo generator, a file or a MACE named set."
 )
+register_preflight("pretraining_frames", PretrainingFramesConfig)
 
 
 @dg.asset(code_version="1", group_name="foundation", kinds={"ase"}, **CPU_STEP)
@@ -25,6 +33,7 @@ def pretraining_frames(
 ) -> dg.MaterializeResult:
     """The pool replay frames are drawn from, and frames held out from the foundation's training,
     staged once into the store, labels as REF_*."""
+    preflight(context, store)
     pool = load_pool(config.to_settings())
     context.log.info(
         f"read {len(pool.frames)} pretraining frames and {len(pool.heldout)} held-out frames from {pool.origin}"
@@ -37,7 +46,7 @@ def pretraining_frames(
 
     artifact, _ = store.store().write(PretrainingFrames, fill)
     return materialized(
-        artifact, {"source": pool.origin, "n_heldout": len(pool.heldout), **summary_metadata(pool.frames)}
+        artifact, {"source": pool.origin, "n_heldout": len(pool.heldout), **summary_metadata(summarize(pool.frames))}
     )
 
 
@@ -48,6 +57,7 @@ FoundationConfig = settings_config(
     "MACE trained here from scratch on the pretraining pool.",
     only=("source", "path", "name", *DEMO_FOUNDATION_OPTIONS),
 )
+register_preflight("foundation_model", FoundationConfig, lambda config, run: foundation_preview(config.to_settings(), run.roots)[1])
 
 
 @dg.asset(
@@ -61,11 +71,12 @@ def foundation_model(
     context: dg.AssetExecutionContext, config: FoundationConfig, store: StoreResource
 ) -> dg.MaterializeResult:
     """The model to fine-tune, staged once into the store so training pods never download it."""
+    preflight(context, store)
     artifacts = store.store()
     settings = config.to_settings()
     pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "scratch" else None
     try:
-        with canceled_on_interrupt(context):
+        with training_step(context):
             artifact, info = artifacts.write(
                 FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
             )
@@ -89,6 +100,7 @@ def foundation_model(
 ReplayConfig = settings_config(
     "ReplayConfig", ReplaySettings, "How replay frames are chosen from the pool for the dataset's elements."
 )
+register_preflight("replay_subset", ReplayConfig)
 
 
 @dg.asset(
@@ -102,6 +114,7 @@ def replay_subset(
     context: dg.AssetExecutionContext, config: ReplayConfig, store: StoreResource
 ) -> dg.MaterializeResult:
     """Replay frames for the dataset's elements, chosen here because MACE uses a replay file whole."""
+    preflight(context, store)
     artifacts = store.store()
     settings = config.to_settings()
     pretraining = require_artifact(context, artifacts, PretrainingFrames)

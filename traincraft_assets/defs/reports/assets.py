@@ -11,6 +11,7 @@ from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
 from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
+from traincraft_assets.defs.preflight import preflight
 from traincraft_assets.defs.resources import StoreResource
 from traincraft_assets.defs.training.assets import finetuned_model
 
@@ -48,6 +49,7 @@ def parity_report(
     context: dg.AssetExecutionContext, config: ParityConfig, store: StoreResource
 ) -> dg.MaterializeResult:
     """Fine-tuned vs zero-shot foundation on the valid set, and fine-tuned on held-out replay."""
+    preflight(context, store)
     artifacts = store.store()
     finetuned = require_artifact(context, artifacts, FinetunedModel)
     inputs = _inputs_of_model(context, artifacts, finetuned)

@@ -7,15 +7,16 @@ import dagster as dg
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.training import DEFAULT_TRAINER, TRAINERS, TrainConfigError, get_trainer
-from traincraft_assets.core.training.finetune import Upstream, plan_training, train_model
+from traincraft_assets.core.training.finetune import Upstream, plan_training, preflight_training, train_model
 from traincraft_assets.core.training.workdir import clean_abandoned
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
 from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import materialized, require_artifact
+from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.runs import canceled_on_interrupt
+from traincraft_assets.defs.runs import training_step
 
 FinetuneConfig = settings_config(
     "FinetuneConfig",
@@ -23,6 +24,15 @@ FinetuneConfig = settings_config(
     "Defaults follow the fine-tuning strategies study (see README: Configuration).",
     extra={"trainer": (Literal[tuple(TRAINERS)], DEFAULT_TRAINER)},
 )
+
+
+def _training_fits(config, run) -> list[str]:
+    """The trainer's own validation, on what the labelled batches and the foundation say."""
+    problem = preflight_training(get_trainer(config.trainer), config.to_settings(), run.data, run.foundation)
+    return [problem] if problem else []
+
+
+register_preflight("finetuned_model", FinetuneConfig, _training_fits)
 
 
 def _mev(row: dict, key: str) -> float | None:
@@ -67,6 +77,7 @@ def finetuned_model(
     context: dg.AssetExecutionContext, config: FinetuneConfig, store: StoreResource
 ) -> dg.MaterializeResult:
     """A model fine-tuned (or trained from scratch) by the trainer's own program (MACE's mace_run_train)."""
+    preflight(context, store)
     artifacts = store.store()
     trainer = get_trainer(config.trainer)
     settings = config.to_settings()
@@ -82,7 +93,7 @@ def finetuned_model(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for abandoned in clean_abandoned(artifacts.work_root):
         context.log.info(f"removed the work directory of an abandoned training: {abandoned}")
-    with canceled_on_interrupt(context):
+    with training_step(context):
         artifact, result = artifacts.write(
             FinetunedModel, lambda out: train_model(plan, out, context.log.info, config.model_dump())
         )

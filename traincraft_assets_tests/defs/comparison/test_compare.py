@@ -1,11 +1,11 @@
-"""`traincraft compare --quick` on the session's tiny graph: every arm is its own real run of
-real MACE trainings (tiny models, 3 epochs), then one table and two figures."""
+"""`traincraft compare` on the session's tiny graph: every arm is its own real run of a real
+MACE training (tiny models, all training frames, 2 epochs), then one table and two figures."""
 
 import json
 
 import pytest
 
-from traincraft_assets.cli import print_comparison, run_compare
+from traincraft_assets.cli import arm_run_config, print_comparison, run_compare
 from traincraft_assets.core.comparison import ARM_NAMES, ARMS, QUICK, ZERO_SHOT
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.training.mace.settings import DEFAULT_LR
@@ -14,16 +14,24 @@ from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
 pytestmark = pytest.mark.integration
 
 
+ARM_CONFIG = {"dtype": "float32", "lr": 0.005, "batch_size": 4, "sizes": [0], "max_num_epochs": 2}  # 0: all
+
+
+def test_quick_puts_its_small_budget_over_the_configured_one():
+    quick = arm_run_config({"ops": {"strategy_arm": {"config": ARM_CONFIG}}}, quick=True)["ops"]["strategy_arm"]["config"]
+    assert quick == {**ARM_CONFIG, "sizes": list(QUICK["sizes"]), "max_num_epochs": QUICK["max_num_epochs"]}
+    assert arm_run_config({"ops": {"strategy_arm": {"config": ARM_CONFIG}}}, quick=False)["ops"]["strategy_arm"]["config"] == ARM_CONFIG
+
+
 def _flag(argv, name):
     return argv[argv.index(name) + 1] if name in argv else None
 
 
 @pytest.fixture(scope="module")
 def comparison(graph_run, tmp_path_factory):
-    config = {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": {
-        "dtype": "float32", "lr": 0.005, "batch_size": 4, "sizes": [1000]}}}}  # --quick replaces sizes
+    config = {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": ARM_CONFIG}}}
     content = run_compare(
-        graph_run.instance, config, tmp_path_factory.mktemp("batches"), quick=True, defs=graph_run.defs, inbox=graph_run.inbox
+        graph_run.instance, config, tmp_path_factory.mktemp("batches"), defs=graph_run.defs, inbox=graph_run.inbox
     )
     return graph_run, content
 
@@ -37,18 +45,17 @@ def test_every_arm_is_one_run_of_its_own_partition(comparison):
     assert runs >= set(ARM_NAMES)
 
 
-def test_each_arm_trains_its_strategy_at_every_quick_size_on_the_same_budget(comparison, graph_run):
+def test_each_arm_trains_its_strategy_at_every_size_on_the_same_budget(comparison, graph_run):
     project, content = comparison
     store = project.defs.resources["store"].store()
-    n_train = len(read_frames(next((project.store / "split").glob("*/train.xyz"))))
-    sizes = sorted({min(n, n_train) for n in QUICK["sizes"]})
+    sizes = [len(read_frames(next((project.store / "split").glob("*/train.xyz"))))]
     argv = {}
     for arm in ARMS:
         artifact_path = project.latest("strategy_arm", arm).metadata["artifact_path"].value
         record = json.loads((store.root / "strategy_arm" / artifact_path.rsplit("/", 1)[-1] / "results.json").read_text())
         assert [row["n_train"] for row in record["rows"]] == sizes
         for row in record["rows"]:
-            assert _flag(row["argv"], "--max_num_epochs") == str(QUICK["max_num_epochs"])
+            assert _flag(row["argv"], "--max_num_epochs") == str(ARM_CONFIG["max_num_epochs"])
             assert row["wall_s"] > 0
         argv[arm] = record["rows"][-1]["argv"]
     assert _flag(argv["multihead"], "--multiheads_finetuning") == "True" and "--pt_train_file" in argv["multihead"]
@@ -67,7 +74,7 @@ def test_each_arm_trains_its_strategy_at_every_quick_size_on_the_same_budget(com
 def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comparison, capsys):
     project, content = comparison
     rows = content["rows"]
-    assert [r["arm"] for r in rows][0] == ZERO_SHOT and len(rows) == 1 + len(ARMS) * 2
+    assert [r["arm"] for r in rows][0] == ZERO_SHOT and len(rows) == 1 + len(ARMS)
     for row in rows:
         for key in ("valid_rmse_e_mev_per_atom", "valid_rmse_f_mev_per_a", "forgetting_rmse_f_mev_per_a"):
             assert 0 < row[key] < 1e5, (row["arm"], key)

@@ -1,7 +1,7 @@
 """The champion over a retraining cycle, on a real instance with real (tiny) trainings:
 batch 1 -> first champion; batch 2 (more good data) -> the rule decides on the common valid
-frames; batch 3 with forces in the wrong unit (x1000) -> the blocking dataset gate fails, nothing
-is trained, the champion stays, the reasons are recorded; retire batch 3 -> the next run trains
+frames; batch 3 with forces in the wrong unit (x1000) -> labelling refuses it, nothing is
+trained, the champion stays, the reasons are recorded; retire batch 3 -> the next run trains
 without it; promote and roll back by hand, recorded the same way."""
 
 import pytest
@@ -75,17 +75,13 @@ def test_the_champion_changes_only_on_evidence(project, tmp_path):
     assert decision["promoted"] == better  # the rule, read back from the numbers it recorded
     serving = decision["serving"]
 
-    # forces in meV/Å stored as eV/Å: the blocking dataset check stops the run before training,
-    # names the batch, frame and field, and the command to take the batch out
+    # forces in meV/Å stored as eV/Å: labelling refuses each batch before anything is stored,
+    # naming the file, frame and field; nothing new is trained
     for path in _batches(tmp_path / "b3", 3, "b3", scale_forces=1000.0):
-        project.label(project.add_batch(path))
-    run = project.defs.resolve_job_def("finetune").execute_in_process(
-        instance=project.instance, run_config=CONFIG, raise_on_error=False
-    )
-    health = [e for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "dataset_health"]
-    [verdict] = [e.event_specific_data for e in health]
-    assert not verdict.passed and "b3_cu_" in verdict.description and "unit mix-up" in verdict.description, verdict.description
-    assert "traincraft retire BATCH" in verdict.description
+        refused = project.label(project.add_batch(path), raise_on_error=False)
+        [failure] = [e for e in refused.all_events if e.is_step_failure]
+        text = failure.step_failure_data.user_failure_data.description
+        assert path.name in text and "frame 0, field REF_forces" in text and "unit mix-up" in text, text
     assert project.latest("finetuned_model").metadata["artifact_sha256"].value == second  # nothing trained
     decision = decide_champion(project.instance, defs=project.defs)
     assert not decision["promoted"] and decision["serving"] == serving

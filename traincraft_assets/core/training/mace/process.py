@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from typing import Callable, Sequence
 
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
 from traincraft_assets.core.training import guard
-from traincraft_assets.core.training.base import TrainingFailed
+from traincraft_assets.core.training.base import TrainingDiverged, TrainingFailed
 
 # Log lines by which MACE reports that it quietly dropped part of the requested strategy.
 SILENT_FALLBACKS = {
@@ -21,6 +22,10 @@ SILENT_FALLBACKS = {
     "Error applying pseudolabels": "pseudolabelling failed, replay frames kept placeholder labels",
     "FPS failed": "farthest-point sampling failed and fell back to random",
 }
+
+# MACE logs each evaluation as "Epoch N: head: X, loss=..., RMSE_..." and, once the loss is NaN,
+# goes on training on NaN weights until the last epoch.
+DIVERGED = re.compile(r"loss=\s*-?(nan|inf)\b", re.IGNORECASE)
 
 
 def run_training(
@@ -32,7 +37,8 @@ def run_training(
     busy after its step has ended: the group is stopped if this call is interrupted (a run
     stopped from the UI) and, by the guard, if this process dies without a word (SIGKILL, OOM).
     Exit code 0 is not enough: MACE logs, and then ignores, some failures that change the
-    strategy (SILENT_FALLBACKS); those fail the step.
+    strategy (SILENT_FALLBACKS); those fail the step. A NaN or infinite loss stops MACE at once
+    (TrainingDiverged); its log and checkpoints stay in `workdir` for inspection.
     """
     argv = list(argv)
     tail: deque[str] = deque(maxlen=40)
@@ -49,16 +55,27 @@ def run_training(
         start_new_session=True,
     )
     assert proc.stdout is not None
+    diverged = None
     try:
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail.append(line)
             on_line(line)
             fallbacks += [why for pattern, why in SILENT_FALLBACKS.items() if pattern in line]
-        code = proc.wait()
+            if DIVERGED.search(line):
+                diverged = line
+                break
+        code = proc.wait() if diverged is None else None
     finally:
         if proc.poll() is None:
             _stop(proc)
+    if diverged is not None:
+        raise TrainingDiverged(
+            f"the training diverged: MACE reported a non-finite loss ({diverged.split('INFO: ', 1)[-1].strip()}), so it was "
+            f"stopped. Its log (logs/) and any checkpoints are kept in {workdir} for inspection. A rerun "
+            "with the same settings diverges again: lower lr, and check the labels (dataset_health; "
+            "units, NaN) and the E0s (foundation_energy_consistency)."
+        )
     if code == guard.COULD_NOT_START:
         raise TrainingFailed(
             f"could not start MACE with {argv[0]!r} ({tail[-1] if tail else 'no output'}); check "

@@ -12,6 +12,7 @@ from typing import Literal, Sequence, get_args
 
 from traincraft_assets.core.device import Device, DType
 from traincraft_assets.core.frames import Label
+from traincraft_assets.core.paths import input_path
 
 Strategy = Literal["multihead", "naive", "scratch"]
 Head = Label  # a head fits one label
@@ -54,7 +55,7 @@ class TrainSettings:
     )
     e0s: E0sMode = "foundation"
     e0s_dict: dict[str, float] | None = field(default=None, metadata=_help("element symbol -> eV"))
-    e0s_file: str | None = field(default=None, metadata=_help("JSON: atomic number -> eV"))
+    e0s_file: str | None = field(default=None, metadata=input_path("JSON: atomic number -> eV"))
     weight_decay: float = 0.0
     ema_decay: float = 0.995
     energy_weight: float = 10.0

@@ -171,3 +171,20 @@ def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not
     monkeypatch.setenv("TRAINCRAFT_MACE_TRAIN_COMMAND", str(tmp_path / "no_mace_here"))
     again = trainer.train(settings, inputs, workdir, lines.append, "finetuned")
     assert again.argv == result.argv and again.resumed_from_epoch == resumed  # nothing ran
+
+
+def test_a_diverging_training_stops_at_the_first_nan_loss_and_keeps_its_log(inputs, tmp_path):
+    """lr 1e12 sends the weights to NaN in the first epoch; MACE itself would go on to the last
+    epoch on NaN weights and publish a NaN model."""
+    from traincraft_assets.core.training import TrainingDiverged
+
+    settings = TrainSettings(strategy="naive", max_num_epochs=50, batch_size=4, dtype="float32", lr=1e12)
+    workdir = tmp_path / "work"
+    with pytest.raises(TrainingDiverged) as error:
+        get_trainer("mace").train(settings, inputs, workdir, lambda line: None, "finetuned")
+    message = str(error.value)
+    for part in ("diverged", "Epoch 0", "loss=", "nan", str(workdir), "lower lr"):
+        assert part in message, (part, message)
+    assert list((workdir / "logs").glob("*.log")), "MACE's log is kept for inspection"
+    assert mace_eval_epochs(workdir)[-1][0] == 0  # stopped after the first epoch, not at epoch 49
+    assert not (workdir / ".done").exists()  # not marked finished: nothing to publish
