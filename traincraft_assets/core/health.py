@@ -217,10 +217,9 @@ UNIT_FACTORS = {
     0.5292: "eV/Bohr",
     0.03675: "Hartree/Å (or Rydberg/Bohr, 0.0389)",
     0.01945: "Hartree/Bohr",
-    0.001: "keV/Å, or forces divided by 1000 somewhere",
 }
-# Zero-shot foundations soften forces (their prediction is 10-30% low) but are not 3x off:
-# outside this band the labels' scale, not the model, is wrong.
+# Zero-shot foundations soften forces (predict them somewhat too low) but are not 3x off:
+# outside this band the labels' scale, not the model, is likely wrong.
 MAX_FORCE_SCALE_RATIO = 3.0
 # Below this RMS of predicted forces (eV/Å) the frames sit near equilibrium: the ratio is noise.
 MIN_FORCE_SIGNAL_EV_PER_A = 0.05

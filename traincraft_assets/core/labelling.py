@@ -7,6 +7,7 @@ hands the frames to an external program (a DFT code wrapper) through files.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -38,6 +39,7 @@ from traincraft_assets.core.frames import (
 from traincraft_assets.core.health import batch_problems, refuse_batch
 from traincraft_assets.core.paths import path_problem
 
+
 @dataclass
 class LabelOptions:
     """Options shared by labellers; each labeller reads the ones it needs."""
@@ -45,7 +47,9 @@ class LabelOptions:
     command: str | None = field(
         default=None, metadata={"help": "labeller 'command': program reading input.xyz, writing output.xyz"}
     )
-    timeout_s: float | None = field(default=None, metadata={"help": "labeller 'command': limit per batch (s)"})
+    timeout_s: float | None = field(
+        default=None, metadata={"help": "labeller 'command': limit per run of the program, up to 500 frames (s)"}
+    )
     xtb_method: str = field(default="GFN2-xTB", metadata={"help": "labeller 'xtb'"})
     compute_stress: bool = field(default=True, metadata={"help": "emt/xtb: label stress on fully periodic frames"})
     check_plausibility: bool = field(
@@ -103,8 +107,9 @@ def _to_ref_keys(frames: Sequence[Atoms]) -> list[Atoms]:
                 value = np.asarray(value, dtype=float)
                 if value.size not in EXPECTED_SIZES[name](len(atoms)):
                     key = next((k for k in LABEL_ALIASES[name] if k in atoms.info or k in atoms.arrays), name)
+                    frame = atoms.info.get(BATCH_INDEX_KEY, index)  # the batch's index, not the chunk's
                     raise FrameError(
-                        f"frame {atoms.info.get(BATCH_INDEX_KEY, index)}, field {key}: shape {value.shape}, expected {LABEL_SHAPES[name]} "
+                        f"frame {frame}, field {key}: shape {value.shape}, expected {LABEL_SHAPES[name]} "
                         f"for this {len(atoms)}-atom frame. Check the file's Properties line (forces are "
                         f"R:3 per atom)."
                     )
@@ -166,7 +171,7 @@ def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
 
 @register_labeller("command")
 def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
-    """Run an external program once per batch.
+    """Run an external program once per chunk of a batch (core.frames.CHUNK_FRAMES frames).
 
     I/O contract: the program runs in an empty working directory holding `input.xyz` (extxyz,
     the batch's frames) and must write `output.xyz` there with the same frames in the same
@@ -240,10 +245,13 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
 
 
 def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path]) -> list[str]:
-    """What would stop `labeller` before it reads a frame: an unknown name, a `command` that is
-    missing, cannot be found, or runs a script from outside the project's roots."""
+    """What would stop `labeller` before it reads a frame: an unknown name, `xtb` without
+    tblite, a `command` that is missing, cannot be found, or runs a script from outside the
+    project's roots."""
     if labeller not in LABELLERS:
         return [f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."]
+    if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
+        return ["labeller 'xtb' needs tblite, not installed here: pip install 'traincraft_assets[xtb]'."]
     if labeller != "command":
         return []
     if not options.command:

@@ -14,16 +14,15 @@ from typing import Callable
 
 import dagster as dg
 
-from traincraft_assets.core.artifacts import FoundationModel
+from traincraft_assets.core.artifacts import FoundationModel, LabelledFrames
 from traincraft_assets.core.foundation import foundation_preview
 from traincraft_assets.core.paths import allowed_roots, path_problems
 from traincraft_assets.core.training.finetune import DataFacts
 from traincraft_assets.defs.config import SettingsConfig
 from traincraft_assets.defs.lineage import latest_artifact
+from traincraft_assets.defs.partitions import data_batches
 from traincraft_assets.defs.resources import StoreResource
 
-LABELLED_FRAMES = "labelled_frames"
-FOUNDATION_MODEL = "foundation_model"
 
 
 class PlannedRun:
@@ -45,10 +44,10 @@ class PlannedRun:
         """Elements and labels of the labelled batches (their latest materializations), None
         before any batch is labelled."""
         instance = self.context.instance
-        batches = set(instance.get_dynamic_partitions("data_batches"))
+        batches = set(instance.get_dynamic_partitions(data_batches.name))
         seen, found_elements, found_labels, cursor = set(), set(), set(), None
         while batches - seen:
-            result = instance.fetch_materializations(dg.AssetKey(LABELLED_FRAMES), limit=1000, cursor=cursor)
+            result = instance.fetch_materializations(dg.AssetKey(LabelledFrames.asset), limit=1000, cursor=cursor)
             for record in result.records:
                 event = record.asset_materialization
                 if event.partition in batches and event.partition not in seen:
@@ -66,8 +65,8 @@ class PlannedRun:
     def foundation(self) -> dict | None:
         """The foundation this run's training will use: previewed from foundation_model's
         settings when this run stages it, else the staged one; None when not known yet."""
-        if FOUNDATION_MODEL in self.assets:
-            return foundation_preview(self.config(FOUNDATION_MODEL).to_settings(), self.roots)[0]
+        if FoundationModel.asset in self.assets:
+            return foundation_preview(self.config(FoundationModel.asset).to_settings(), self.roots)[0]
         staged = latest_artifact(self.context, self.store, FoundationModel)
         return staged.info if staged else None
 

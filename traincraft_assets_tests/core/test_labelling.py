@@ -278,3 +278,18 @@ def test_command_labeller_refuses_labels_for_other_structures(tmp_path):
     with pytest.raises(FrameError) as info:
         _label_batch(tmp_path, path, "b", "command", LabelOptions(command=python_command(script)))
     assert "output.xyz frame 1 is not input frame 1" in str(info.value)
+
+
+def test_labeller_problems_are_found_before_any_frame_is_read(tmp_path):
+    from traincraft_assets.core.labelling import labeller_problems
+
+    (tmp_path / "data").mkdir()
+    roots = [tmp_path / "data"]
+    inside, outside = _script(tmp_path / "data", "print('labels')\n"), _script(tmp_path, "print('labels')\n")
+    assert labeller_problems("emt", LabelOptions(), roots) == []
+    assert labeller_problems("command", LabelOptions(command=python_command(inside)), roots) == []
+    assert "unknown labeller 'vasp'" in labeller_problems("vasp", LabelOptions(), roots)[0]
+    assert "needs `command`" in labeller_problems("command", LabelOptions(), roots)[0]
+    assert "'no-such-code' not found on PATH" in labeller_problems("command", LabelOptions(command="no-such-code x"), roots)[0]
+    [problem] = labeller_problems("command", LabelOptions(command=python_command(outside)), roots)
+    assert str(outside) in problem and "outside the directories this project reads" in problem

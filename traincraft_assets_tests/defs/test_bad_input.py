@@ -27,6 +27,9 @@ from traincraft_assets_tests.conftest import Project, _instance
 
 pytestmark = pytest.mark.integration
 
+# A file outside every root (the tests' data roots are pytest's temp dir and the working dir).
+OUTSIDE = "/etc/hostname" if Path("/etc/hostname").is_file() else "/etc/passwd"
+
 
 def _cu(seed: int) -> Atoms:
     atoms = bulk("Cu", "fcc", cubic=True)
@@ -262,8 +265,8 @@ BATCH_CASES = {
     ),
     "command_script_outside_the_roots": (
         _structures_text,
-        {"labeller": "command", "command": f"{sys.executable} /etc/hostname"},
-        ["labelled_frames: command argument '/etc/hostname'", "outside the directories this project reads", DATA_ROOTS_ENV],
+        {"labeller": "command", "command": f"{sys.executable} {OUTSIDE}"},
+        ["labelled_frames: command argument", OUTSIDE, "outside the directories this project reads", DATA_ROOTS_ENV],
     ),
 }
 
@@ -336,19 +339,14 @@ def _finetune(**config):
     return {"ops": {"finetuned_model": {"config": config}}}
 
 
-def _outside_file(tmp_path: Path) -> str:
-    """A file outside every root: the test's data root is pytest's temp dir, so use /etc."""
-    return "/etc/hostname" if Path("/etc/hostname").is_file() else "/etc/passwd"
-
-
 def _symlink_out(tmp_path: Path) -> str:
     link = tmp_path / "e0s.json"
-    link.symlink_to(_outside_file(tmp_path))
+    link.symlink_to(OUTSIDE)
     return str(link)
 
 
 def _dot_dot_escape(tmp_path: Path) -> str:
-    return str(tmp_path) + "/.." * (len(tmp_path.parts) + 1) + _outside_file(tmp_path)
+    return str(tmp_path) + "/.." * (len(tmp_path.parts) + 1) + OUTSIDE
 
 
 def _not_json(tmp_path: Path) -> str:
@@ -369,7 +367,7 @@ SETTINGS_CASES = {
     "e0s_dict_not_an_element": (TRAIN, _finetune(e0s="dict", e0s_dict={"Cu": -0.5, "Cuu": 1.0}), ["e0s_dict keys must be element symbols; ['Cuu']"]),
     "e0s_file_missing": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=str(tmp / "nowhere.json")), ["finetuned_model: e0s_file", "no such file"]),
     "e0s_file_not_json": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_not_json(tmp)), ["e0s 'file' needs e0s_file pointing at a JSON object"]),
-    "e0s_file_outside_the_roots": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_outside_file(tmp)), ["finetuned_model: e0s_file", "outside the directories this project reads", DATA_ROOTS_ENV]),
+    "e0s_file_outside_the_roots": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=OUTSIDE), ["finetuned_model: e0s_file", "outside the directories this project reads", DATA_ROOTS_ENV]),
     "e0s_file_dot_dot_escape": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_dot_dot_escape(tmp)), ["finetuned_model: e0s_file", "resolves to /etc/", "outside the directories"]),
     "e0s_file_symlink_out": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_symlink_out(tmp)), ["finetuned_model: e0s_file", "resolves to /etc/", "outside the directories"]),
     "dipole_head_without_dipole_labels": (TRAIN, _finetune(strategy="scratch", heads=["dipole"], max_L=1), ["head 'dipole' needs REF_dipole labels", "labels present: ['energy', 'forces', 'stress']"]),
@@ -394,7 +392,7 @@ SETTINGS_CASES = {
     "unknown_named_foundation": (["foundation_model"], {"ops": {"foundation_model": {"config": {"source": "named", "name": "mace-xl-9000"}}}}, ["unknown MACE foundation 'mace-xl-9000'", "medium"]),
     "pretraining_pool_outside_the_roots": (
         ["pretraining_frames"],
-        lambda tmp, p: {"ops": {"pretraining_frames": {"config": {"source": "file", "path": _outside_file(tmp)}}}},
+        lambda tmp, p: {"ops": {"pretraining_frames": {"config": {"source": "file", "path": OUTSIDE}}}},
         ["pretraining_frames: path", "outside the directories"],
     ),
     "two_problems_in_two_steps_reported_at_once": (

@@ -15,10 +15,10 @@ from traincraft_assets.core.store import file_sha256
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.k8s import CPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
+from traincraft_assets.defs.partitions import data_batches
 from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 
-data_batches = dg.DynamicPartitionsDefinition(name="data_batches")
 
 
 def summary_metadata(summary: dict) -> dict:

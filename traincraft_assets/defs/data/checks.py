@@ -8,7 +8,13 @@ import numpy as np
 from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames
 from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
 from traincraft_assets.core.frames import read_frames
-from traincraft_assets.core.health import MAX_FORCE_SCALE_RATIO, dataset_problems, force_scales, unlabelled_frames
+from traincraft_assets.core.health import (
+    MAX_FORCE_SCALE_RATIO,
+    ForceScale,
+    dataset_problems,
+    force_scales,
+    unlabelled_frames,
+)
 from traincraft_assets.defs.data.assets import dataset, labelled_frames
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, require_artifact
@@ -147,7 +153,7 @@ def _energy_consistency(rmse: float, n_frames: int) -> dg.AssetCheckResult:
     )
 
 
-def _label_units(scales: list, block: bool) -> dg.AssetCheckResult:
+def _label_units(scales: list[ForceScale], block: bool) -> dg.AssetCheckResult:
     """Fail (blocking) when a batch's force labels are off the foundation's by a unit-like factor."""
     off = [scale for scale in scales if not scale.plausible]
     listed = "\n".join(f"- {scale}" for scale in (off or scales)[:MAX_LISTED])
