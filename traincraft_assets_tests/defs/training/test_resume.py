@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from traincraft_assets.cli import run_demo
+from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, Project, running_daemon
 
 REPO = Path(__file__).resolve().parents[3]
@@ -94,7 +95,13 @@ def _training_step_in_its_own_process(project: Project, finetune: dict) -> tuple
     work = project.store / ".training"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        epochs = [int(p.stem.rsplit("-", 1)[1]) for d in set(work.glob("*")) - before for p in d.glob("checkpoints/*_epoch-*.pt")]
+        # complete checkpoints only: one still being written when the step is killed is set aside
+        epochs = [
+            int(p.stem.rsplit("-", 1)[1])
+            for d in set(work.glob("*")) - before
+            for p in d.glob("checkpoints/*_epoch-*.pt")
+            if _complete(p)
+        ]
         if epochs and max(epochs) >= 1:
             break
         assert step.poll() is None, "the step ended before it could be stopped"
