@@ -4,6 +4,10 @@
 Definitions object; the Dagster wrappers live in the `defs/` subpackage, the science in `core/`.
 """
 
-from traincraft_assets.defs.definitions import defs
+from traincraft_assets.core.quiet import silence_unactionable_warnings
+
+silence_unactionable_warnings()
+
+from traincraft_assets.defs.definitions import defs  # noqa: E402  (after the filters: imports warn)
 
 __all__ = ["defs"]

@@ -47,6 +47,8 @@ TINY_RUN_CONFIG = {
                 "batch_size": 4,
             }
         },
+        # a short MD stability gate: its 3 x 200 default steps take longer than the tiny training
+        "quality_gates": {"config": {"md_steps": 40, "md_structures": 2}},
     }
 }
 
@@ -119,6 +121,13 @@ def graph_run(tmp_path_factory):
         project = Project(root, instance)
         run_demo(instance, TINY_RUN_CONFIG, root / "batches", project.defs, project.inbox, frames_per_kind=4)
         yield project
+
+
+def with_session_foundation(graph_run: Project, run_config: dict) -> dict:
+    """`run_config` with foundation_model copying the session's tiny foundation (`source: path`)
+    instead of training another: for tests of what comes after the foundation."""
+    model = graph_run.latest("foundation_model").metadata["model_path"].value
+    return {**run_config, "ops": {**run_config.get("ops", {}), "foundation_model": {"config": {"source": "path", "path": str(model)}}}}
 
 
 def free_port() -> int:

@@ -182,6 +182,10 @@ class ParityReport(Artifact):
     def replay_plot_path(self) -> Path:
         return self.path / "parity_replay.png"
 
+    @property
+    def learning_curve_path(self) -> Path:
+        return self.path / "learning_curve.png"
+
 
 @dataclass(frozen=True)
 class ChampionModel(Artifact):

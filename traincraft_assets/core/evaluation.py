@@ -23,7 +23,7 @@ from traincraft_assets.core.device import Device, resolve_device
 from traincraft_assets.core.foundation import model_head
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.metrics import Prediction, error_ratio, errors_by_config_type, to_mev
-from traincraft_assets.core.plots import figure_thumbnail_base64, parity_figure, save_figure
+from traincraft_assets.core.plots import figure_thumbnail_base64, learning_curve_figure, parity_figure, save_figure
 
 # MACE model classes that predict dipoles/polarizabilities but no energy or forces.
 MODELS_WITHOUT_ENERGY = {"AtomicDipolesMACE", "AtomicDielectricMACE"}
@@ -261,26 +261,32 @@ def parity(
     return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows)
 
 
-def write_parity_report(result: Parity, out: ParityReport, data_versions: dict, trained: dict) -> str:
-    """parity.json and the two parity plots into `out`; return a small base64 PNG thumbnail of
-    the valid-set plot for embedding in metadata. `trained`: the properties each head fitted
-    (core.manifest.trained_properties)."""
-    valid = parity_figure(
-        [
-            ("foundation (zero-shot)", result.valid_foundation.frames, result.valid_foundation.predictions),
-            ("fine-tuned", result.valid.frames, result.valid.predictions),
-        ],
-        f"valid set ({len(result.valid.frames)} frames)",
-    )
-    thumbnail = figure_thumbnail_base64(valid)
-    replay = parity_figure(
-        [
-            ("foundation", result.replay_foundation.frames, result.replay_foundation.predictions),
-            ("fine-tuned", result.replay.frames, result.replay.predictions),
-        ],
-        f"held-out replay frames ({len(result.replay.frames)}): forgetting",
-    )
-    save_figure(valid, out.valid_plot_path)
-    save_figure(replay, out.replay_plot_path)
+def write_parity_report(
+    result: Parity, out: ParityReport, data_versions: dict, trained: dict, curve: Sequence[dict]
+) -> dict[str, str]:
+    """parity.json, the two parity plots and the learning curve (`curve`: the trainer's, per
+    epoch and head) into `out`; return each figure as a base64 PNG for embedding in metadata.
+    `trained`: the properties each head fitted (core.manifest.trained_properties)."""
+    figures = {
+        out.valid_plot_path: parity_figure(
+            [
+                ("foundation (zero-shot)", result.valid_foundation.frames, result.valid_foundation.predictions),
+                ("fine-tuned", result.valid.frames, result.valid.predictions),
+            ],
+            f"valid set ({len(result.valid.frames)} frames)",
+        ),
+        out.replay_plot_path: parity_figure(
+            [
+                ("foundation", result.replay_foundation.frames, result.replay_foundation.predictions),
+                ("fine-tuned", result.replay.frames, result.replay.predictions),
+            ],
+            f"held-out replay frames ({len(result.replay.frames)}): forgetting",
+        ),
+        out.learning_curve_path: learning_curve_figure(curve, "fine-tuning: learning curve"),
+    }
+    embedded = {}
+    for path, fig in figures.items():
+        embedded[path.stem] = figure_thumbnail_base64(fig)
+        save_figure(fig, path)
     out.report_path.write_text(json.dumps(result.report(data_versions, trained), indent=1))
-    return thumbnail
+    return embedded

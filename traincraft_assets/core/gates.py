@@ -150,6 +150,7 @@ def md_stability(calculator, frames: Sequence[Atoms], settings: GateSettings) ->
             timestep=settings.md_timestep_fs * units.fs,
             temperature_K=settings.md_temperature_k,
             friction=0.01 / units.fs,
+            fixcm=False,  # a stability check, not sampling: the centre of mass may drift
             rng=np.random.default_rng(settings.md_seed + i),
         )
         for step in range(settings.md_steps + 1):

@@ -36,7 +36,7 @@ from traincraft_assets.core.frames import (
     set_label,
     write_frames,
 )
-from traincraft_assets.core.health import batch_problems, refuse_batch
+from traincraft_assets.core.health import BatchError, batch_problems, refuse_batch
 from traincraft_assets.core.paths import path_problem
 
 
@@ -55,6 +55,10 @@ class LabelOptions:
     check_plausibility: bool = field(
         default=True,
         metadata={"help": "refuse forces above 100 eV/Å and stresses above 5 eV/Å³ (a likely unit mix-up); false if real"},
+    )
+    max_file_gib: float = field(
+        default=10.0,
+        metadata={"help": "refuse batch files larger than this (GiB): a batch is labelled, versioned and retired whole"},
     )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the `command` labeller
 
@@ -272,6 +276,13 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
     if labeller not in LABELLERS:
         raise ValueError(
             f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
+        )
+    size_gib = Path(path).stat().st_size / 2**30
+    if size_gib > options.max_file_gib:
+        raise BatchError(
+            f"{path} is {size_gib:.3g} GiB, more than max_file_gib ({options.max_file_gib:g} GiB). A batch is "
+            "labelled, versioned and retired as a whole, so one this large is usually a whole trajectory or "
+            "database by mistake. Split it into several batch files and ingest those, or raise max_file_gib."
         )
     tally, problems = FrameTally(), []
     with frame_writer(out) as write:

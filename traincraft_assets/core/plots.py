@@ -43,9 +43,10 @@ PANELS = (
 
 
 def parity_figure(series: Sequence[tuple[str, Sequence[Atoms], Sequence[Prediction]]], title: str):
-    """One row of energy/forces/stress parity panels, one colour per (label, frames, preds)."""
+    """One row of energy/forces/stress parity panels, one colour per (label, frames, preds);
+    sized to fill the Dagster UI's dialog (1000 px at 80 dpi) with legends at 9 pt."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.6))
     for ax, (quantity, name, unit) in zip(axes, PANELS):
         lo, hi = np.inf, -np.inf
         for label, frames, preds in series:
@@ -57,7 +58,7 @@ def parity_figure(series: Sequence[tuple[str, Sequence[Atoms], Sequence[Predicti
             lo, hi = min(lo, ref.min(), pred.min()), max(hi, ref.max(), pred.max())
         if np.isfinite(lo):
             ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-            ax.legend(fontsize=7, loc="upper left")
+            ax.legend(fontsize=9, loc="upper left", markerscale=2)
         else:
             ax.text(0.5, 0.5, "no reference labels", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(name)
@@ -147,6 +148,36 @@ def forgetting_vs_accuracy_figure(rows: Sequence[dict], zero_shot: str):
     return fig
 
 
+def learning_curve_figure(curve: Sequence[dict], title: str = "learning curve"):
+    """Loss (train, and valid per head) and valid energy/force RMSE per head against epochs
+    trained (0: before the first update), log scale: still learning, flat, or diverging."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.2))
+    heads = list(dict.fromkeys(row["head"] for row in curve))
+    train = sorted((row["epoch"] + 1, row["train_loss"]) for row in curve if "train_loss" in row)
+    if train:
+        axes[0].plot(*zip(*train), color="k", ls="--", label="train")
+    for head in heads:
+        rows = sorted((r for r in curve if r["head"] == head), key=lambda r: r["epoch"])
+        for ax, key, scale in ((axes[0], "loss", 1.0), (axes[1], "rmse_e_per_atom", 1000.0), (axes[2], "rmse_f", 1000.0)):
+            points = [(r["epoch"] + 1, r[key] * scale) for r in rows if key in r and r[key] > 0]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=f"valid, {head}")
+    for ax, name in zip(axes, ("loss", "valid energy RMSE (meV/atom)", "valid force RMSE (meV/Å)")):
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epochs trained")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 
@@ -154,8 +185,9 @@ def save_figure(fig, path: Path, dpi: int = 110) -> None:
     plt.close(fig)
 
 
-def figure_thumbnail_base64(fig, dpi: int = 40) -> str:
-    """A small PNG of the figure, base64, for embedding in Dagster metadata (kept in the DB)."""
+def figure_thumbnail_base64(fig, dpi: int = 80) -> str:
+    """A PNG of the figure, base64, for embedding in Dagster metadata (kept in the DB): at the
+    default 80 dpi a 12.5-inch figure is 1000 px wide, the width of the UI's dialog."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return base64.b64encode(buffer.getvalue()).decode()

@@ -4,7 +4,7 @@ import numpy as np
 from ase import Atoms
 
 from traincraft_assets.core.frames import set_label
-from traincraft_assets.core.health import dataset_problems, frame_problems, uncovered_elements
+from traincraft_assets.core.health import dataset_problems, energy_scales, force_scales, frame_problems, uncovered_elements
 from traincraft_assets_tests.core.helpers import cu_bulk, labelled
 
 BATCH, INDEX = "dft_round_3", 17
@@ -142,3 +142,60 @@ def test_atom_overlapping_its_own_periodic_image():
     assert len(primitive) == 1
     text = _only(frame_problems(primitive), "positions")
     assert "0.255" in text
+
+
+def _scales(factor: float, noise: float = 0.0, zero_labels: bool = False):
+    """One batch whose labels are `factor` times a foundation's forces, plus noise (eV/Å)."""
+    rng = np.random.default_rng(3)
+    predicted = [rng.normal(0, 0.5, (32, 3)) for _ in range(5)]
+    frames = []
+    for forces in predicted:
+        label = np.zeros_like(forces) if zero_labels else factor * forces + rng.normal(0, noise, forces.shape)
+        frames.append(labelled(cu_bulk(), energy=-14.0, forces=label, batch=BATCH, index=0))
+    [scale] = force_scales(frames, predicted)
+    return scale
+
+
+def test_another_level_of_theory_is_on_the_foundations_scale_but_ev_per_bohr_is_not():
+    assert _scales(1.13, noise=0.05).plausible  # the demo target next to the demo foundation
+    bohr = _scales(1.13 * 0.5292, noise=0.03)
+    assert bohr.correlation > 0.9 and not bohr.plausible
+    assert "likely eV/Bohr read as eV/Å" in str(bohr) and "fitted" in str(bohr)
+
+
+def test_labels_that_do_not_follow_the_foundation_are_judged_by_their_rms_within_3x():
+    loose = _scales(1.0, noise=1.0)  # a poor zero-shot model: labels and predictions barely agree
+    assert loose.correlation < 0.8 and loose.plausible and "RMS" in str(loose)
+    kcal = _scales(23.061, noise=20.0)
+    assert not kcal.plausible and "likely kcal/mol/Å read as eV/Å" in str(kcal)
+    assert "every label is the same" in str(_scales(1.0, zero_labels=True))
+
+
+def _energy_scale(factor: float, offset_ev_per_atom: float = 0.0):
+    """Two compositions, four frames each: labels are `factor` times the foundation's energies,
+    plus a per-atom offset (E0s from another code)."""
+    rng = np.random.default_rng(5)
+    frames, predicted = [], []
+    for repeat in (1, 2):
+        for i in range(4):
+            atoms = cu_bulk(rattle=0.05, seed=i, repeat=repeat)
+            energy = len(atoms) * (-3.5 + rng.normal(0, 0.05))
+            predicted.append(energy)
+            frames.append(labelled(atoms, energy=factor * energy + offset_ev_per_atom * len(atoms), batch=BATCH, index=i))
+    [scale] = energy_scales(frames, predicted)
+    return scale
+
+
+def test_energies_in_kcal_per_mol_are_caught_whatever_the_e0s():
+    """Within one composition the E0s cancel: a 2 eV/atom offset (another DFT code) passes, a
+    unit mix-up does not."""
+    assert _energy_scale(1.0, offset_ev_per_atom=2.0).plausible
+    kcal = _energy_scale(23.061, offset_ev_per_atom=-80.0)
+    assert not kcal.plausible and kcal.n_frames == 8
+    assert "energy labels' spread within each composition 23.1x" in str(kcal) and "likely kcal/mol read as eV" in str(kcal)
+    assert "likely Hartree read as eV" in str(_energy_scale(1 / 27.211))
+
+
+def test_a_composition_seen_once_has_no_spread_to_compare():
+    frames = [labelled(cu_bulk(repeat=r), energy=-3.5 * 4 * r**3, batch=BATCH, index=r) for r in (1, 2)]
+    assert energy_scales(frames, [-1.0, -2.0]) == []

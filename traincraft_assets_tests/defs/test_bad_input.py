@@ -232,6 +232,11 @@ BATCH_CASES = {
         None,
         ["frame 0, field positions: atoms 0 and 0 are 0.400 Å apart"],
     ),
+    "oversized_file": (  # the limit lowered to 1 KiB: the file is a few KiB
+        _good_text,
+        {"max_file_gib": 2**-20},
+        ["oversized_file.xyz is", "GiB, more than max_file_gib (9.53674e-07 GiB)", "Split it into several batch files"],
+    ),
     "command_missing": (_structures_text, {"labeller": "command"}, ["labelled_frames:", "needs `command`"]),
     "command_not_found": (
         _structures_text,

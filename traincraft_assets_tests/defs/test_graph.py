@@ -88,8 +88,9 @@ def test_finetuned_model_metadata_and_learning_curve(graph_run):
     assert meta["epochs_run"].value == 2
     assert Path(meta["model_path"].value).is_file()
     assert Path(meta["deploy_model_path"].value).name == "deploy.model"  # multihead: target head only
-    epochs = {(r.data["epoch"], r.data["head"]) for r in meta["learning_curve"].value.records}
-    assert {(-1, "Default"), (0, "Default"), (1, "Default"), (1, "pt_head")} <= epochs
+    curve = {(r.data["epoch"], r.data["head"]): r.data for r in meta["learning_curve"].value.records}
+    assert {(-1, "Default"), (0, "Default"), (1, "Default"), (1, "pt_head")} <= set(curve)
+    assert curve[(1, "Default")]["train_loss"] > 0 and curve[(1, "pt_head")]["train_loss"] is None
     # checkpoints are not part of the published artifact; the best model is
     assert not (Path(meta["model_path"].value).parent / "checkpoints").exists()
 
@@ -106,8 +107,33 @@ def test_parity_report_contract(graph_run):
     rows = {row["config_type"]: row for row in report["rows"]}
     assert rows["all"]["n_frames"] == len(valid)
     assert set(rows) - {"all"} == {a.info["config_type"] for a in valid}
-    assert meta["parity_plot"].value.startswith("![parity](data:image/png;base64,")
     assert report["finetuned_head"] == "Default"  # the target head, never the replay head
+
+
+def _png_size(markdown: str) -> tuple[int, int]:
+    import base64
+    import struct
+
+    png = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", png[16:24])
+
+
+def test_parity_report_shows_every_table_row_and_readable_figures(graph_run):
+    """What the asset page renders: every per-config_type row parses (a label no frame of a kind
+    carries is an empty cell, not NaN, which the UI cannot parse and hides the row), and the
+    parity, forgetting and learning-curve figures are embedded at a readable size."""
+    meta = graph_run.latest("parity_report").metadata
+    report = json.loads(Path(meta["report_path"].value).read_text())
+    records = [record.data for record in meta["per_config_type"].value.records]
+    assert [r["config_type"] for r in records] == [row["config_type"] for row in report["rows"]]
+    for record in records:
+        json.loads(json.dumps(record, allow_nan=False))  # what the UI parses
+    assert any(value is None for record in records for value in record.values())  # some kind lacks stress
+    for name in ("parity_plot", "forgetting_plot", "learning_curve"):
+        width, height = _png_size(meta[name].value)
+        assert width >= 1000 and height >= 300, (name, width, height)
+    assert (Path(meta["report_path"].value).parent / "learning_curve.png").stat().st_size > 10_000
 
 
 def test_parity_numbers_match_an_independent_ase_calculator_evaluation(graph_run):
@@ -151,12 +177,13 @@ def test_checks_ran_and_passed_on_demo_data(graph_run):
         assert record.status.value == "SUCCEEDED", check
 
 
-def test_parity_report_evaluates_the_split_the_model_was_trained_on(project, tmp_path):
+def test_parity_report_evaluates_the_split_the_model_was_trained_on(project, graph_run, tmp_path):
     """Re-splitting after training must not put the model's training frames into 'valid'."""
     from traincraft_assets.cli import run_demo
-    from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+    from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
 
-    run_demo(project.instance, TINY_RUN_CONFIG, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+    config = with_session_foundation(graph_run, TINY_RUN_CONFIG)
+    run_demo(project.instance, config, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
     trained_on = project.latest("split").tags["dagster/data_version"]
     project.materialize(["split"], {"ops": {"split": {"config": {"valid_fraction": 0.5, "salt": "other"}}}})
     assert project.latest("split").tags["dagster/data_version"] != trained_on

@@ -1,10 +1,15 @@
 """What the Dagster UI shows, rendered by a real dagster-webserver and headless Chromium."""
 
+import json
+import re
 import shutil
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from traincraft_assets_tests.conftest import running_webserver
 
@@ -33,6 +38,93 @@ def _render(url: str, tmp_path: Path) -> str:
         capture_output=True, text=True, timeout=120,
     )
     return result.stdout
+
+
+class Page:
+    """One tab of headless Chromium driven over the DevTools protocol, for what needs a click
+    or the browser's own view of an element (an image's decoded size)."""
+
+    def __init__(self, profile: Path):
+        assert CHROMIUM, "headless Chromium is required (.ci/run installs Debian's chromium)"
+        self.browser = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
+             "--window-size=1400,1000", "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for line in self.browser.stderr:  # Chromium names its DevTools port here
+            if match := re.search(r"DevTools listening on ws://([^/]+)/", line):
+                break
+        else:
+            raise RuntimeError("Chromium did not open its DevTools port")
+        tabs = json.load(urllib.request.urlopen(f"http://{match[1]}/json/list", timeout=10))
+        self.socket = connect(next(t for t in tabs if t["type"] == "page")["webSocketDebuggerUrl"], max_size=2**26)
+        self.calls = 0
+
+    def call(self, method: str, **params) -> dict:
+        self.calls += 1
+        self.socket.send(json.dumps({"id": self.calls, "method": method, "params": params}))
+        while (reply := json.loads(self.socket.recv(timeout=60))).get("id") != self.calls:
+            pass  # events
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    def js(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def open(self, url: str, wait_for: str, timeout: float = 60) -> str:
+        """Navigate and wait until the page's text contains `wait_for`; return the text."""
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        while wait_for not in (text := self.js("document.body ? document.body.innerText : ''")):
+            assert time.monotonic() < deadline, f"{wait_for!r} never appeared on {url}:\n{text[:3000]}"
+            time.sleep(0.5)
+        return text
+
+    def close(self):
+        self.socket.close()
+        self.browser.kill()
+        self.browser.wait()
+
+
+@pytest.fixture
+def page(tmp_path):
+    page = Page(tmp_path / "chromium")
+    yield page
+    page.close()
+
+
+FIGURES = {"parity_plot": "parity, valid set", "forgetting_plot": "parity, held-out replay", "learning_curve": "learning curve"}
+
+
+def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_size(webserver, graph_run, page):
+    """The asset page as a user sees it: every per-config_type row (NaN cells used to make the UI
+    drop a row with "Could not parse record"), and each figure opened from its
+    `[Show Markdown]` link, decoded by the browser at the width it was drawn."""
+    text = page.open(f"{webserver}/assets/parity_report", "per_config_type")
+    report = json.loads(Path(graph_run.latest("parity_report").metadata["report_path"].value).read_text())
+    table = text[text.index("per_config_type"):]
+    for row in report["rows"]:
+        assert re.search(rf"^{re.escape(row['config_type'])}\t{row['n_frames']}\t", table, re.MULTILINE), row["config_type"]
+    assert "Could not parse" not in text
+    links = "Array.from(document.querySelectorAll('a,button')).filter(e => e.innerText.trim() == '[Show Markdown]')"
+    expected = dict(FIGURES)
+    assert page.js(f"{links}.length") == len(expected)
+    for index in range(page.js(f"{links}.length")):
+        page.js(f"{links}[{index}].click()")
+        deadline = time.monotonic() + 20
+        while not (shown := page.js("Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('data:image/png')).map(i => [i.alt, i.naturalWidth])")):
+            assert time.monotonic() < deadline, f"figure {index} did not open"
+            time.sleep(0.3)
+        [(alt, width)] = shown
+        assert alt in expected.values() and width >= 1000, (alt, width)
+        expected = {k: v for k, v in expected.items() if v != alt}
+        page.js("Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() == 'Close').click()")
+        while page.js("document.images.length && Array.from(document.images).some(i => i.src.startsWith('data:image/png'))"):
+            time.sleep(0.2)
+    assert not expected, f"not shown: {expected}"
 
 
 def test_parity_report_page_shows_the_contract_metrics(webserver, graph_run, tmp_path):

@@ -9,9 +9,9 @@ from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledF
 from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.health import (
-    MAX_FORCE_SCALE_RATIO,
-    ForceScale,
+    LabelScale,
     dataset_problems,
+    energy_scales,
     force_scales,
     unlabelled_frames,
 )
@@ -103,8 +103,9 @@ def _not_checked(spec: dg.AssetCheckSpec, severity: dg.AssetCheckSeverity, why: 
 @dg.multi_asset_check(specs=[ENERGY_CHECK, UNITS_CHECK], **GPU_STEP)
 def foundation_agreement(context: dg.AssetCheckExecutionContext, config: LabelUnitsConfig, store: StoreResource):
     """The labels next to the zero-shot foundation: energies off by more than 0.4 eV/atom mean
-    inconsistent E0s (a warning); force labels 3x larger or smaller than its forces mean a unit
-    mix-up (blocking, unless block_on_unit_mismatch is false)."""
+    inconsistent E0s (a warning); force labels, or the spread of energy labels, on another scale
+    than its predictions (core.health.LabelScale) mean a unit mix-up (blocking, unless
+    block_on_unit_mismatch is false)."""
     artifacts = store.store()
     foundation = latest_artifact(context, artifacts, FoundationModel)
     if foundation is None:  # a warning check must not fail the run: say it could not look yet
@@ -116,7 +117,9 @@ def foundation_agreement(context: dg.AssetCheckExecutionContext, config: LabelUn
     frames = known_frames(frames, model := load_model(foundation.model_path))
     evaluation = evaluate(model, frames)
     yield _energy_consistency(evaluation.overall["rmse_e_per_atom"], len(frames))
-    yield _label_units(force_scales(frames, [p.forces for p in evaluation.predictions]), config.block_on_unit_mismatch)
+    predictions = evaluation.predictions
+    scales = force_scales(frames, [p.forces for p in predictions]) + energy_scales(frames, [p.energy for p in predictions])
+    yield _label_units(scales, config.block_on_unit_mismatch)
 
 
 def _energy_consistency(rmse: float, n_frames: int) -> dg.AssetCheckResult:
@@ -153,26 +156,29 @@ def _energy_consistency(rmse: float, n_frames: int) -> dg.AssetCheckResult:
     )
 
 
-def _label_units(scales: list[ForceScale], block: bool) -> dg.AssetCheckResult:
-    """Fail (blocking) when a batch's force labels are off the foundation's by a unit-like factor."""
+def _label_units(scales: list[LabelScale], block: bool) -> dg.AssetCheckResult:
+    """Fail (blocking) when a batch's forces or energies are off the foundation's by a unit-like factor."""
     off = [scale for scale in scales if not scale.plausible]
     listed = "\n".join(f"- {scale}" for scale in (off or scales)[:MAX_LISTED])
     if off:
         description = (
-            f"{len(off)} batch(es) have force labels more than {MAX_FORCE_SCALE_RATIO:g}x larger or smaller than "
-            f"the zero-shot foundation's forces, a likely unit mix-up:\n{listed}\nConvert the labels to eV/Å "
-            "(energies to eV), ingest the corrected files, retire these batches, and materialize again. "
-            "If the labels are right and the foundation is off, set block_on_unit_mismatch: false."
+            f"{len(off)} batch label(s) on another scale than the zero-shot foundation's predictions, a "
+            f"likely unit mix-up:\n{listed}\nConvert the labels to eV/Å and eV, ingest the corrected files, "
+            "retire these batches, and materialize again. If the labels are right and the foundation "
+            "is off, set block_on_unit_mismatch: false."
             + ("" if block else "\n(Not blocking: block_on_unit_mismatch is false.)")
         )
     else:
-        description = f"force labels on the foundation's scale in {len(scales)} batch(es):\n{listed}" if scales else (
-            "not judged: no batch has forces far enough from equilibrium to compare"
+        description = f"labels on the foundation's scale:\n{listed}" if scales else (
+            "not judged: no batch has forces far enough from equilibrium, or energies spread enough, to compare"
         )
+    by_label: dict[str, dict] = {"forces": {}, "energy": {}}
+    for scale in scales:
+        by_label[scale.label][scale.batch] = {"scale": round(scale.scale, 4), "correlation": round(scale.correlation, 3)}
     return dg.AssetCheckResult(
         check_name=UNITS_CHECK.name,
         passed=not off or not block,
         severity=dg.AssetCheckSeverity.ERROR,
         description=description,
-        metadata={"ratios": dg.MetadataValue.json({scale.batch: round(scale.ratio, 4) for scale in scales})},
+        metadata={"scales": dg.MetadataValue.json(by_label)},
     )

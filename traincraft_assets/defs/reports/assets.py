@@ -1,11 +1,14 @@
 """parity_report: is the fine-tuned model better than the foundation, and what did it forget?"""
 
+import math
+
 import dagster as dg
 
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ParityReport, ReplaySubset, Split
 from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity_report
 from traincraft_assets.core.manifest import trained_properties
 from traincraft_assets.core.metrics import to_mev
+from traincraft_assets.core.training import get_trainer
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import split
 from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
@@ -29,13 +32,26 @@ def _inputs_of_model(context, artifacts, finetuned: FinetunedModel) -> dict:
     }
 
 
+def _cell(value):
+    """NaN (no frame of that kind carries the label) as an empty cell: the UI cannot parse a
+    record holding NaN and hides the whole row. meV to 0.01, as the table is read."""
+    if isinstance(value, float):
+        return round(value, 2) if math.isfinite(value) else None
+    return value
+
+
 def _table(rows: list[dict]) -> dg.MetadataValue:
     columns = [
         dg.TableColumn("config_type", "string"),
         dg.TableColumn("n_frames", "int"),
         *[dg.TableColumn(k, "float") for k in rows[0] if k not in ("config_type", "n_frames")],
     ]
-    return dg.MetadataValue.table([dg.TableRecord(r) for r in rows], dg.TableSchema(columns=columns))
+    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in rows]
+    return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
+
+
+def _image(name: str, png_base64: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{png_base64})")
 
 
 @dg.asset(
@@ -72,8 +88,9 @@ def parity_report(
         ReplaySubset.asset: replay.sha256 if replay else None,
     }
     trained = trained_properties(finetuned.manifest)
-    artifact, thumbnail = artifacts.write(
-        ParityReport, lambda out: write_parity_report(result, out, data_versions, trained)
+    curve = get_trainer(finetuned.manifest["trainer"]).learning_curve(finetuned.path)
+    artifact, figures = artifacts.write(
+        ParityReport, lambda out: write_parity_report(result, out, data_versions, trained, curve)
     )
     metrics, forgetting = result.metrics, result.forgetting
     better = result.beats_foundation_on_forces
@@ -96,7 +113,9 @@ def parity_report(
             "n_replay_heldout": len(result.replay.frames),
             "beats_foundation_on_forces": better,
             "per_config_type": _table(result.rows),
-            "parity_plot": dg.MetadataValue.md(f"![parity](data:image/png;base64,{thumbnail})"),
+            "parity_plot": _image("parity, valid set", figures[artifact.valid_plot_path.stem]),
+            "forgetting_plot": _image("parity, held-out replay", figures[artifact.replay_plot_path.stem]),
+            "learning_curve": _image("learning curve", figures[artifact.learning_curve_path.stem]),
             "parity_plot_path": dg.MetadataValue.path(str(artifact.valid_plot_path)),
         },
     )

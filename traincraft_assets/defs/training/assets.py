@@ -45,6 +45,7 @@ def _curve_table(curve: list[dict]) -> dg.MetadataValue:
             {
                 "epoch": row["epoch"],
                 "head": row["head"],
+                "train_loss": row.get("train_loss"),
                 "loss": row.get("loss"),
                 "rmse_e_per_atom": _mev(row, "rmse_e_per_atom"),
                 "rmse_f": _mev(row, "rmse_f"),
@@ -57,7 +58,8 @@ def _curve_table(curve: list[dict]) -> dg.MetadataValue:
         columns=[
             dg.TableColumn("epoch", "int", description="-1: before the first update"),
             dg.TableColumn("head", "string"),
-            dg.TableColumn("loss", "float"),
+            dg.TableColumn("train_loss", "float", description="mean over the epoch's batches (target head's row)"),
+            dg.TableColumn("loss", "float", description="valid"),
             dg.TableColumn("rmse_e_per_atom", "float", description="meV/atom"),
             dg.TableColumn("rmse_f", "float", description="meV/Å"),
             dg.TableColumn("rmse_stress", "float", description="meV/Å³"),

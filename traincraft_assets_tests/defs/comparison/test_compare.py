@@ -9,7 +9,7 @@ from traincraft_assets.cli import arm_run_config, print_comparison, run_compare
 from traincraft_assets.core.comparison import ARM_NAMES, ARMS, QUICK, ZERO_SHOT
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.training.mace.settings import DEFAULT_LR
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _flag(argv, name):
 
 @pytest.fixture(scope="module")
 def comparison(graph_run, tmp_path_factory):
-    config = {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": ARM_CONFIG}}}
+    config = with_session_foundation(graph_run, {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": ARM_CONFIG}}})
     content = run_compare(
         graph_run.instance, config, tmp_path_factory.mktemp("batches"), defs=graph_run.defs, inbox=graph_run.inbox
     )

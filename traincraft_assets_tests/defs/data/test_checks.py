@@ -10,6 +10,7 @@ from ase.build import bulk
 
 from traincraft_assets.core.frames import set_label, write_frames
 from traincraft_assets.core.labelling import LabelOptions, emt
+from traincraft_assets_tests.conftest import with_session_foundation
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +44,6 @@ def _emt_program(tmp_path: Path, loop_body: str) -> dict:
     return {"ops": {"labelled_frames": {"config": {"labeller": "command", "command": f"{sys.executable} {program}"}}}}
 
 
-def _foundation_config(graph_run) -> dict:
-    """Reuse the session's tiny foundation through the `path` source (covers the 7 demo metals)."""
-    model = Path(graph_run.latest("foundation_model").metadata["model_path"].value)
-    return {"ops": {"foundation_model": {"config": {"source": "path", "path": str(model)}}}}
-
-
 def _check(result, name):
     [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
     return evaluation
@@ -65,7 +60,7 @@ def test_health_check_blocks_and_names_batch_frame_and_field(project, graph_run,
     batch = project.add_batch(path)
     project.label(batch)
 
-    result = project.materialize(["foundation_model", "dataset", "split"], _foundation_config(graph_run), raise_on_error=False)
+    result = project.materialize(["foundation_model", "dataset", "split"], with_session_foundation(graph_run, {}), raise_on_error=False)
 
     health = _check(result, "dataset_health")
     assert not health.passed
@@ -87,7 +82,7 @@ def test_energy_consistency_warns_without_blocking(project, graph_run, tmp_path)
     write_frames(path, frames)
     project.label(project.add_batch(path))
 
-    config = _foundation_config(graph_run)
+    config = with_session_foundation(graph_run, {})
     config["ops"]["split"] = {"config": {"valid_fraction": 0.4}}
     result = project.materialize(["foundation_model", "dataset", "split"], config)
 
@@ -100,16 +95,30 @@ def test_energy_consistency_warns_without_blocking(project, graph_run, tmp_path)
     assert project.latest("split") is not None  # a warning does not block
 
 
-def test_forces_in_kcal_per_mol_are_caught_against_the_foundation_and_can_be_overridden(project, graph_run, tmp_path):
-    """23x too large: below the absolute 100 eV/Å bound, so only the zero-shot foundation shows it.
-    The shipped demo foundation stands in for a real one (the session's 2-epoch model predicts
-    almost no forces); the unscaled batch beside it passes."""
-    frames = [_cu(seed) for seed in range(4)]
-    for atoms in frames:
-        atoms.arrays["REF_forces"] *= 23.061
-    path = tmp_path / "kcal.xyz"
-    write_frames(path, frames)
-    project.label(project.add_batch(path))
+def test_labels_in_kcal_per_mol_or_ev_per_bohr_are_caught_against_the_foundation_and_can_be_overridden(
+    project, graph_run, tmp_path
+):
+    """Forces 23x too large (kcal/mol/Å): below the absolute 100 eV/Å bound; 0.53x (eV/Bohr):
+    within physical ranges; energies 23x (kcal/mol), whose offset alone would look like other
+    E0s. Only the zero-shot foundation shows them. The shipped demo foundation
+    stands in for a real one (the session's 2-epoch model predicts almost no forces); the
+    unscaled batch beside them passes."""
+    for name, factor, seeds in (("kcal.xyz", 23.061, range(4)), ("bohr.xyz", 0.5292, range(8, 12))):
+        frames = [_cu(seed) for seed in seeds]
+        for atoms in frames:
+            atoms.arrays["REF_forces"] *= factor
+        write_frames(tmp_path / name, frames)
+        project.label(project.add_batch(tmp_path / name))
+    strained = []  # energies in kcal/mol, forces right: strained cells, so the energies spread
+    for i, strain in enumerate((0.97, 0.99, 1.01, 1.03)):
+        atoms = bulk("Cu", "fcc", cubic=True).repeat((2, 2, 2))
+        atoms.set_cell(atoms.cell * strain, scale_atoms=True)
+        atoms.rattle(0.05, seed=20 + i)
+        [atoms] = emt([atoms], LabelOptions())
+        atoms.info["REF_energy"] *= 23.061
+        strained.append(atoms)
+    write_frames(tmp_path / "kcal_energy.xyz", strained)
+    project.label(project.add_batch(tmp_path / "kcal_energy.xyz"))
     write_frames(tmp_path / "ev.xyz", [_cu(seed) for seed in range(4, 8)])
     project.label(project.add_batch(tmp_path / "ev.xyz"))
 
@@ -117,8 +126,18 @@ def test_forces_in_kcal_per_mol_are_caught_against_the_foundation_and_can_be_ove
     blocked = project.materialize(["foundation_model", "dataset", "split"], config, raise_on_error=False)
     units = _check(blocked, "label_units_match_foundation")
     assert not units.passed and units.severity.value == "ERROR"
-    assert 1 / 3 < units.metadata["ratios"].value["ev.xyz"] < 3
-    for part in ("batch 'kcal.xyz' (4 frames)", "likely kcal/mol/Å read as eV/Å", "block_on_unit_mismatch: false"):
+    scales = units.metadata["scales"].value
+    assert 0.75 < scales["forces"]["ev.xyz"]["scale"] < 1.5 and scales["forces"]["ev.xyz"]["correlation"] > 0.8
+    assert units.description.startswith("3 batch label(s)")
+    for part in (
+        "batch 'kcal.xyz' (4 frames)",
+        "likely kcal/mol/Å read as eV/Å",
+        "batch 'bohr.xyz' (4 frames)",
+        "likely eV/Bohr read as eV/Å",
+        "batch 'kcal_energy.xyz' (4 frames): energy labels' spread",
+        "likely kcal/mol read as eV",
+        "block_on_unit_mismatch: false",
+    ):
         assert part in units.description, (part, units.description)
     assert project.latest("split") is None  # blocking
 
@@ -135,7 +154,7 @@ def test_energy_consistency_is_not_a_pass_when_nothing_could_be_evaluated(projec
     path = tmp_path / "forces_only.xyz"
     write_frames(path, _structures(3))  # structures only: the labeller labels them
     project.label(project.add_batch(path), labeller)
-    result = project.materialize(["foundation_model", "dataset"], _foundation_config(graph_run), raise_on_error=False)
+    result = project.materialize(["foundation_model", "dataset"], with_session_foundation(graph_run, {}), raise_on_error=False)
     warning = _check(result, "foundation_energy_consistency")
     assert not warning.passed and "not evaluated" in warning.description
 

@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import Callable, Sequence
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
 from traincraft_assets.core.training import guard
 from traincraft_assets.core.training.base import TrainingDiverged, TrainingFailed
+from traincraft_assets.core.training.mace.results import TARGET_HEAD
 
 # Log lines by which MACE reports that it quietly dropped part of the requested strategy.
 SILENT_FALLBACKS = {
@@ -26,6 +28,56 @@ SILENT_FALLBACKS = {
 # MACE logs each evaluation as "Epoch N: head: X, loss=..., RMSE_..." and, once the loss is NaN,
 # goes on training on NaN weights until the last epoch.
 DIVERGED = re.compile(r"loss=\s*-?(nan|inf)\b", re.IGNORECASE)
+
+
+# MACE logs each evaluation as "Epoch N: head: H, loss=..., RMSE_E_per_atom=... meV, RMSE_F=... meV / A"
+# (0-based N; "Initial:" before the first update), and nothing about how far along it is.
+EVALUATION = re.compile(
+    r"(?:Initial|Epoch (?P<epoch>\d+)): head: (?P<head>\S+), loss=\s*(?P<loss>\S+), "
+    r"RMSE_E_per_atom=\s*(?P<e>\S+) meV, RMSE_F=\s*(?P<f>\S+) meV"
+)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class EpochProgress:
+    """Turns MACE's evaluation lines into one "epoch i/N ... ETA" line per epoch, with the
+    target head's errors (a multihead run also evaluates its replay head).
+
+    The rate counts only epochs trained by this process from its first evaluation on, so a
+    resumed training's ETA is not skewed by the epochs before the interruption, nor by MACE's
+    start-up (imports, statistics of the data).
+    """
+
+    def __init__(self, total_epochs: int, clock: Callable[[], float] = time.monotonic):
+        self.total, self.clock = total_epochs, clock
+        self.started = clock()
+        self.first: int | None = None  # first epoch this process trained
+        self.last = -1
+
+    def __call__(self, line: str) -> str | None:
+        match = EVALUATION.search(line)
+        if match is None:
+            return None
+        if match["epoch"] is None:  # the initial evaluation: training starts now
+            self.started = self.clock()
+            return None
+        epoch = int(match["epoch"])
+        if match["head"] != TARGET_HEAD or epoch <= self.last:
+            return None
+        self.last = epoch
+        self.first = epoch if self.first is None else self.first
+        elapsed = self.clock() - self.started
+        left = elapsed / (epoch - self.first + 1) * (self.total - epoch - 1)
+        return (
+            f"epoch {epoch + 1}/{self.total} ({match['head']}: loss {float(match['loss']):.4g}, "
+            f"RMSE_E {float(match['e']):.1f} meV/atom, RMSE_F {float(match['f']):.1f} meV/Å); "
+            f"{_clock(elapsed)} elapsed, about {_clock(left)} left"
+        )
 
 
 def run_training(

@@ -16,13 +16,16 @@ TARGET_HEAD = "Default"  # MACE's name for the fine-tuning head; the replay head
 
 
 def parse_results(results_dir: Path) -> list[dict]:
-    """Per-epoch validation metrics from MACE's results/*_train.txt (JSON lines).
+    """Per-epoch validation metrics from MACE's results/*_train.txt (JSON lines), with the
+    epoch's mean training loss (its `mode: opt` lines, one per batch) on the target head's row.
 
     Evaluation lines carry `mode: eval`; a restarted run appends, so the last line per
     (epoch, head) wins. The initial evaluation (epoch null) is kept as epoch -1: it is the
     zero-shot error before any update.
     """
     rows: dict[tuple[int, str], dict] = {}
+    train: dict[int, list[float]] = {}
+    evaluated: set[int] = set()
     for path in sorted(Path(results_dir).glob("*_train.txt")):
         for line in path.read_text().splitlines():
             line = line.strip()
@@ -32,13 +35,24 @@ def parse_results(results_dir: Path) -> list[dict]:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut off by a killed run
+            if entry.get("mode") == "opt" and entry.get("epoch") is not None:
+                epoch = int(entry["epoch"])
+                if epoch in evaluated:  # trained again after its evaluation: a restart, whose lines win
+                    evaluated.discard(epoch)
+                    train[epoch] = []
+                train.setdefault(epoch, []).append(float(entry["loss"]))
             if entry.get("mode") != "eval":
                 continue
             epoch = -1 if entry.get("epoch") is None else int(entry["epoch"])
             head = str(entry.get("head", TARGET_HEAD))
+            if head == TARGET_HEAD:
+                evaluated.add(epoch)
             rows[(epoch, head)] = {"epoch": epoch, "head": head, **{
                 k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k != "epoch"
             }}
+    for (epoch, head), row in rows.items():
+        if head == TARGET_HEAD and train.get(epoch):
+            row["train_loss"] = sum(train[epoch]) / len(train[epoch])
     return [rows[k] for k in sorted(rows)]
 
 

@@ -10,7 +10,7 @@ from traincraft_assets.core.frames import read_frames, set_label, write_frames
 from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, Uses
 from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
 from traincraft_assets.core.training.mace.export import deployable_model
-from traincraft_assets.core.training.mace.process import run_training
+from traincraft_assets.core.training.mace.process import EpochProgress, run_training
 from traincraft_assets.core.training.mace.results import (
     best_epoch,
     effective_settings,
@@ -65,9 +65,13 @@ class MaceTrainer(Trainer):
         return latest_checkpoint_epoch(workdir, run_name)
 
     def run(self, argv: Sequence[str], workdir: Path, on_output: OnOutput) -> None:
+        progress = EpochProgress(int(argv[argv.index("--max_num_epochs") + 1]))
+
         def on_line(line: str) -> None:
             keep_checkpoints(workdir)
             on_output(line)
+            if summary := progress(line):
+                on_output(summary)
 
         run_training(argv, workdir, on_line)
 

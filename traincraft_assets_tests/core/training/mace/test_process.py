@@ -16,7 +16,7 @@ import pytest
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
 from traincraft_assets.core.training import TrainingFailed
 from traincraft_assets.core.training.mace.command import command_prefix
-from traincraft_assets.core.training.mace.process import run_training
+from traincraft_assets.core.training.mace.process import EpochProgress, run_training
 
 
 def _gone(pid: int) -> bool:
@@ -161,7 +161,7 @@ def test_a_killed_step_takes_its_training_down(tmp_path, monkeypatch):
     step = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from traincraft_assets.core.training.mace.command import command_prefix; "
-         "from traincraft_assets.core.training.mace.process import run_training; "
+         "from traincraft_assets.core.training.mace.process import EpochProgress, run_training; "
          "run_training(command_prefix(), sys.argv[1], print)", str(tmp_path / "w")],
     )
     for _ in range(600):
@@ -180,3 +180,32 @@ def test_a_killed_step_takes_its_training_down(tmp_path, monkeypatch):
         time.sleep(0.1)
     else:
         pytest.fail(f"training processes survived their step: {[p for p in (trainer, worker) if not _gone(p)]}")
+
+
+def _evaluation(epoch, head="Default", loss=0.0123, e=12.34, f=45.67) -> str:
+    """A line as MACE 0.3.16 logs it (tools/train.py, valid_err_log)."""
+    phrase = "Initial" if epoch is None else f"Epoch {epoch}"
+    return (
+        f"2026-12-03 11:50:01.123 INFO: {phrase}: head: {head}, loss={loss:8.8f}, "
+        f"RMSE_E_per_atom={e:8.2f} meV, RMSE_F={f:8.2f} meV / A"
+    )
+
+
+def test_each_epoch_gets_one_progress_line_with_an_eta_from_this_processs_own_rate():
+    """MACE logs no i/N and no ETA; the run log gets one line per epoch with both."""
+    now = [100.0]
+    progress = EpochProgress(10, clock=lambda: now[0])
+    now[0] = 130.0  # MACE's start-up (imports, statistics) does not count
+    assert progress(_evaluation(None)) is None
+    assert progress("2026-12-03 INFO: Started training, reporting errors on validation set") is None
+    now[0] = 150.0  # a resumed training: its first epoch here is epoch 4
+    assert progress(_evaluation(4, "pt_head")) is None  # a multihead run's replay head
+    assert progress(_evaluation(4, "Default")) == (
+        "epoch 5/10 (Default: loss 0.0123, RMSE_E 12.3 meV/atom, RMSE_F 45.7 meV/Å); 0:20 elapsed, about 1:40 left"
+    )
+    assert progress(_evaluation(4, "Default")) is None  # a line repeated
+    now[0] = 170.0
+    line = progress(_evaluation(5))
+    assert line.startswith("epoch 6/10 (Default:") and line.endswith("0:40 elapsed, about 1:20 left")
+    now[0] = 250.0
+    assert progress(_evaluation(9)).endswith("2:00 elapsed, about 0:00 left")

@@ -91,6 +91,10 @@ def test_parse_results_reads_a_restarted_multihead_run(tmp_path):
     assert by_key[(2, "Default")]["rmse_e_per_atom"] == pytest.approx(0.02)
     assert "rmse_stress" not in by_key[(2, "Default")]  # null metrics are left out, not 0
     assert epochs_run(curve) == 3
+    # the mean training loss of the epoch's batches, on the target head's row; the restart's wins
+    assert by_key[(0, "Default")]["train_loss"] == pytest.approx(0.045)
+    assert by_key[(1, "Default")]["train_loss"] == pytest.approx(0.019)
+    assert "train_loss" not in by_key[(1, "pt_head")] and "train_loss" not in by_key[(-1, "Default")]
 
 
 def test_parse_results_single_head_without_head_field(tmp_path):

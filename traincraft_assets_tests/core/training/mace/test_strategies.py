@@ -69,7 +69,8 @@ def test_freeze_keeps_frozen_blocks_equal_to_the_foundation(inputs, tmp_path, de
 
 
 def test_naive_trains_a_single_head_model(inputs, tmp_path):
-    result, deploy, _ = _train(inputs, tmp_path, strategy="naive")
+    result, deploy, log = _train(inputs, tmp_path, strategy="naive")
+    assert "epoch 1/1 (Default: loss" in log and "elapsed, about 0:00 left" in log  # progress, from MACE's own line
     assert list(load_model(result.model_path).heads) == ["Default"]
     assert deploy == result.model_path  # already deployable: no second copy
     # what MACE used, read back from its log: the weighted loss fits energy and forces only,

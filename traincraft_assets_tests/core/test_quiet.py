@@ -1,0 +1,20 @@
+"""Warnings that tell a user nothing are filtered; others still show."""
+
+import subprocess
+import sys
+
+PROGRAM = """
+import warnings
+import traincraft_assets
+warnings.warn("Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected, since the weights_only argument ...", UserWarning)
+warnings.warn("To copy construct from a tensor, it is recommended to use sourceTensor.detach().clone()", UserWarning)
+warnings.warn("the labels look odd", UserWarning)
+"""
+
+
+def test_only_unactionable_warnings_are_filtered_once_the_package_is_imported():
+    # -W default: show every warning, as a fresh interpreter running the demo would
+    result = subprocess.run([sys.executable, "-W", "default", "-c", PROGRAM], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "the labels look odd" in result.stderr
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in result.stderr and "copy construct" not in result.stderr
