@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from traincraft_assets.core.demo import write_target_batches
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -34,14 +34,14 @@ def _run(args, env, cwd):
     return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_ingest_then_dagster_asset_materialize_whole_graph(shell_env, tmp_path):
+def test_ingest_then_dagster_asset_materialize_whole_graph(shell_env, graph_run, tmp_path):
     batches = write_target_batches(tmp_path / "batches", frames_per_kind=4)
     ingest = _run([BIN / "traincraft", "ingest", *batches], shell_env, tmp_path)
     assert ingest.returncode == 0, ingest.stderr
     assert sorted(p.name for p in (tmp_path / "inbox").glob("*.xyz")) == ["cu_defects.xyz", "cu_surfaces.xyz"]
 
     run_yaml = tmp_path / "run.yaml"
-    run_yaml.write_text(yaml.safe_dump(TINY_RUN_CONFIG))
+    run_yaml.write_text(yaml.safe_dump(with_session_foundation(graph_run, TINY_RUN_CONFIG)))  # staged by copy
     dagster = BIN / "dagster"
     first = _run(
         [dagster, "asset", "materialize", "-m", "traincraft_assets", "--select", "labelled_frames",

@@ -34,7 +34,7 @@ MANAGED_FLAGS = {
     "E0s": "e0s", "energy_key": "heads", "forces_key": "heads", "stress_key": "heads",
     "dipole_key": "heads", "polarizability_key": "heads", "pseudolabel_replay": "replay_labels",
     "freeze": "freeze", "lora": "lora", "seed": "seed", "device": "device", "default_dtype": "dtype",
-    "restart_latest": "-", "distributed": "TRAINCRAFT_TRAINING_PROCESSES", "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
+    "restart_latest": "-", "keep_checkpoints": "-", "distributed": "TRAINCRAFT_TRAINING_PROCESSES", "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
 }
 
 
@@ -276,6 +276,7 @@ def render_args(
         default_dtype=s.dtype,
         eval_interval="1",
         plot="False",
+        keep_checkpoints=None,  # never delete one before the next is written (results.prune_checkpoints)
     )
     if s.strategy in ("multihead", "naive"):
         args["foundation_model"] = str(inputs.foundation_model)

@@ -77,27 +77,18 @@ def _complete(checkpoint: Path) -> bool:
 
 
 CHECKPOINTS = "*_epoch-*.pt"
-KEPT = ".kept"  # in checkpoints/: hard links that outlive MACE's deletion of a checkpoint
 
 
-def keep_checkpoints(workdir: Path, keep: int = 2) -> None:
-    """Hard-link each checkpoint MACE writes into checkpoints/.kept (the newest `keep`).
+def prune_checkpoints(workdir: Path, keep: int = 2) -> None:
+    """Delete all but the newest `keep` checkpoints (by epoch; SWA ones are left alone).
 
-    MACE deletes its previous checkpoint before it writes the next, so a kill during that write
-    would leave no complete checkpoint and the rerun would start from epoch 0. A link shares the
-    file's data, so the previous checkpoint survives its deletion; one still being written is
-    complete through the link once MACE has finished it. Called while MACE runs."""
-    directory = Path(workdir) / "checkpoints"
-    kept = directory / KEPT
-    for checkpoint in directory.glob(CHECKPOINTS):
-        if not (kept / checkpoint.name).exists():
-            kept.mkdir(exist_ok=True)
-            try:
-                os.link(checkpoint, kept / checkpoint.name)
-            except OSError:  # MACE deleted it in between, or the filesystem has no hard links
-                pass
-    for old in sorted(kept.glob(CHECKPOINTS), key=_epoch)[:-keep]:
-        old.unlink()
+    By default MACE 0.3.16 deletes its previous checkpoint before it writes the next
+    (tools/checkpoint.py), so a kill during that write leaves nothing complete and the rerun
+    starts from epoch 0. So MACE is run with --keep_checkpoints and the pruning happens here,
+    while it runs: the newest may still be being written, the one before it is complete."""
+    numbered = sorted((c for c in (Path(workdir) / "checkpoints").glob(CHECKPOINTS) if _epoch(c) >= 0), key=_epoch)
+    for old in numbered[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def latest_checkpoint_epoch(workdir: Path, run_name: str) -> int | None:
@@ -105,18 +96,13 @@ def latest_checkpoint_epoch(workdir: Path, run_name: str) -> int | None:
     writes one only when the validation loss improves); None when there is none.
 
     A checkpoint cut off by a kill is set aside (renamed `*.pt.partial`, which MACE does not
-    match). If none is left, the newest complete one kept by keep_checkpoints is put back, so
-    the run resumes from the one before instead of from scratch or failing on every retry."""
+    match), so the run resumes from the one before instead of failing on every retry."""
     directory = Path(workdir) / "checkpoints"
     pattern = f"{run_name}_run-*_epoch-*.pt"
     for checkpoint in sorted((c for c in directory.glob(pattern) if _epoch(c) >= 0), key=_epoch, reverse=True):
         if _complete(checkpoint):
             return _epoch(checkpoint)
         checkpoint.rename(checkpoint.with_name(checkpoint.name + ".partial"))
-    for kept in sorted((directory / KEPT).glob(pattern), key=_epoch, reverse=True):
-        if _complete(kept):
-            os.link(kept, directory / kept.name)
-            return _epoch(kept)
     return None
 
 

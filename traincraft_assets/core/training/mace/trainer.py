@@ -15,7 +15,7 @@ from traincraft_assets.core.training.mace.results import (
     best_epoch,
     effective_settings,
     final_model,
-    keep_checkpoints,
+    prune_checkpoints,
     latest_checkpoint_epoch,
     parse_results,
 )
@@ -68,7 +68,7 @@ class MaceTrainer(Trainer):
         progress = EpochProgress(int(argv[argv.index("--max_num_epochs") + 1]))
 
         def on_line(line: str) -> None:
-            keep_checkpoints(workdir)
+            prune_checkpoints(workdir)
             on_output(line)
             if summary := progress(line):
                 on_output(summary)

@@ -161,23 +161,22 @@ def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
     assert latest_checkpoint_epoch(tmp_path, "foundation") is None  # another run's checkpoints
 
 
-def test_a_kill_while_mace_replaces_its_checkpoint_still_resumes_from_the_previous_one(tmp_path):
-    """MACE 0.3.16 deletes checkpoint N before writing N+1 (tools/checkpoint.py). A kill in
-    between used to leave nothing to resume from; the link kept while it ran is put back."""
-    from traincraft_assets.core.training.mace.results import keep_checkpoints, latest_checkpoint_epoch
+def test_a_kill_while_the_next_checkpoint_is_written_resumes_from_the_previous_one(tmp_path):
+    """MACE 0.3.16 by default deletes checkpoint N before writing N+1, so a kill in between left
+    nothing to resume from (seen in CI). It now keeps them all (--keep_checkpoints) and the
+    trainer prunes all but the newest two while it runs: the older of those is complete."""
+    from traincraft_assets.core.training.mace.results import latest_checkpoint_epoch, prune_checkpoints
 
     checkpoints = tmp_path / "checkpoints"
-    for epoch in (1, 2, 3):  # as MACE saves them, the trainer keeping links after each line
-        previous = list(checkpoints.glob("*.pt"))
+    swa = checkpoints / "finetuned_run-0_epoch-1_swa.pt"
+    for epoch in (1, 2, 3):  # as MACE saves them, the trainer pruning after each line
         _checkpoint(checkpoints, epoch)
-        for old in previous:
-            old.unlink()
-        keep_checkpoints(tmp_path)
-    assert sorted(p.name for p in (checkpoints / ".kept").iterdir()) == [
-        "finetuned_run-0_epoch-2.pt", "finetuned_run-0_epoch-3.pt"  # the newest two
+        if epoch == 1:
+            swa.write_bytes(b"stage two")
+        prune_checkpoints(tmp_path)
+    assert sorted(p.name for p in checkpoints.glob("*.pt")) == [
+        "finetuned_run-0_epoch-1_swa.pt", "finetuned_run-0_epoch-2.pt", "finetuned_run-0_epoch-3.pt"
     ]
-    # the kill: epoch 3 deleted, epoch 4 cut off mid-write
-    (checkpoints / "finetuned_run-0_epoch-3.pt").unlink()
-    _checkpoint(checkpoints, 4, complete=False)
+    _checkpoint(checkpoints, 4, complete=False)  # the kill, mid-write; the pruning ran once more
+    prune_checkpoints(tmp_path)
     assert latest_checkpoint_epoch(tmp_path, "finetuned") == 3
-    assert (checkpoints / "finetuned_run-0_epoch-3.pt").is_file()  # back where --restart_latest looks
