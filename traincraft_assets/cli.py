@@ -14,9 +14,20 @@ from pathlib import Path
 DEMO_RUN_CONFIG = Path(__file__).parent / "demo" / "run_config.yaml"
 
 
+def local_home() -> Path:
+    """This directory's Dagster home, ./.dagster_home. With ./dagster.yaml present it is linked
+    in, so `dagster dev` with DAGSTER_HOME set here reads the same instance config."""
+    home = Path.cwd() / ".dagster_home"
+    home.mkdir(exist_ok=True)
+    config, link = Path.cwd() / "dagster.yaml", home / "dagster.yaml"
+    if config.is_file() and not link.is_symlink() and not link.exists():
+        link.symlink_to(config)
+    return home
+
+
 def local_instance():
-    """The instance `dagster dev` and `dagster asset materialize` would use from this directory:
-    $DAGSTER_HOME when set, else ./.dagster_home configured by ./dagster.yaml (if present)."""
+    """The instance `traincraft ui`, `dagster dev` and `dagster asset materialize` use from this
+    directory: $DAGSTER_HOME when set, else ./.dagster_home configured by ./dagster.yaml (if present)."""
     import os
 
     from dagster import DagsterInstance
@@ -24,10 +35,21 @@ def local_instance():
 
     if os.environ.get("DAGSTER_HOME"):
         return DagsterInstance.get()
-    home = Path.cwd() / ".dagster_home"
-    home.mkdir(exist_ok=True)
-    config_dir = Path.cwd() if (Path.cwd() / "dagster.yaml").is_file() else home
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(config_dir)))
+    home = local_home()
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), config_dir=str(home)))
+
+
+def ui(port: int) -> int:
+    """`dagster dev` on this directory's instance (the one every verb here uses). DAGSTER_HOME
+    is set, so dagster dev makes no temporary home of its own: that `.tmp_dagster_home_*`
+    folder is left behind when a terminal closes under it."""
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    env.setdefault("DAGSTER_HOME", str(local_home()))
+    dagster = Path(sys.executable).parent / "dagster"
+    return subprocess.call([str(dagster), "dev", "-m", "traincraft_assets", "-p", str(port)], env=env)
 
 
 def ingest(paths: list[Path], instance, inbox_path: Path | None = None) -> list[str]:
@@ -163,6 +185,32 @@ def run_demo(
     prepare_demo(instance, run_config, batches_dir, defs, inbox, frames_per_kind)
     run_job(defs, FINETUNE, instance, run_config)
     return latest_metadata(instance, ParityReport.asset)
+
+
+def demo_summary(report: dict, verdicts: list[dict] | None) -> str:
+    """The demo's closing lines, in words: the fine-tuned model against the zero-shot
+    foundation, what it forgot, the gates' verdicts, and where to look next."""
+    f, f0 = report["rmse_f_mev_per_a"], report["foundation_rmse_f_mev_per_a"]
+    e, e0 = report["rmse_e_mev_per_atom"], report["foundation_rmse_e_mev_per_atom"]
+    lines = [
+        f"Fine-tuned vs zero-shot foundation on the valid set ({report['n_valid']} frames):",
+        f"  forces    {f:7.1f} vs {f0:7.1f} meV/Å      ({f0 / f:.1f}x {'better' if f < f0 else 'WORSE'})",
+        f"  energies  {e:7.1f} vs {e0:7.1f} meV/atom   ({e0 / e:.1f}x {'better' if e < e0 else 'WORSE'})",
+        f"Forgetting, on {report['n_replay_heldout']} held-out frames of the foundation's own distribution: "
+        f"errors {report['forgetting_f_ratio']:.2f}x (forces) and {report['forgetting_e_ratio']:.2f}x (energies) "
+        "the foundation's; 1x forgets nothing.",
+    ]
+    if verdicts is None:
+        lines.append("Quality gates: not all have judged this model yet.")
+    else:
+        failed = [v for v in verdicts if not v["passed"]]
+        lines.append(f"Quality gates: {len(verdicts) - len(failed)} of {len(verdicts)} passed.")
+        lines += [f"  {v['gate']} failed: {v['reason']}" for v in failed]
+    lines += [
+        f"Report: {report['report_path']}",
+        "Plots and every asset: .venv/bin/traincraft ui, then http://127.0.0.1:3000 (parity_report's page).",
+    ]
+    return "\n".join(lines)
 
 
 def arm_run_config(run_config: dict, quick: bool) -> dict:
@@ -343,6 +391,8 @@ def _parser() -> argparse.ArgumentParser:
     p_compare.add_argument("--arms", help="comma-separated subset of the arms (default: all)")
     p_compare.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
     sub.add_parser("verify", help="re-hash every artifact in the store; report changes and orphans")
+    p_ui = sub.add_parser("ui", help="the Dagster UI (dagster dev) on this directory's instance")
+    p_ui.add_argument("--port", type=int, default=3000)
     p_submit = sub.add_parser("submit", help="launch a run on a Dagster deployment (e.g. the cluster)")
     p_submit.add_argument("--url", required=True, help="the Dagster webserver, e.g. http://localhost:3000")
     what = p_submit.add_mutually_exclusive_group(required=True)
@@ -368,13 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import yaml
 
+    if args.command == "ui":
+        return ui(args.port)
     if args.command == "submit":
         run_config = yaml.safe_load(args.config.read_text()) if args.config else None
         select = [name.strip() for name in args.select.split(",")] if args.select else []
         return submit(args.url, select, args.job, args.partition, run_config, args.wait)
 
     from traincraft_assets.core.champion import ChampionError
-    from traincraft_assets.core.evaluation import PARITY_CONTRACT_KEYS
     from traincraft_assets.core.frames import FrameError
     from traincraft_assets.core.settings import SettingsError
 
@@ -396,10 +447,11 @@ def main(argv: list[str] | None = None) -> int:
                 print_comparison(content)
             else:
                 run_config = yaml.safe_load(args.config.read_text())
+                from traincraft_assets.defs.deploy.assets import gate_verdicts
+                from traincraft_assets.defs.lineage import latest_data_version
+
                 metadata = run_demo(instance, run_config, args.batches_dir)
-                print("\nparity report (valid set):")
-                print(json.dumps({k: metadata[k] for k in PARITY_CONTRACT_KEYS}, indent=1, default=str))
-                print("\nOpen the UI with `dagster dev` from this directory to see every asset.")
+                print("\n" + demo_summary(metadata, gate_verdicts(instance, latest_data_version(instance, "finetuned_model"))))
     except (FrameError, FileNotFoundError, SettingsError, ChampionError, ValueError) as exc:
         print(f"traincraft: {exc}", file=sys.stderr)
         return 2

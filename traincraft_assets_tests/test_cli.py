@@ -152,3 +152,45 @@ def test_verify_rehashes_the_store_and_fails_on_a_changed_artifact_or_an_orphan(
     assert found.returncode == 1
     assert f"{artifact}: content changed since it was published" in found.stdout
     assert f"{orphan}: orphan: no materialization" in found.stdout
+
+
+def test_traincraft_ui_serves_this_directory_s_instance_and_leaves_no_temporary_home(tmp_path, monkeypatch):
+    """`traincraft ui` is `dagster dev` on ./.dagster_home, configured by ./dagster.yaml: the
+    instance the other verbs use. A closed terminal (SIGHUP) kills dagster dev without its
+    cleanup; plain `dagster dev` then leaves its `.tmp_dagster_home_*` folder behind."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    from dagster._core.instance.ref import InstanceRef
+
+    from traincraft_assets_tests.conftest import free_port
+
+    (tmp_path / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(TRAINCRAFT_STORE=str(tmp_path / "store"), TRAINCRAFT_INBOX=str(tmp_path / "inbox"))
+    port = free_port()
+    ui = subprocess.Popen([BIN / "traincraft", "ui", "--port", str(port)], env=env, cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    query = json.dumps({"query": "{ instance { runLauncher { name } } }"}).encode()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", query, {"Content-Type": "application/json"})
+                launcher = json.load(urllib.request.urlopen(request, timeout=5))["data"]["instance"]["runLauncher"]["name"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None, "traincraft ui did not serve the UI"
+                time.sleep(1)
+        assert launcher == "LocalRunLauncher"  # ./dagster.yaml's, not Dagster's default
+        monkeypatch.chdir(tmp_path)  # dagster.yaml's storage paths are relative to the directory
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / ".dagster_home"))) as instance:
+            while not instance.get_daemon_heartbeats():  # the UI's daemon writes to this very instance
+                assert time.monotonic() < deadline, "no daemon heartbeat in ./.dagster_home"
+                time.sleep(1)
+    finally:
+        os.killpg(ui.pid, signal.SIGHUP)  # the terminal closes
+        ui.wait(timeout=60)
+    assert not list(tmp_path.glob(".tmp_dagster_home_*"))

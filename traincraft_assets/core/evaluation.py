@@ -4,7 +4,7 @@ This is where "which model, which head, which frames" is decided once: the parit
 it now, and a champion gate, a strategy comparison or a benchmark call the same functions.
 Evaluation loads the model once and runs MACE's own data pipeline in batches (as
 `mace_eval_configs` does) instead of a per-frame ASE calculator loop: 1.6x faster on the demo's
-23-atom frames on 2 CPU cores (bench/eval_batched_vs_calculator.py), ~5x on 8-atom frames
+23-atom frames on 2 CPU cores (`python -m bench --rows 2`), ~5x on 8-atom frames
 (measured with mace_eval_configs, notes/mace.md).
 """
 
@@ -142,32 +142,35 @@ def evaluate(model, frames: Sequence[Atoms], head: str | None = None, batch_size
     return Evaluation(frames, predictions, errors_by_config_type(frames, predictions))
 
 
-def compare_rows(candidate: Evaluation, baseline: Evaluation, baseline_name: str = "foundation") -> list[dict]:
-    """Per-config_type rows in meV units, candidate beside baseline, on the same frames."""
+def compare_rows(candidate: Evaluation, baselines: dict[str, Evaluation]) -> list[dict]:
+    """Per-config_type rows in meV units, candidate beside each named baseline, on the same frames."""
     rows = []
     for name, ft in candidate.by_config_type.items():
-        base = baseline.by_config_type[name]
-        rows.append(
-            {
-                "config_type": name,
-                "n_frames": ft["n_frames"],
-                "rmse_e_mev_per_atom": to_mev(ft["rmse_e_per_atom"]),
-                "mae_e_mev_per_atom": to_mev(ft["mae_e_per_atom"]),
-                "rmse_f_mev_per_a": to_mev(ft["rmse_f"]),
-                "mae_f_mev_per_a": to_mev(ft["mae_f"]),
-                "rmse_s_mev_per_a3": to_mev(ft["rmse_s"]),
+        row = {
+            "config_type": name,
+            "n_frames": ft["n_frames"],
+            "rmse_e_mev_per_atom": to_mev(ft["rmse_e_per_atom"]),
+            "mae_e_mev_per_atom": to_mev(ft["mae_e_per_atom"]),
+            "rmse_f_mev_per_a": to_mev(ft["rmse_f"]),
+            "mae_f_mev_per_a": to_mev(ft["mae_f"]),
+            "rmse_s_mev_per_a3": to_mev(ft["rmse_s"]),
+        }
+        for baseline_name, baseline in baselines.items():
+            base = baseline.by_config_type[name]
+            row |= {
                 f"{baseline_name}_rmse_e_mev_per_atom": to_mev(base["rmse_e_per_atom"]),
                 f"{baseline_name}_rmse_f_mev_per_a": to_mev(base["rmse_f"]),
                 f"{baseline_name}_rmse_s_mev_per_a3": to_mev(base["rmse_s"]),
             }
-        )
+        rows.append(row)
     return rows
 
 
 @dataclass
 class Parity:
     """A fine-tuned model against its zero-shot foundation: on valid (and test) frames, and on
-    held-out replay frames (forgetting)."""
+    held-out replay frames (forgetting); and against the serving champion on the valid frames,
+    when there is one."""
 
     head: str  # the fine-tuned model's head that was evaluated (never the replay head)
     valid: Evaluation
@@ -175,6 +178,7 @@ class Parity:
     replay: Evaluation
     replay_foundation: Evaluation
     test_rows: list[dict]
+    valid_champion: Evaluation | None = None
 
     @property
     def metrics(self) -> dict:
@@ -191,8 +195,20 @@ class Parity:
         }
 
     @property
+    def champion_metrics(self) -> dict:
+        """The champion's valid-set errors on this model's valid frames (empty: no champion)."""
+        if self.valid_champion is None:
+            return {}
+        overall = self.valid_champion.overall
+        return {
+            "champion_rmse_e_mev_per_atom": to_mev(overall["rmse_e_per_atom"]),
+            "champion_rmse_f_mev_per_a": to_mev(overall["rmse_f"]),
+        }
+
+    @property
     def rows(self) -> list[dict]:
-        return compare_rows(self.valid, self.valid_foundation)
+        champion = {"champion": self.valid_champion} if self.valid_champion is not None else {}
+        return compare_rows(self.valid, {"foundation": self.valid_foundation, **champion})
 
     @property
     def forgetting(self) -> dict:
@@ -215,6 +231,7 @@ class Parity:
         ft, fnd = self.replay.overall, self.replay_foundation.overall
         return {
             **self.metrics,
+            **self.champion_metrics,
             "units": "meV/atom (energy), meV/Å (forces), meV/Å³ (stress)",
             "rows": self.rows,
             "test_rows": self.test_rows,
@@ -239,9 +256,11 @@ def parity(
     test: Path | None,
     heldout: Path | None,
     settings: EvalSettings,
+    champion_model: Path | None = None,
 ) -> Parity:
-    """Evaluate both models on the same files; the held-out replay frames are restricted to the
-    elements the fine-tuned model kept (naive fine-tuning drops the foundation's others)."""
+    """Evaluate both models on the same files, and the champion (if given) on the valid frames;
+    the held-out replay frames are restricted to the elements the fine-tuned model kept (naive
+    fine-tuning drops the foundation's others)."""
     device = resolve_device(settings.device)
     ft_model = load_model(finetuned_model, device)
     fnd_model = load_model(foundation_model, device)
@@ -253,12 +272,20 @@ def parity(
             evaluate(fnd_model, frames, None, settings.batch_size, device),
         )
 
-    valid_ft, valid_fnd = both(read_frames(valid))
+    valid_frames = read_frames(valid)
+    valid_ft, valid_fnd = both(valid_frames)
     test_frames = read_frames(test) if test is not None and test.is_file() else []
-    test_rows = compare_rows(*both(test_frames)) if test_frames else []
+    test_rows = []
+    if test_frames:
+        test_ft, test_fnd = both(test_frames)
+        test_rows = compare_rows(test_ft, {"foundation": test_fnd})
     held = read_frames(heldout) if heldout is not None and heldout.is_file() else []
     replay_ft, replay_fnd = both(known_frames(held, ft_model))
-    return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows)
+    valid_champion = None
+    if champion_model is not None:
+        champion = load_model(champion_model, device)
+        valid_champion = evaluate(champion, valid_frames, model_head(getattr(champion, "heads", ["Default"])), settings.batch_size, device)
+    return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows, valid_champion)
 
 
 def write_parity_report(

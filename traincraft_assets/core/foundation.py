@@ -8,12 +8,13 @@ GPU pods never download.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -77,6 +78,13 @@ class FoundationSettings:
     # source 'scratch': a MACE trained here on the pretraining pool, by default as the shipped
     # demo foundation was (source 'demo' copies that one)
     scratch: TrainSettings = field(default_factory=lambda: replace(demo.DEMO_FOUNDATION))
+
+
+def scratch_recipe(settings: FoundationSettings, pool_sha256: str) -> str:
+    """What a foundation trained here is made from: its training settings and its pool. Two
+    trainings of one recipe differ only by float noise, so the store keeps the first."""
+    blob = json.dumps({"scratch": asdict(settings.scratch), "pool": pool_sha256}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def named_models() -> list[str]:

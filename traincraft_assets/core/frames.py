@@ -78,7 +78,7 @@ def count_frames(path: str | Path) -> int:
 
 
 # Frames labelled, checked and written at a time: peak memory is this many frames, not the
-# file (bench/labelling_memory.py). A `command` labeller runs once per chunk.
+# file (`python -m bench --rows 7`). A `command` labeller runs once per chunk.
 CHUNK_FRAMES = 500
 
 

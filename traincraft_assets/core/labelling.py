@@ -8,14 +8,17 @@ hands the frames to an external program (a DFT code wrapper) through files.
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -59,6 +62,13 @@ class LabelOptions:
     max_file_gib: float = field(
         default=10.0,
         metadata={"help": "refuse batch files larger than this (GiB): a batch is labelled, versioned and retired whole"},
+    )
+    workers: int = field(
+        default=1,
+        metadata={
+            "help": "processes labelling chunks of 500 frames side by side (emt/xtb/command; prelabelled "
+            "only reads, so it stays at 1); each starts a fresh Python (seconds), worth it for slow labellers"
+        },
     )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the `command` labeller
 
@@ -254,6 +264,8 @@ def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path
     project's roots."""
     if labeller not in LABELLERS:
         return [f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."]
+    if options.workers < 1:
+        return [f"workers is {options.workers}; expected 1 (label in this process) or more."]
     if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
         return ["labeller 'xtb' needs tblite, not installed here: pip install 'traincraft_assets[xtb]'."]
     if labeller != "command":
@@ -268,15 +280,64 @@ def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path
     return [p for w in scripts if Path(w).exists() and (p := path_problem("command argument", w, roots))]
 
 
+def _label_chunk(label: Labeller, options: LabelOptions, chunk: list[Atoms]) -> list[Atoms]:
+    """`chunk` labelled, keeping the batch stamps a labeller program may drop. A module-level
+    function taking the labeller itself, so a worker process can run it (a labeller registered
+    by the user's module is imported there by reference)."""
+    labelled = label(chunk, options)
+    for original, atoms in zip(chunk, labelled):
+        atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = original.info[BATCH_KEY], original.info[BATCH_INDEX_KEY]
+        atoms.info.setdefault(CONFIG_TYPE_KEY, original.info[CONFIG_TYPE_KEY])
+    return labelled
+
+
+def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: LabelOptions) -> Iterator[list[Atoms]]:
+    """The chunks labelled, in file order. With `workers` > 1 they are labelled in that many
+    fresh processes (spawned: the caller may hold threads, e.g. torch's, that fork would copy
+    half-way), at most `workers` chunks in flight so memory stays bounded."""
+    label = LABELLERS[labeller]
+    if options.workers <= 1 or labeller == "prelabelled":
+        for chunk in stamped:
+            yield _label_chunk(label, options, chunk)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        pending = deque()
+        try:
+            for chunk in stamped:
+                pending.append(pool.submit(_label_chunk, label, options, chunk))
+                if len(pending) >= options.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _stamped_chunks(path: Path, batch: str) -> Iterator[list[Atoms]]:
+    """The batch file's frames in chunks, each stamped with its batch and index in the file."""
+    start = 0
+    for chunk in chunks(iter_frames(path)):
+        for index, atoms in enumerate(chunk, start):
+            atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = batch, index
+            atoms.info.setdefault(CONFIG_TYPE_KEY, batch)
+        start += len(chunk)
+        yield chunk
+
+
 def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, out: Path) -> dict:
-    """Label batch file `path` into `out`, chunk by chunk, each frame stamped with its batch
-    and index; return the frames' summary. Broken frames refuse the whole batch (health.
-    BatchError, listing them all). A `prelabelled` file must label every frame; a labeller
-    that computes labels may leave some unlabelled (the batch is then partial)."""
+    """Label batch file `path` into `out`, chunk by chunk (`options.workers` chunks at once),
+    each frame stamped with its batch and index; return the frames' summary. Broken frames
+    refuse the whole batch (health.BatchError, listing them all). A `prelabelled` file must
+    label every frame; a labeller that computes labels may leave some unlabelled (the batch is
+    then partial)."""
     if labeller not in LABELLERS:
         raise ValueError(
             f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
         )
+    if options.workers < 1:
+        raise ValueError(f"workers is {options.workers}; expected 1 (label in this process) or more.")
     size_gib = Path(path).stat().st_size / 2**30
     if size_gib > options.max_file_gib:
         raise BatchError(
@@ -285,21 +346,15 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
             "database by mistake. Split it into several batch files and ingest those, or raise max_file_gib."
         )
     tally, problems = FrameTally(), []
+    labelled_chunks = _labelled_chunks(_stamped_chunks(path, batch), labeller, options)
     with frame_writer(out) as write:
-        for chunk in chunks(iter_frames(path)):
-            for index, atoms in enumerate(chunk, tally.n_frames):
-                atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = batch, index
-                atoms.info.setdefault(CONFIG_TYPE_KEY, batch)
-            try:
-                labelled = LABELLERS[labeller](chunk, options)
-            except FrameError as exc:
-                raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
-            for original, atoms in zip(chunk, labelled):  # a labeller program may drop info keys
-                atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = original.info[BATCH_KEY], original.info[BATCH_INDEX_KEY]
-                atoms.info.setdefault(CONFIG_TYPE_KEY, original.info[CONFIG_TYPE_KEY])
-            problems += batch_problems(labelled, options.check_plausibility, require_labels=labeller == "prelabelled")
-            tally.add(labelled)
-            write(labelled)
+        try:
+            for labelled in labelled_chunks:
+                problems += batch_problems(labelled, options.check_plausibility, require_labels=labeller == "prelabelled")
+                tally.add(labelled)
+                write(labelled)
+        except FrameError as exc:  # a labeller's message names the frame; add the file
+            raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
     if problems:
         raise refuse_batch(str(path), problems, tally.n_frames)
     return tally.summary()

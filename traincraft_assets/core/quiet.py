@@ -1,6 +1,7 @@
 """Warnings from dependencies that tell a user of this tool nothing they can act on, filtered
 once, by message, when the package is imported: a new or different warning still shows."""
 
+import os
 import warnings
 
 UNACTIONABLE = (
@@ -15,3 +16,10 @@ UNACTIONABLE = (
 def silence_unactionable_warnings() -> None:
     for category, message in UNACTIONABLE:
         warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def child_warning_filters() -> str:
+    """The same filters for a child Python process (MACE's training), as its PYTHONWARNINGS;
+    the user's own PYTHONWARNINGS comes first and still applies."""
+    ours = [f"ignore:{message}:{category.__name__}" for category, message in UNACTIONABLE]
+    return ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), *ours]))

@@ -73,6 +73,15 @@ def recorded_data_versions(instance: dg.DagsterInstance, asset: str) -> set[str]
         cursor = result.cursor
 
 
+def latest_with(instance: dg.DagsterInstance, asset: str, key: str, value: str, limit: int = 100):
+    """The latest of `asset`'s last `limit` materialization records whose metadata `key` is `value`."""
+    for record in instance.fetch_materializations(dg.AssetKey(asset), limit=limit).records:
+        recorded = record.asset_materialization.metadata.get(key)
+        if recorded is not None and recorded.value == value:
+            return record
+    return None
+
+
 def _data_version(materialization: dg.AssetMaterialization, asset: str) -> str:
     sha = materialization.tags.get(DATA_VERSION_TAG) if materialization.tags else None
     if not sha:

@@ -122,3 +122,27 @@ def test_a_batch_longer_than_one_chunk_is_labelled_in_chunks_and_problems_keep_t
         label_batch(tmp_path / "long.xyz", "long.xyz", "prelabelled", LabelOptions(), tmp_path / "out.xyz")
     assert f"1 problem(s) in {n} frames" in str(refused.value)
     assert f"frame {chunk + 2}, field REF_energy: 1 non-finite" in str(refused.value)
+
+
+def test_workers_label_chunks_in_their_own_processes_and_give_the_one_process_result(tmp_path, monkeypatch):
+    """`workers: 2`: chunks (4 frames here) go to two spawned processes; the output is the
+    one-process output, frame for frame and in file order. Zero workers is refused by name."""
+    from traincraft_assets.core import frames as frames_module
+
+    monkeypatch.setattr(frames_module, "CHUNK_FRAMES", 4)
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(11):
+        atoms = bulk("Cu", cubic=True)
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+        frames.append(atoms)
+    write_frames(tmp_path / "b.xyz", frames)
+    one = label_batch(tmp_path / "b.xyz", "b.xyz", "emt", LabelOptions(), tmp_path / "one.xyz")
+    two = label_batch(tmp_path / "b.xyz", "b.xyz", "emt", LabelOptions(workers=2), tmp_path / "two.xyz")
+    assert one == two
+    serial, parallel = read_frames(tmp_path / "one.xyz"), read_frames(tmp_path / "two.xyz")
+    assert [a.info["batch_index"] for a in parallel] == list(range(11))
+    assert [a.info["REF_energy"] for a in parallel] == [a.info["REF_energy"] for a in serial]
+    assert all(np.array_equal(a.arrays["REF_forces"], b.arrays["REF_forces"]) for a, b in zip(serial, parallel))
+    with pytest.raises(ValueError, match="workers is 0"):
+        label_batch(tmp_path / "b.xyz", "b.xyz", "emt", LabelOptions(workers=0), tmp_path / "zero.xyz")

@@ -34,7 +34,7 @@ def _evaluation(energy_errors, config_types, force_error=0.0):
 def test_compare_rows_put_candidate_beside_baseline_in_mev():
     candidate = _evaluation([0.001, -0.003], ["surface", "vacancy"])
     baseline = _evaluation([0.010, 0.020], ["surface", "vacancy"])
-    rows = {row["config_type"]: row for row in compare_rows(candidate, baseline, "champion")}
+    rows = {row["config_type"]: row for row in compare_rows(candidate, {"champion": baseline})}
     assert list(rows) == ["all", "surface", "vacancy"]
     assert rows["surface"]["rmse_e_mev_per_atom"] == pytest.approx(1.0)
     assert rows["vacancy"]["champion_rmse_e_mev_per_atom"] == pytest.approx(20.0)

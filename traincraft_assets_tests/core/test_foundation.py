@@ -83,3 +83,15 @@ def test_unknown_replay_set_lists_valid_names(mace_cache):
     assert "oc20" in message
     for name in ("mp", "omat", "matpes_pbe", "matpes_r2scan"):
         assert name in message
+
+
+def test_a_scratch_recipe_changes_with_any_training_setting_or_the_pool():
+    from dataclasses import replace
+
+    from traincraft_assets.core.foundation import FoundationSettings, scratch_recipe
+
+    settings = FoundationSettings(source="scratch")
+    recipe = scratch_recipe(settings, "pool-a")
+    assert recipe == scratch_recipe(FoundationSettings(source="scratch"), "pool-a")
+    assert recipe != scratch_recipe(settings, "pool-b")
+    assert recipe != scratch_recipe(replace(settings, scratch=replace(settings.scratch, seed=settings.scratch.seed + 1)), "pool-a")

@@ -18,3 +18,19 @@ def test_only_unactionable_warnings_are_filtered_once_the_package_is_imported():
     assert result.returncode == 0, result.stderr
     assert "the labels look odd" in result.stderr
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in result.stderr and "copy construct" not in result.stderr
+
+
+def test_mace_s_own_process_gets_the_same_filters_through_pythonwarnings(monkeypatch):
+    """MACE trains in a child process that does not import this package: its warnings reach the
+    run log unless its PYTHONWARNINGS filters them. A user's own PYTHONWARNINGS still applies."""
+    import os
+
+    from traincraft_assets.core.quiet import child_warning_filters
+
+    monkeypatch.setenv("PYTHONWARNINGS", "error::DeprecationWarning")
+    child = PROGRAM.replace("import traincraft_assets\n", "") + "\nimport warnings; warnings.warn('old', DeprecationWarning)\n"
+    env = {**os.environ, "PYTHONWARNINGS": child_warning_filters()}
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=env)
+    assert "the labels look odd" in result.stderr
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in result.stderr and "copy construct" not in result.stderr
+    assert result.returncode != 0 and "DeprecationWarning: old" in result.stderr  # the user's filter: an error

@@ -54,6 +54,24 @@ def test_example_run_configs_are_valid(path):
     dg.validate_run_config(job, run_config)
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "examples" / "jobs").glob("*.yaml")), ids=lambda p: p.name)
+def test_each_job_accepts_its_example_and_the_demo_settings_are_the_same(path):
+    """`dagster job execute -j <job> -c examples/jobs/<job>.yaml` (README: Jobs) is accepted as
+    is, and a job's example says what examples/demo.yaml says for its steps (label_batch's shows
+    a labeller the demo does not need)."""
+    from traincraft_assets.defs.jobs import run_config_for
+
+    job = defs.resolve_job_def(path.stem)
+    example = yaml.safe_load(path.read_text())
+    dg.validate_run_config(job, example)
+    assert example["ops"], path
+    if path.stem != "label_batch":
+        demo = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
+        assert example == run_config_for(job, demo)
+    command = f"-j {path.stem} -c examples/jobs/{path.name}"
+    assert command in path.read_text() and command in (REPO / "README.md").read_text()
+
+
 def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
     """What sensor and schedule runs (which carry no config) run with; a person's config still wins."""
     from traincraft_assets.defs.definitions import build_defs

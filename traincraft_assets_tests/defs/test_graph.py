@@ -208,3 +208,34 @@ def test_impossible_training_settings_fail_the_step_before_any_training(graph_ru
     assert "freeze must be 1-6" in description and "choose freeze or lora" in description  # all at once
     assert graph_run.latest("finetuned_model").tags["dagster/data_version"] == before
     assert not any((graph_run.store / ".training").glob("*"))  # nothing started
+
+
+def test_the_demo_ends_with_a_plain_summary_of_the_report_and_the_gates(graph_run):
+    from traincraft_assets.cli import demo_summary, latest_metadata
+    from traincraft_assets.core.gates import GATES
+    from traincraft_assets.defs.deploy.assets import gate_verdicts
+
+    report = latest_metadata(graph_run.instance, "parity_report")
+    verdicts = gate_verdicts(graph_run.instance, graph_run.latest("finetuned_model").tags["dagster/data_version"])
+    summary = demo_summary(report, verdicts)
+    assert f"{report['rmse_f_mev_per_a']:7.1f} vs {report['foundation_rmse_f_mev_per_a']:7.1f} meV/Å" in summary
+    assert f"{report['forgetting_f_ratio']:.2f}x (forces)" in summary
+    assert f"{sum(v['passed'] for v in verdicts)} of {len(GATES)} passed" in summary
+    assert all(v["reason"] in summary for v in verdicts if not v["passed"])
+    assert str(report["report_path"]) in summary and "{" not in summary  # words, not a JSON dump
+
+
+def test_a_foundation_trained_here_is_not_trained_again_for_the_same_recipe(graph_run):
+    """`--select 'not group:comparison'` re-materializes foundation_model: an unchanged scratch
+    recipe (settings and pool) re-records the stored model instead of training again."""
+    from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
+
+    first = graph_run.instance.fetch_materializations(dg.AssetKey("foundation_model"), limit=1).records[0]
+    assert first.asset_materialization.metadata["recipe"].value
+    result = graph_run.materialize(["foundation_model"], {"ops": {"foundation_model": TINY_RUN_CONFIG["ops"]["foundation_model"]}})
+    again = graph_run.latest("foundation_model")
+    assert again.metadata["reused_from_run"].value == first.run_id
+    assert again.tags["dagster/data_version"] == first.asset_materialization.tags["dagster/data_version"]
+    logs = [entry.user_message for entry in graph_run.instance.all_logs(result.run_id)]
+    assert any("instead of training again" in line for line in logs)
+    assert not any(line.startswith("epoch ") for line in logs)  # no MACE epoch ran

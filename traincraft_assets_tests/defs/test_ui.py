@@ -8,17 +8,26 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
+import yaml
 from websockets.sync.client import connect
 
-from traincraft_assets_tests.conftest import running_webserver
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_webserver
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="module")
 def webserver(graph_run):
+    # A run launched from the UI starts at once; `dagster dev` queues it for its daemon instead.
+    home = graph_run.root / "dagster_home"
+    with (home / "dagster.yaml").open("a") as config:
+        config.write("run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n")
     env = {
         "DAGSTER_HOME": str(graph_run.root / "dagster_home"),
         "TRAINCRAFT_STORE": str(graph_run.store),
@@ -142,3 +151,36 @@ def test_lineage_page_shows_the_models_inputs(webserver, tmp_path):
         assert upstream in dom, upstream
     for unrelated in ("labelled_frames", "pretraining_frames", "parity_report"):  # not direct inputs
         assert unrelated not in dom, unrelated
+
+
+def test_a_user_launches_finetune_from_the_launchpad_with_its_example_config(webserver, graph_run, page):
+    """The mission's "materialize from the Dagster UI" path: the finetune job's Launchpad, its
+    editor given examples/jobs/finetune.yaml (with the tests' tiny budget), the Launch Run
+    button; the webserver's run launcher runs it in its own process, to success. The editor is
+    filled through its own CodeMirror API, as typing would."""
+    config = yaml.safe_load((REPO / "examples" / "jobs" / "finetune.yaml").read_text())
+    config["ops"]["finetuned_model"]["config"].update(max_num_epochs=2, batch_size=4)
+    config["ops"]["replay_subset"]["config"].update(num_samples=3, num_heldout=1)
+    config["ops"]["quality_gates"] = TINY_RUN_CONFIG["ops"]["quality_gates"]
+    page.open(f"{webserver}/locations/traincraft_assets/jobs/finetune/playground", "Launch Run")
+    page.js(f"document.querySelector('.CodeMirror').CodeMirror.setValue({json.dumps(yaml.safe_dump(config))})")
+    launch = "Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() == 'Launch Run')"
+    deadline = time.monotonic() + 60
+    while page.js(f"{launch}.disabled"):  # enabled once Dagster has validated the config
+        assert time.monotonic() < deadline, page.js("document.body.innerText")[:3000]
+        time.sleep(0.5)
+    page.js(f"{launch}.click()")
+    while not (match := re.search(r"/runs/([0-9a-f-]{36})", page.js("location.href"))):
+        assert time.monotonic() < deadline + 60, "Launch Run did not open a run page"
+        time.sleep(0.5)
+    run_id = match[1]
+    page.call("Page.navigate", url="about:blank")  # the live run page would take a core while we wait
+    deadline = time.monotonic() + 600
+    while (run := graph_run.instance.get_run_by_id(run_id)).status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        assert time.monotonic() < deadline, f"run {run_id} still {run.status}"
+        time.sleep(1)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+    assert run.job_name == "finetune"
+    for asset in ("finetuned_model", "parity_report"):  # the job's model and its report, from this run
+        assert graph_run.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0].run_id == run_id, asset
+    page.open(f"{webserver}/runs/{run_id}", "Success")  # and the run page says so

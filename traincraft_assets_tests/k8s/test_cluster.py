@@ -40,7 +40,6 @@ pytestmark = pytest.mark.integration
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 NAMESPACE = "traincraft"
 GPU_STEPS = {"finetuned_model", "parity_report", "foundation_agreement", "quality_gates"}
-EPOCHS = 30  # tiny epochs take a fraction of a second: enough of them to delete a pod mid-way
 SHARED_GPU_EPOCHS = 12  # the pod is deleted right after epoch 1's checkpoint: 10 epochs to spare
 FINETUNE = TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"]
 
@@ -69,12 +68,12 @@ def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
 
 
 class Deployment:
-    def __init__(self, cluster: Cluster, instance: dg.DagsterInstance, store: Path, url: str, env: dict):
-        self.cluster, self.instance, self.store, self.url, self.env = cluster, instance, store, url, env
+    def __init__(self, cluster: Cluster, instance: dg.DagsterInstance, root: Path, store: Path, url: str, env: dict):
+        self.cluster, self.instance, self.root, self.store, self.url, self.env = cluster, instance, root, store, url, env
 
     def submit(self, *args: str, config: dict) -> subprocess.CompletedProcess | subprocess.Popen:
         """`traincraft submit` as a user types it."""
-        path = Path(tempfile.mkstemp(suffix=".yaml")[1])
+        path = Path(tempfile.mkstemp(suffix=".yaml", dir=self.root)[1])
         path.write_text(yaml.safe_dump(config))
         argv = [Path(sys.executable).parent / "traincraft", "submit", "--url", self.url, "-c", str(path), *args]
         return subprocess.Popen(argv, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -146,7 +145,7 @@ def deployment(tmp_path_factory, graph_run):
                 "TRAINCRAFT_POD_PROFILES": str(profiles_path),
             }
             with running_daemon(env, cwd=root), running_webserver(env, cwd=root) as url:
-                yield Deployment(cluster, instance, store, url, env)
+                yield Deployment(cluster, instance, root, store, url, env)
     server.cleanup()
 
 
@@ -206,10 +205,14 @@ def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
     assert model.run_id == run_id and deployment.model(model.asset_materialization).model_path.is_file()
 
 
-def test_two_trainings_share_one_gpu_and_a_deleted_training_pod_is_retried_and_resumes(deployment):
-    """Two fine-tunes launched at once against a cluster with one GPU: the second's pod waits,
-    Unschedulable, until the GPU frees. The first's pod is deleted mid-training (a lost node);
-    Dagster retries the step, the retry waits for the GPU, then resumes from MACE's checkpoint."""
+def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_run_pod(deployment):
+    """Two fine-tunes launched at once against a cluster with one GPU: the second's step pod
+    waits, Unschedulable, until the GPU frees. Mid-way through the first's training, two nodes
+    are lost: the one running the first's training pod, and the one running the second's run
+    pod (the orchestrator). Dagster retries the first's step, which waits for the GPU and then
+    resumes from MACE's checkpoint; the daemon's run monitoring resumes the second's run in a
+    new run pod, which finds its step still queued and waits for it: that training runs once,
+    uninterrupted."""
     cluster = deployment.cluster
     runs = []
     for seed in (11, 12):
@@ -231,73 +234,66 @@ def test_two_trainings_share_one_gpu_and_a_deleted_training_pod_is_retried_and_r
     else:
         pytest.fail("no GPU pod got to a checkpoint of epoch 1")
     [first] = training
-    waiting = [r for r in cluster.history.values() if r.gpus and not r.started]
-    assert len(waiting) == 1 and f"Insufficient {NVIDIA_GPU}" in waiting[0].unschedulable
+    [waiting] = [r for r in cluster.history.values() if r.gpus and not r.started]
+    assert f"Insufficient {NVIDIA_GPU}" in waiting.unschedulable
+    first_run, second_run = (_run_of_job(cluster, pod.job) for pod in (first, waiting))
+    [second_run_pod] = [r.name for r in cluster.history.values() if r.job == f"dagster-run-{second_run}"]
     cluster.delete_pod(first.name)
+    cluster.delete_pod(second_run_pod)
 
     results = [_finish(proc) for proc in runs]
     assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
-    gpu_pods = sorted((r for r in cluster.history.values() if r.gpus and r.job.startswith("dagster-step-") and r.started), key=lambda r: r.started)
-    assert len(gpu_pods) >= 3  # two trainings plus the deleted one's retry
+    steps = {j["metadata"]["name"]: step for run in (first_run, second_run) for step, jobs in deployment.step_jobs(run).items() for j in jobs}
+    gpu_pods = sorted((r for r in cluster.history.values() if r.job in steps and r.gpus and r.started), key=lambda r: r.started)
+    # two trainings plus the deleted one's retry, and each run's quality gates (finetuned_model's checks)
+    assert sorted(steps[r.job] for r in gpu_pods) == ["finetuned_model"] * 3 + ["quality_gates"] * 2
     for earlier, later in zip(gpu_pods, gpu_pods[1:]):
         assert later.started >= earlier.finished, f"{later.name} ran while {earlier.name} held the only GPU"
 
-    deleted_job = first.job
-    run_id = next(j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == deleted_job)
-    retried = deployment.step_jobs(run_id)["finetuned_model"]
-    assert [j["metadata"]["name"] for j in retried] == [deleted_job, f"{deleted_job}-1"]
-    [materialization] = [
-        r.asset_materialization
-        for r in deployment.instance.fetch_materializations(dg.AssetKey("finetuned_model"), limit=5).records
-        if r.run_id == run_id
-    ]
-    resumed = materialization.metadata["resumed_from_epoch"].value
+    # the lost training pod: its step retried in the same run, resumed from the checkpoint
+    retried = deployment.step_jobs(first_run)["finetuned_model"]
+    assert [j["metadata"]["name"] for j in retried] == [first.job, f"{first.job}-1"]
+    resumed = _materialization(deployment, first_run).metadata["resumed_from_epoch"].value
     assert resumed is not None and resumed >= 1
-    model = deployment.model(materialization)
+    model = deployment.model(_materialization(deployment, first_run))
     assert model.manifest["resumed_from_epoch"] == resumed and "--restart_latest" in model.manifest["argv"]
     # MACE's own log: epochs before the checkpoint were trained once, not again after the delete
     epochs = mace_eval_epochs(model.path)
     again = {key for key in epochs if epochs.count(key) > 1 and key[0] < resumed}
     assert not again, f"epochs before the checkpoint ({resumed}) were trained again: {sorted(again)}"
     assert {epoch for epoch, _ in epochs} == set(range(SHARED_GPU_EPOCHS))
-    step_run = deployment.instance.get_run_by_id(run_id)
-    assert step_run.status == dg.DagsterRunStatus.SUCCESS
-    for step in deployment.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records:
+    assert deployment.instance.get_run_by_id(first_run).status == dg.DagsterRunStatus.SUCCESS
+    for step in deployment.instance.get_records_for_run(first_run, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records:
         assert step.event_log_entry.step_key == "finetuned_model"
 
+    # the lost run pod: the run resumed once, in a new run pod; its one training ran through
+    run_jobs = [j["metadata"]["name"] for j in cluster.received_jobs if j["metadata"]["name"].startswith(f"dagster-run-{second_run}")]
+    pods = [(r.name, r.job, r.exit_code, r.deleted) for r in cluster.history.values() if second_run in r.job]
+    assert run_jobs == [f"dagster-run-{second_run}", f"dagster-run-{second_run}-1"], (run_jobs, pods, _run_log(deployment, second_run))
+    assert [j["metadata"]["name"] for j in deployment.step_jobs(second_run)["finetuned_model"]] == [waiting.job]
+    assert cluster.history[waiting.name].exit_code == 0 and not cluster.history[waiting.name].deleted
+    assert _materialization(deployment, second_run).metadata["resumed_from_epoch"].value == -1
+    assert deployment.instance.get_run_by_id(second_run).status == dg.DagsterRunStatus.SUCCESS
 
-def test_a_lost_run_pod_is_resumed_by_run_monitoring_and_the_training_carries_on(deployment):
-    """The run pod (the orchestrator) dies while its training step runs in its own pod: the
-    daemon's run monitoring sees the run's Job failed and resumes the run in a new run pod,
-    which finds the step still running and waits for it. The training is not started again."""
-    cluster = deployment.cluster
-    config = {"ops": {"finetuned_model": {"config": {**FINETUNE, "max_num_epochs": EPOCHS, "seed": 13}}}}
-    proc = deployment.submit("--select", "finetuned_model", "--wait", config=config)
-    deadline = time.monotonic() + 300
-    while not (training := [r for r in cluster.history.values() if r.gpus and r.started and r.finished is None]):
-        assert time.monotonic() < deadline and proc.poll() is None, "the training pod never started"
-        time.sleep(0.2)
-    [step_pod] = training
-    run_id = next(j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == step_pod.job)
-    [run_pod] = [r.name for r in cluster.history.values() if r.job == f"dagster-run-{run_id}"]
-    cluster.delete_pod(run_pod)
 
-    code, out = _finish(proc)
-    assert code == 0, out[-3000:]
-    run_jobs = [j["metadata"]["name"] for j in cluster.received_jobs if j["metadata"]["name"].startswith(f"dagster-run-{run_id}")]
-    # resumed once; if not, say what the run's own log recorded (a rare miss seen once in CI)
-    log = [
-        f"{r.event_log_entry.dagster_event.event_type_value if r.event_log_entry.dagster_event else ''}: "
-        f"{(r.event_log_entry.dagster_event.message if r.event_log_entry.dagster_event else r.event_log_entry.user_message) or ''}"[:300]
-        for r in deployment.instance.get_records_for_run(run_id, limit=1000).records
-    ]
-    pods = [(r.name, r.job, r.exit_code, r.deleted) for r in cluster.history.values() if run_id in r.job]
-    assert run_jobs == [f"dagster-run-{run_id}", f"dagster-run-{run_id}-1"], (run_jobs, pods, "\n".join(log[-60:]))
-    assert [j["metadata"]["name"] for j in deployment.step_jobs(run_id)["finetuned_model"]] == [step_pod.job]
-    assert cluster.history[step_pod.name].exit_code == 0 and not cluster.history[step_pod.name].deleted
+def _run_of_job(cluster: Cluster, job: str) -> str:
+    return next(j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == job)
+
+
+def _materialization(deployment: Deployment, run_id: str):
     [materialization] = [
         r.asset_materialization
         for r in deployment.instance.fetch_materializations(dg.AssetKey("finetuned_model"), limit=5).records
         if r.run_id == run_id
     ]
-    assert materialization.metadata["resumed_from_epoch"].value == -1  # one uninterrupted training
+    return materialization
+
+
+def _run_log(deployment: Deployment, run_id: str) -> str:
+    """The run's event log, for an assertion message: what Dagster recorded, step by step."""
+    lines = []
+    for record in deployment.instance.get_records_for_run(run_id, limit=1000).records:
+        event = record.event_log_entry.dagster_event
+        message = (event.message if event else record.event_log_entry.user_message) or ""
+        lines.append(f"{event.event_type_value if event else ''}: {message}"[:300])
+    return "\n".join(lines[-60:])

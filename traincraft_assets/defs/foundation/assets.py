@@ -9,6 +9,7 @@ from traincraft_assets.core.foundation import (
     PoolSettings,
     foundation_preview,
     load_pool,
+    scratch_recipe,
     stage_foundation,
 )
 from traincraft_assets.core.frames import elements, read_frames, summarize, write_frames
@@ -16,7 +17,7 @@ from traincraft_assets.core.replay import ReplaySettings, select_replay
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import dataset, summary_metadata
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
-from traincraft_assets.defs.lineage import materialized, require_artifact
+from traincraft_assets.defs.lineage import DATA_VERSION_TAG, latest_with, materialized, require_artifact
 from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.resources import StoreResource
 from traincraft_assets.defs.runs import training_step
@@ -70,15 +71,27 @@ register_preflight("foundation_model", FoundationConfig, lambda config, run: fou
 def foundation_model(
     context: dg.AssetExecutionContext, config: FoundationConfig, store: StoreResource
 ) -> dg.MaterializeResult:
-    """The model to fine-tune, staged once into the store so training pods never download it."""
+    """The model to fine-tune, staged once into the store so training pods never download it.
+    A foundation trained here is trained once per recipe (settings and pool): materializing it
+    again (`--select 'not group:comparison'`) re-records the stored one instead of retraining."""
     preflight(context, store)
     artifacts = store.store()
     settings = config.to_settings()
-    pool = require_artifact(context, artifacts, PretrainingFrames).frames_path if settings.source == "scratch" else None
+    pool = require_artifact(context, artifacts, PretrainingFrames) if settings.source == "scratch" else None
+    recipe = scratch_recipe(settings, pool.sha256) if pool else None
+    earlier = latest_with(context.instance, FoundationModel.asset, "recipe", recipe) if recipe else None
+    if earlier is not None and (artifacts.root / FoundationModel.asset / earlier.asset_materialization.tags[DATA_VERSION_TAG]).is_dir():
+        artifact = artifacts.open(FoundationModel, earlier.asset_materialization.tags[DATA_VERSION_TAG])
+        context.log.info(
+            f"this foundation's recipe (settings and pool) was trained in run {earlier.run_id}; reusing its "
+            f"model {artifact.sha256[:12]} instead of training again. Change `seed` or any setting to train a new one."
+        )
+        metadata = {k: v for k, v in earlier.asset_materialization.metadata.items() if k not in ("artifact_path", "artifact_sha256")}
+        return materialized(artifact, {**metadata, "reused_from_run": earlier.run_id})
     try:
         with training_step(context):
             artifact, info = artifacts.write(
-                FoundationModel, lambda out: stage_foundation(settings, pool, out, context.log.info)
+                FoundationModel, lambda out: stage_foundation(settings, pool and pool.frames_path, out, context.log.info)
             )
     except (ValueError, FileNotFoundError) as exc:  # wrong input: a retry would not help
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
@@ -93,6 +106,7 @@ def foundation_model(
             "dtype": info["dtype"],
             "r_max": info["r_max"],
             "heads": dg.MetadataValue.json(info["heads"]),
+            **({"recipe": recipe} if recipe else {}),
         },
     )
 

@@ -4,7 +4,7 @@ import math
 
 import dagster as dg
 
-from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ParityReport, ReplaySubset, Split
+from traincraft_assets.core.artifacts import ChampionModel, FinetunedModel, FoundationModel, ParityReport, ReplaySubset, Split
 from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity_report
 from traincraft_assets.core.manifest import trained_properties
 from traincraft_assets.core.metrics import to_mev
@@ -30,6 +30,16 @@ def _inputs_of_model(context, artifacts, finetuned: FinetunedModel) -> dict:
         kind: artifacts.open(kind, used[kind.asset]) if used.get(kind.asset) else latest_artifact(context, artifacts, kind)
         for kind in (Split, FoundationModel, ReplaySubset)
     }
+
+
+def _serving_champion(context, artifacts, finetuned: FinetunedModel) -> FinetunedModel | None:
+    """The champion serving now, to compare against; None before the first or when this model
+    is the champion."""
+    record = context.instance.get_latest_materialization_event(dg.AssetKey(ChampionModel.asset))
+    serving = record.asset_materialization.metadata.get("serving_finetuned_model") if record else None
+    if serving is None or serving.value == finetuned.sha256:
+        return None
+    return artifacts.open(FinetunedModel, serving.value)
 
 
 def _cell(value):
@@ -80,6 +90,7 @@ def parity_report(
         split_artifact.test_path,
         replay.heldout_path if replay is not None else None,
         config.to_settings(),
+        champion.model_path if (champion := _serving_champion(context, artifacts, finetuned)) else None,
     )
     data_versions = {
         FinetunedModel.asset: finetuned.sha256,
@@ -109,6 +120,8 @@ def parity_report(
             "replay_rmse_e_mev_per_atom": to_mev(result.replay.overall["rmse_e_per_atom"]),
             "replay_rmse_e_foundation_mev_per_atom": to_mev(result.replay_foundation.overall["rmse_e_per_atom"]),
             **forgetting,
+            **result.champion_metrics,
+            **({"champion_model": champion.sha256} if champion else {}),
             "trained_properties": dg.MetadataValue.json(trained),
             "n_replay_heldout": len(result.replay.frames),
             "beats_foundation_on_forces": better,

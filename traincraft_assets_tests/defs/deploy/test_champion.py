@@ -60,12 +60,19 @@ def test_the_champion_changes_only_on_evidence(project, graph_run, tmp_path):
     project.defs.resolve_job_def("stage_foundation").execute_in_process(instance=project.instance, run_config=stage)
 
     first = _retrain(project, _batches(tmp_path / "b1", 1, "b1"))
+    assert "champion_model" not in project.latest("parity_report").metadata  # none serves yet
     decision = decide_champion(project.instance, defs=project.defs)
     assert decision["promoted"] and decision["serving"] == first, decision["reason"]
     champion = project.latest("champion_model").metadata
     assert champion["serving_finetuned_model"].value == first
 
     second = _retrain(project, _batches(tmp_path / "b2", 2, "b2"))
+    # the challenger's report shows the serving champion beside it, on the challenger's valid frames
+    report = project.latest("parity_report").metadata
+    assert report["champion_model"].value == first and report["champion_rmse_f_mev_per_a"].value > 0
+    table = report["per_config_type"].value
+    assert "champion_rmse_f_mev_per_a" in {c.name for c in table.schema.columns}
+    assert all(row.data["champion_rmse_f_mev_per_a"] is not None for row in table.records if row.data["config_type"] == "all")
     decision = decide_champion(project.instance, defs=project.defs)
     numbers = project.latest("champion_model").metadata
     assert decision["challenger"] == second and "common valid frames" in decision["reason"], decision["reason"]

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+import threading
 from pathlib import Path
 
 from traincraft_assets.core.training.mace.results import TARGET_HEAD
+
+
+def import_export_modules() -> threading.Thread:
+    """Start importing what `deployable_model` needs, in the background: mace.tools pulls in
+    matplotlib, torchmetrics and more, most of the export's time (bench/README.md, row 1), which
+    would otherwise sit between MACE's end and the published model. Call it as training starts."""
+    thread = threading.Thread(
+        target=importlib.import_module, args=("mace.tools.scripts_utils",), name="export-imports", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def deployable_model(model_path: Path, deploy_path: Path) -> Path:

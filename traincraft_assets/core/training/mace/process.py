@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
+from traincraft_assets.core.quiet import child_warning_filters
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
 from traincraft_assets.core.training import guard
 from traincraft_assets.core.training.base import TrainingDiverged, TrainingFailed
@@ -103,7 +104,7 @@ def run_training(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "PYTHONWARNINGS": child_warning_filters(), **(env or {})},
         start_new_session=True,
     )
     assert proc.stdout is not None

@@ -9,7 +9,7 @@ from typing import Sequence
 from traincraft_assets.core.frames import read_frames, set_label, write_frames
 from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, Uses
 from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
-from traincraft_assets.core.training.mace.export import deployable_model
+from traincraft_assets.core.training.mace.export import deployable_model, import_export_modules
 from traincraft_assets.core.training.mace.process import EpochProgress, run_training
 from traincraft_assets.core.training.mace.results import (
     best_epoch,
@@ -73,6 +73,7 @@ class MaceTrainer(Trainer):
             if summary := progress(line):
                 on_output(summary)
 
+        import_export_modules()  # while MACE trains, not after
         run_training(argv, workdir, on_line)
 
     def effective_settings(self, workdir: Path) -> dict:

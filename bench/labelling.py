@@ -1,0 +1,151 @@
+"""Rows 4 and 7: labelling in parallel, and labelling's memory against the batch file's size.
+
+Row 4: label_batch with `workers: 2` vs `workers: 1`, EMT and xTB (tblite), same file.
+Row 7: peak resident memory of labelling and of merging two batches, each in a fresh process,
+above that process's memory after its imports (the kernel's peak is reset through
+/proc/self/clear_refs, so the imports' own transient peak does not hide a small file's), against
+reading the whole file at once (what labelling did before it streamed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Row, median, side_by_side, timed
+
+# Frames per labeller (several chunks of 500, so 2 workers have work to share).
+PARALLEL_FRAMES = {"quick": {"emt": 1000, "xtb": 1000}, "full": {"emt": 8000, "xtb": 2000}}
+MEMORY_FILE_MB = {"quick": 50.0, "full": 200.0}
+
+MEMORY_WAYS = {
+    "read the whole file (ase.io.read)": "frames = ase.io.read(src, ':')",
+    "label_batch (prelabelled, streamed)": "label_batch(Path(src), 'b', 'prelabelled', LabelOptions(), Path(out) / 'l.xyz')",
+    "merge two batches (streamed)": (
+        "with frame_writer(Path(out) / 'd.xyz') as write:\n"
+        "    merge_batches([iter_frames(src), iter_frames(src2)], write)"
+    ),
+}
+PRELUDE = (
+    "import sys\nfrom pathlib import Path\nimport ase.io\n"
+    "from traincraft_assets.core.dataset import merge_batches\n"
+    "from traincraft_assets.core.frames import frame_writer, iter_frames\n"
+    "from traincraft_assets.core.labelling import LabelOptions, label_batch\n"
+    "src, src2, out = sys.argv[1:4]\n"
+    "def kib(field):\n"
+    "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(field))\n"
+    "open('/proc/self/clear_refs', 'w').write('5')  # peak RSS from here on, not the imports'\n"
+    "base = kib('VmRSS:')\n"
+)
+EPILOGUE = "\nprint(kib('VmHWM:') - base)\n"  # peak resident memory above that after the imports, KiB
+
+
+def rattled_cells(n: int, seed: int, repeat: int) -> list:
+    """`n` distinct rattled fcc Cu supercells (4 x repeat**3 atoms), unlabelled."""
+    from ase.build import bulk
+
+    template = bulk("Cu", "fcc", cubic=True).repeat((repeat,) * 3)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = template.copy()
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+        frames.append(atoms)
+    return frames
+
+
+def rattled_waters(n: int, seed: int) -> list:
+    """`n` distinct rattled water molecules, unlabelled, not periodic."""
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = molecule("H2O")
+        atoms.positions += rng.normal(0, 0.03, atoms.positions.shape)
+        frames.append(atoms)
+    return frames
+
+
+def make_batch(path: Path, megabytes: float, seed: int) -> int:
+    """Rattled 108-atom Cu cells carrying one EMT-labelled cell's labels, until the file reaches
+    `megabytes`; returns frames. Memory is about sizes, so the labels need not fit the positions;
+    the positions differ, so merging keeps every frame."""
+    from traincraft_assets.core.frames import frame_writer
+    from traincraft_assets.core.labelling import LabelOptions, emt
+
+    (template,) = emt(rattled_cells(1, seed, 3), LabelOptions())
+    rng = np.random.default_rng(seed)
+    n = 0
+    with frame_writer(path) as write:
+        while path.stat().st_size < megabytes * 1e6:
+            chunk = []
+            for _ in range(50):
+                atoms = template.copy()
+                atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+                chunk.append(atoms)
+            write(chunk)
+            n += len(chunk)
+    return n
+
+
+def parallel(mode: str, repeats: int) -> list[Row]:
+    from traincraft_assets.core.frames import write_frames
+    from traincraft_assets.core.labelling import LabelOptions, label_batch
+
+    rows = []
+    for labeller, n_frames in PARALLEL_FRAMES[mode].items():
+        what = f"labelling {labeller}, 2 workers vs 1"
+        if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
+            rows.append(Row("4", what, "workers 1", "workers 2", None, None, "s", None, ">= 1.8",
+                            note="not measured (tblite not installed: pip install 'traincraft_assets[xtb]')"))
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "batch.xyz"
+            # xTB: water molecules (its SCF does not converge on rattled metal cells); EMT: 32-atom Cu
+            # cells, so labelling outweighs file I/O
+            write_frames(src, rattled_waters(n_frames, 0) if labeller == "xtb" else rattled_cells(n_frames, 0, 2))
+
+            def run(workers: int) -> float:
+                return timed(lambda: label_batch(src, "b", labeller, LabelOptions(workers=workers), Path(tmp) / "out.xyz"))
+
+            anchors, targets = side_by_side(lambda: run(1), lambda: run(2), repeats)
+        anchor, target = median(anchors), median(targets)
+        ratio = anchor / target
+        rows.append(Row("4", what, "workers 1", "workers 2", anchor, target, "s", ratio, ">= 1.8", ratio >= 1.8,
+                        f"{n_frames} frames ({n_frames // 500} chunks); speed-up = anchor s / target s",
+                        {"anchor_s": anchors, "target_s": targets}))
+    return rows
+
+
+def peak_kib(code: str, *args: str) -> int:
+    run = subprocess.run([sys.executable, "-c", PRELUDE + code + EPILOGUE, *args], capture_output=True, text=True, check=True)
+    return int(run.stdout.split()[-1])
+
+
+def memory(mode: str, repeats: int) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, src2 = Path(tmp) / "batch.xyz", Path(tmp) / "batch2.xyz"
+        n = make_batch(src, MEMORY_FILE_MB[mode], 0)
+        make_batch(src2, MEMORY_FILE_MB[mode], 10**6)
+        size_mib = src.stat().st_size / 2**20
+        args = (str(src), str(src2), tmp)
+        peaks = {name: [] for name in MEMORY_WAYS}
+        for _ in range(repeats):
+            for name, code in MEMORY_WAYS.items():
+                peaks[name].append(peak_kib(code, *args) / 1024)
+    whole = median(peaks["read the whole file (ase.io.read)"])
+    rows = []
+    for name in ("label_batch (prelabelled, streamed)", "merge two batches (streamed)"):
+        mib = median(peaks[name])
+        rows.append(Row("7", f"peak memory: {name}", "read whole file", name.split(" (")[0],
+                        whole / size_mib, mib / size_mib, "x file", mib / whole, "< 1 (bounded)", mib < whole,
+                        f"{size_mib:.0f} MiB file, {n} frames of 108 atoms; figures are peak MiB above the "
+                        "process after its imports / file MiB",
+                        {"file_mib": size_mib, "peak_mib": peaks}))
+    return rows
