@@ -187,6 +187,14 @@ def run_demo(
     return latest_metadata(instance, ParityReport.asset)
 
 
+def _versus(error: float, baseline: float) -> str:
+    """'3.1x better' or '1.4x WORSE': the factor is always >= 1, so it reads the same both ways."""
+    if min(error, baseline) <= 0:
+        return "better" if error < baseline else "WORSE" if error > baseline else "the same"
+    factor = max(error, baseline) / min(error, baseline)
+    return f"{factor:.1f}x better" if error < baseline else f"{factor:.1f}x WORSE" if error > baseline else "the same"
+
+
 def demo_summary(report: dict, verdicts: list[dict] | None) -> str:
     """The demo's closing lines, in words: the fine-tuned model against the zero-shot
     foundation, what it forgot, the gates' verdicts, and where to look next."""
@@ -194,8 +202,8 @@ def demo_summary(report: dict, verdicts: list[dict] | None) -> str:
     e, e0 = report["rmse_e_mev_per_atom"], report["foundation_rmse_e_mev_per_atom"]
     lines = [
         f"Fine-tuned vs zero-shot foundation on the valid set ({report['n_valid']} frames):",
-        f"  forces    {f:7.1f} vs {f0:7.1f} meV/Å      ({f0 / f:.1f}x {'better' if f < f0 else 'WORSE'})",
-        f"  energies  {e:7.1f} vs {e0:7.1f} meV/atom   ({e0 / e:.1f}x {'better' if e < e0 else 'WORSE'})",
+        f"  forces    {f:7.1f} vs {f0:7.1f} meV/Å      ({_versus(f, f0)})",
+        f"  energies  {e:7.1f} vs {e0:7.1f} meV/atom   ({_versus(e, e0)})",
         f"Forgetting, on {report['n_replay_heldout']} held-out frames of the foundation's own distribution: "
         f"errors {report['forgetting_f_ratio']:.2f}x (forces) and {report['forgetting_e_ratio']:.2f}x (energies) "
         "the foundation's; 1x forgets nothing.",

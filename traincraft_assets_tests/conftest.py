@@ -21,6 +21,38 @@ from traincraft_assets.core.settings import DATA_ROOTS_ENV
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 
+# The suite's time is mostly one core at a time (process start-up, MACE's 9 s import, Dagster's
+# orchestration), so two pytest workers share the two cores. One torch thread per process: tiny
+# models train no faster on two (measured), and two workers' thread pools would fight.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Files that take minutes, longest first (measured on 2 cores): the workers take them before the
+# many short files, so neither is left with a long file at the end. The rest keep their order.
+LONGEST_FIRST = (
+    "k8s/test_cluster.py",
+    "core/training/mace/test_strategies.py",
+    "test_cli.py",
+    "defs/training/test_resume.py",
+    "defs/deploy/test_champion.py",
+    "defs/test_ui.py",
+    "defs/comparison/test_compare.py",
+    "defs/automation/test_retrain_trigger.py",
+    "core/test_demo_foundation.py",
+    "test_submit.py",
+    "defs/test_graph.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    tests = Path(__file__).parent
+
+    def position(item):
+        return rank.get(Path(item.path).relative_to(tests).as_posix(), len(rank))
+
+    items.sort(key=position)  # stable: a file's tests keep their order
+
+
 # Tiny but real: a 21-frame foundation pool, 16 target frames, 2-epoch trainings.
 TINY_RUN_CONFIG = {
     "ops": {

@@ -172,7 +172,9 @@ def test_traincraft_ui_serves_this_directory_s_instance_and_leaves_no_temporary_
     env.update(TRAINCRAFT_STORE=str(tmp_path / "store"), TRAINCRAFT_INBOX=str(tmp_path / "inbox"))
     port = free_port()
     ui = subprocess.Popen([BIN / "traincraft", "ui", "--port", str(port)], env=env, cwd=tmp_path,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                          # as from a terminal, even when pytest itself runs under nohup (SIGHUP ignored, inherited)
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     query = json.dumps({"query": "{ instance { runLauncher { name } } }"}).encode()
     try:
         deadline = time.monotonic() + 120

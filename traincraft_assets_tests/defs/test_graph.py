@@ -67,7 +67,7 @@ def test_model_lineage_records_the_exact_input_versions(graph_run):
     assert "--loss" not in argv  # MACE would replace it with universal in multihead mode
     # what MACE used, from its own log: universal loss, our lr, stress fitted where frames have it
     effective = manifest["effective"]
-    assert effective["loss"]["class"] == "UniversalLoss" and effective["lr"] == 0.01
+    assert effective["loss"]["class"] == "UniversalLoss" and effective["lr"] == float(argv[argv.index("--lr") + 1])
     assert set(effective["heads"]) == {"Default", "pt_head"}
     report = graph_run.latest("parity_report").metadata
     assert report["trained_properties"].value == {h: r["fitted"] for h, r in effective["heads"].items()}
@@ -219,6 +219,9 @@ def test_the_demo_ends_with_a_plain_summary_of_the_report_and_the_gates(graph_ru
     verdicts = gate_verdicts(graph_run.instance, graph_run.latest("finetuned_model").tags["dagster/data_version"])
     summary = demo_summary(report, verdicts)
     assert f"{report['rmse_f_mev_per_a']:7.1f} vs {report['foundation_rmse_f_mev_per_a']:7.1f} meV/Å" in summary
+    f, f0 = report["rmse_f_mev_per_a"], report["foundation_rmse_f_mev_per_a"]
+    factor = max(f, f0) / min(f, f0)
+    assert f"({factor:.1f}x {'better' if f < f0 else 'WORSE'})" in summary.splitlines()[1]  # a factor >= 1, either way
     assert f"{report['forgetting_f_ratio']:.2f}x (forces)" in summary
     assert f"{sum(v['passed'] for v in verdicts)} of {len(GATES)} passed" in summary
     assert all(v["reason"] in summary for v in verdicts if not v["passed"])

@@ -14,6 +14,7 @@ from traincraft_assets.core.foundation import (
 )
 from traincraft_assets.core.frames import elements, read_frames, summarize, write_frames
 from traincraft_assets.core.replay import ReplaySettings, select_replay
+from traincraft_assets.core.store import ArtifactStore
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import dataset, summary_metadata
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
@@ -61,6 +62,17 @@ FoundationConfig = settings_config(
 register_preflight("foundation_model", FoundationConfig, lambda config, run: foundation_preview(config.to_settings(), run.roots)[1])
 
 
+def _trained_before(context: dg.AssetExecutionContext, artifacts: ArtifactStore, recipe: str):
+    """The latest materialization of this recipe and its model, if the store still holds it."""
+    earlier = latest_with(context.instance, FoundationModel.asset, "recipe", recipe)
+    if earlier is None:
+        return None, None
+    try:
+        return earlier, artifacts.open(FoundationModel, earlier.asset_materialization.tags[DATA_VERSION_TAG])
+    except FileNotFoundError:  # the store was cleaned since: train it again
+        return None, None
+
+
 @dg.asset(
     deps=[pretraining_frames],
     code_version="1",
@@ -79,9 +91,8 @@ def foundation_model(
     settings = config.to_settings()
     pool = require_artifact(context, artifacts, PretrainingFrames) if settings.source == "scratch" else None
     recipe = scratch_recipe(settings, pool.sha256) if pool else None
-    earlier = latest_with(context.instance, FoundationModel.asset, "recipe", recipe) if recipe else None
-    if earlier is not None and (artifacts.root / FoundationModel.asset / earlier.asset_materialization.tags[DATA_VERSION_TAG]).is_dir():
-        artifact = artifacts.open(FoundationModel, earlier.asset_materialization.tags[DATA_VERSION_TAG])
+    earlier, artifact = _trained_before(context, artifacts, recipe) if recipe else (None, None)
+    if artifact is not None:
         context.log.info(
             f"this foundation's recipe (settings and pool) was trained in run {earlier.run_id}; reusing its "
             f"model {artifact.sha256[:12]} instead of training again. Change `seed` or any setting to train a new one."

@@ -29,7 +29,12 @@ REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
 
 EPOCHS = 30  # tiny epochs take a fraction of a second: enough of them to kill the step mid-way
-FINETUNE = {"ops": {"finetuned_model": {"config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": EPOCHS}}}}
+FINETUNE = {
+    "ops": {
+        "finetuned_model": {"config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": EPOCHS}},
+        "quality_gates": TINY_RUN_CONFIG["ops"]["quality_gates"],  # finetuned_model's checks run with it
+    }
+}
 
 STEP = textwrap.dedent(
     """\
@@ -156,7 +161,7 @@ def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_reru
 def test_ctrl_c_during_training_stops_mace_and_ends_the_run_canceled(prepared):
     """Ctrl-C in the shell running `dagster asset materialize` (SIGINT to its process)."""
     project, _ = prepared
-    other_seed = {"ops": {"finetuned_model": {"config": {**FINETUNE["ops"]["finetuned_model"]["config"], "seed": 1}}}}
+    other_seed = {"ops": {**FINETUNE["ops"], "finetuned_model": {"config": {**FINETUNE["ops"]["finetuned_model"]["config"], "seed": 1}}}}
     step, workdir = _training_step_in_its_own_process(project, other_seed)
     models = project.store / "finetuned_model"
     models_before = set(models.iterdir()) if models.exists() else set()

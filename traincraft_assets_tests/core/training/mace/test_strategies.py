@@ -59,12 +59,13 @@ def _same(a, b, prefix):
     return all(bool((a[k] == b[k]).all()) for k in keys)
 
 
-@pytest.mark.parametrize("depth", [5, 6])
-def test_freeze_keeps_frozen_blocks_equal_to_the_foundation(inputs, tmp_path, depth):
-    result, _, _ = _train(inputs, tmp_path, strategy="naive", freeze=depth)
+def test_freeze_keeps_frozen_blocks_equal_to_the_foundation(inputs, tmp_path):
+    """The comparison's `frozen` arm (--freeze 5): interactions fixed, products and readouts
+    trained. Other depths differ only in MACE's count (test_command.py renders them)."""
+    result, _, _ = _train(inputs, tmp_path, strategy="naive", freeze=5)
     before, after = _params(inputs.foundation_model), _params(result.model_path)
     assert _same(before, after, "interactions.")
-    assert _same(before, after, "products.") == (depth >= 6)
+    assert not _same(before, after, "products.")
     assert not _same(before, after, "readouts.")
 
 
@@ -136,15 +137,14 @@ def test_scratch_uses_the_foundation_e0s(inputs, tmp_path):
     assert "--foundation_model" not in result.argv
 
 
-@pytest.mark.parametrize("strategy", ["naive", "multihead"])
-def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not_rerun(
-    inputs, tmp_path, monkeypatch, strategy
-):
+def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not_rerun(inputs, tmp_path, monkeypatch):
     """What a lost GPU node looks like to the next attempt: the work directory holds MACE's
     checkpoints; the rerun continues from the latest one (epochs before it are not trained
-    again, read from MACE's results) and says so; a third attempt after success runs nothing."""
+    again, read from MACE's results) and says so; a third attempt after success runs nothing.
+    Naive here; multihead resumes through the whole step in defs/training/test_resume.py and
+    k8s/test_cluster.py."""
     trainer = get_trainer("mace")
-    settings = TrainSettings(strategy=strategy, max_num_epochs=4, batch_size=4, dtype="float32", lr=0.01)
+    settings = TrainSettings(strategy="naive", max_num_epochs=4, batch_size=4, dtype="float32", lr=0.01)
     workdir = tmp_path / "work"
 
     def stop_after_a_later_epoch(line):
