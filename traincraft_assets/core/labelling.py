@@ -291,6 +291,13 @@ def _label_chunk(label: Labeller, options: LabelOptions, chunk: list[Atoms]) -> 
     return labelled
 
 
+def _share_cores(threads: int) -> None:
+    """A worker's start: its share of the cores for labellers that thread with OpenMP (tblite),
+    unless the user set OMP_NUM_THREADS. Without it each worker's library starts a thread per
+    core and the workers' threads contend: 2 xTB workers took 3-15x longer than one process."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
 def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: LabelOptions) -> Iterator[list[Atoms]]:
     """The chunks labelled, in file order. With `workers` > 1 they are labelled in that many
     fresh processes (spawned: the caller may hold threads, e.g. torch's, that fork would copy
@@ -301,7 +308,8 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
             yield _label_chunk(label, options, chunk)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    with ProcessPoolExecutor(options.workers, mp_context=context, initializer=_share_cores, initargs=(threads,)) as pool:
         pending = deque()
         try:
             for chunk in stamped:
