@@ -189,10 +189,11 @@ def run_demo(
 
 def _versus(error: float, baseline: float) -> str:
     """'3.1x better' or '1.4x WORSE': the factor is always >= 1, so it reads the same both ways."""
-    if min(error, baseline) <= 0:
-        return "better" if error < baseline else "WORSE" if error > baseline else "the same"
-    factor = max(error, baseline) / min(error, baseline)
-    return f"{factor:.1f}x better" if error < baseline else f"{factor:.1f}x WORSE" if error > baseline else "the same"
+    if error == baseline:
+        return "the same"
+    word = "better" if error < baseline else "WORSE"
+    low, high = sorted((error, baseline))
+    return f"{high / low:.1f}x {word}" if low > 0 else word
 
 
 def demo_summary(report: dict, verdicts: list[dict] | None) -> str:

@@ -283,8 +283,7 @@ def parity(
     replay_ft, replay_fnd = both(known_frames(held, ft_model))
     valid_champion = None
     if champion_model is not None:
-        champion = load_model(champion_model, device)
-        valid_champion = evaluate(champion, valid_frames, model_head(getattr(champion, "heads", ["Default"])), settings.batch_size, device)
+        valid_champion = evaluate(load_model(champion_model, device), valid_frames, None, settings.batch_size, device)
     return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows, valid_champion)
 
 

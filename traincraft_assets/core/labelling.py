@@ -258,6 +258,10 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     return _to_ref_keys(labelled)
 
 
+def _workers_problem(workers: int) -> str:
+    return f"workers is {workers}; expected 1 (label in this process) or more."
+
+
 def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path]) -> list[str]:
     """What would stop `labeller` before it reads a frame: an unknown name, `xtb` without
     tblite, a `command` that is missing, cannot be found, or runs a script from outside the
@@ -265,7 +269,7 @@ def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path
     if labeller not in LABELLERS:
         return [f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."]
     if options.workers < 1:
-        return [f"workers is {options.workers}; expected 1 (label in this process) or more."]
+        return [_workers_problem(options.workers)]
     if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
         return ["labeller 'xtb' needs tblite, not installed here: pip install 'traincraft_assets[xtb]'."]
     if labeller != "command":
@@ -345,7 +349,7 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
             f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
         )
     if options.workers < 1:
-        raise ValueError(f"workers is {options.workers}; expected 1 (label in this process) or more.")
+        raise ValueError(_workers_problem(options.workers))
     size_gib = Path(path).stat().st_size / 2**30
     if size_gib > options.max_file_gib:
         raise BatchError(
