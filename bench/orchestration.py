@@ -100,7 +100,7 @@ def run_direct(argv: list[str], scratch: Path) -> float:
 
 
 def measure(root: Path, mode: str, repeats: int, device: str = "cpu", label: str = "1") -> list[Row]:
-    config = demo_config(EPOCHS[mode])
+    config = demo_config(EPOCHS[mode], mode)
     config["ops"]["finetuned_model"]["config"]["device"] = device
     with Project(root) as project:
         prepare(project, config, FRAMES_PER_KIND[mode])

@@ -23,7 +23,7 @@ def end_to_end(config: dict, frames_per_kind: int) -> float:
 
 
 def measure(mode: str, repeats: int) -> list[Row]:
-    config = demo_config(EPOCHS[mode])
+    config = demo_config(EPOCHS[mode], mode)
     base = BASE_FRAMES_PER_KIND[mode]
     times = {scale: [] for scale in SCALES}
     for _ in range(repeats):  # scales interleaved: load drift hits each alike

@@ -296,10 +296,17 @@ def _label_chunk(label: Labeller, options: LabelOptions, chunk: list[Atoms]) -> 
 
 
 def _share_cores(threads: int) -> None:
-    """A worker's start: its share of the cores for labellers that thread with OpenMP (tblite),
-    unless the user set OMP_NUM_THREADS. Without it each worker's library starts a thread per
-    core and the workers' threads contend: 2 xTB workers took 3-15x longer than one process."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    """A worker's start: its share of the threads, for labellers that thread with OpenMP
+    (tblite). Without it each worker's library starts a thread per core and the workers' threads
+    contend: 2 xTB workers took 3-15x longer than one process."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _thread_budget() -> int:
+    """The threads this process may use: OMP_NUM_THREADS where set (a Kubernetes pod gets its CPU
+    quota there, defs/k8s/profiles.py; os.cpu_count() would count the whole node), else the cores."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else os.cpu_count() or 1
 
 
 def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: LabelOptions) -> Iterator[list[Atoms]]:
@@ -312,7 +319,7 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
             yield _label_chunk(label, options, chunk)
         return
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    threads = max(1, _thread_budget() // options.workers)
     with ProcessPoolExecutor(options.workers, mp_context=context, initializer=_share_cores, initargs=(threads,)) as pool:
         pending = deque()
         try:

@@ -332,8 +332,9 @@ class Cluster:
             if value.startswith("/") and any(value == m or value.startswith(m + "/") or m.startswith(value + "/") for m in mounts):
                 env[key] = str(root / value.lstrip("/"))
         env["PATH"] = self.exec_path  # a host path: never rewritten
-        if "OMP_NUM_THREADS" in os.environ:  # no cgroup here: containers share the host's cores and its thread setting
-            env.setdefault("OMP_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+        if "OMP_NUM_THREADS" in os.environ:  # no cgroup here: every node is this host, with the host's threads at most
+            host = int(os.environ["OMP_NUM_THREADS"])
+            env["OMP_NUM_THREADS"] = str(min(host, int(env.get("OMP_NUM_THREADS", host))))
         argv = (container.get("command") or []) + (container.get("args") or [])
         log = open(pod_dir / "log", "wb")
         self._procs[name] = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -187,12 +187,14 @@ def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
             # k8s/manifests/pod-profiles.yaml's gpu profile, as the API received it
             assert limits[NVIDIA_GPU] == "1" and limits["memory"] == "64Gi", step
             assert container["resources"]["requests"]["cpu"] == "8"
+            assert {"name": "OMP_NUM_THREADS", "value": "8"} in container["env"]  # threads = the pod's CPUs
             assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
             assert [t["key"] for t in spec["tolerations"]] == [NVIDIA_GPU]
             assert any(v["name"] == "dshm" and v["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"} for v in spec["volumes"])
             assert record.node == "gpu-node"
         else:
             assert NVIDIA_GPU not in limits and limits.get("memory") == "16Gi", step
+            assert {"name": "OMP_NUM_THREADS", "value": "2"} in container["env"]
             assert not spec.get("tolerations") and not spec.get("nodeSelector")
             assert record.node == "cpu-node"
         # what every pod gets from the launcher config (k8s/dagster.yaml): store, security

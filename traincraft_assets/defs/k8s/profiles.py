@@ -49,15 +49,36 @@ class PodProfile:
             return None
         return dg.RetryPolicy(max_retries=self.retries, delay=self.retry_delay_s, backoff=dg.Backoff.EXPONENTIAL)
 
+    def threads(self) -> int | None:
+        """OMP_NUM_THREADS for the pod: its CPU limit, else its request, in whole cores, shared
+        by the training's processes (one per GPU); at least one. A container sees every core of
+        its node, so torch and OpenMP would start a thread per node core and contend for the few
+        the pod may use."""
+        quantity = self.cpu_limit or self.cpu
+        if quantity is None:
+            return None
+        text = str(quantity).strip()
+        try:
+            cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        except ValueError:
+            raise ProfileError(
+                f"cpu {quantity!r} is not a Kubernetes CPU quantity; expected cores such as \"4\", \"1.5\" or \"500m\"."
+            ) from None
+        return max(1, int(cores) // max(1, self.gpus))
+
     def k8s_config(self) -> dict:
         """The value of the `dagster-k8s/config` tag."""
         requests = {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v}
         limits = {k: v for k, v in (("cpu", self.cpu_limit), ("memory", self.memory_limit)) if v}
         container: dict = {"resources": {"requests": requests, "limits": limits}}
+        threads = self.threads()
+        env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
         if self.gpus:
             requests[NVIDIA_GPU] = limits[NVIDIA_GPU] = str(self.gpus)
             # a training in this pod runs one process per GPU (core/training/mace/command.py)
-            container["env"] = [{"name": TRAINING_PROCESSES_ENV, "value": str(self.gpus)}]
+            env[TRAINING_PROCESSES_ENV] = str(self.gpus)
+        if env:
+            container["env"] = [{"name": k, "value": v} for k, v in env.items()]
         pod: dict = {}
         if self.node_selector:
             pod["node_selector"] = dict(self.node_selector)
@@ -107,6 +128,10 @@ def load_profiles(path: Path | None) -> dict[str, PodProfile]:
             value = getattr(profiles[name], whole)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ProfileError(f"{path}: profile {name!r} field {whole!r} must be a whole number >= 0, found {value!r}.")
+        try:
+            profiles[name].threads()
+        except ProfileError as exc:
+            raise ProfileError(f"{path}: profile {name!r}: {exc}") from None
         delay = profiles[name].retry_delay_s
         if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
             raise ProfileError(f"{path}: profile {name!r} field 'retry_delay_s' must be a number of seconds >= 0, found {delay!r}.")

@@ -14,7 +14,7 @@ import pytest
 from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
 from traincraft_assets import defs
-from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, ProfileError, load_profiles
+from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, PodProfile, ProfileError, load_profiles
 
 GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report", "champion_model", "strategy_arm"}
 REPO = Path(__file__).resolve().parents[3]
@@ -42,7 +42,9 @@ def test_training_and_evaluation_steps_ask_for_a_gpu_and_tolerate_gpu_nodes(asse
     shm = [v for v in pod.volumes if v.name == "dshm"]
     assert shm and shm[0].empty_dir.medium == "Memory" and shm[0].empty_dir.size_limit == "8Gi"
     assert any(m.mount_path == "/dev/shm" for m in container.volume_mounts)
-    assert {e.name: e.value for e in container.env}["TRAINCRAFT_TRAINING_PROCESSES"] == "1"  # one rank per GPU
+    env = {e.name: e.value for e in container.env}
+    assert env["TRAINCRAFT_TRAINING_PROCESSES"] == "1"  # one rank per GPU
+    assert env["OMP_NUM_THREADS"] == "4"  # the pod's 4 CPUs, not a thread per core of the node
     assert op.pool == "gpu"  # the instance's limit on this pool caps concurrent GPU steps
     assert op.retry_policy is None  # locally a failed training is a real failure
 
@@ -53,7 +55,22 @@ def test_data_steps_stay_on_cpu(asset):
     [container] = pod.containers
     assert "nvidia.com/gpu" not in (container.resources.limits or {})
     assert container.resources.requests == {"cpu": "1", "memory": "4Gi"}
+    assert {e.name: e.value for e in container.env}["OMP_NUM_THREADS"] == "1"
     assert not pod.tolerations and op.pool is None
+
+
+@pytest.mark.parametrize(
+    "fields, threads",
+    [({"cpu": "8"}, 8), ({"cpu": "1.5"}, 1), ({"cpu": "500m"}, 1), ({"cpu": "2", "cpu_limit": "6"}, 6), ({}, None),
+     ({"cpu": "16", "gpus": 4}, 4), ({"cpu": "2", "gpus": 4}, 1)],
+)
+def test_a_pods_threads_are_its_cpus_in_whole_cores(fields, threads):
+    """OMP_NUM_THREADS from the CPU limit, else the request, shared by the training's processes
+    (one per GPU): torch and OpenMP in a container otherwise start a thread per core of the
+    whole node, in each process."""
+    profile = PodProfile(**fields)
+    env = {e["name"]: e["value"] for e in profile.k8s_config()["container_config"].get("env", [])}
+    assert env.get("OMP_NUM_THREADS") == (None if threads is None else str(threads))
 
 
 def test_a_profiles_file_overrides_fields_and_keeps_the_rest(tmp_path):
@@ -79,6 +96,7 @@ def test_a_profiles_file_overrides_fields_and_keeps_the_rest(tmp_path):
         ("cpu:\n  retries: 1.5\n", "'retries' must be a whole number >= 0, found 1.5"),
         ("gpu:\n  retry_delay_s: soon\n", "'retry_delay_s' must be a number of seconds >= 0, found 'soon'"),
         ("- gpu\n", "expected a mapping"),
+        ("cpu:\n  cpu: four\n", "profile 'cpu': cpu 'four' is not a Kubernetes CPU quantity"),
     ],
 )
 def test_a_bad_profiles_file_names_the_file_and_the_field(tmp_path, text, expected):
@@ -109,7 +127,10 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
     tags = json.loads(tag)  # tags hold JSON text
     limits = tags["container_config"]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"
-    assert tags["container_config"]["env"] == [{"name": "TRAINCRAFT_TRAINING_PROCESSES", "value": "4"}]
+    # four ranks share the pod's 4 CPUs: one thread each
+    assert tags["container_config"]["env"] == [
+        {"name": "OMP_NUM_THREADS", "value": "1"}, {"name": "TRAINCRAFT_TRAINING_PROCESSES", "value": "4"}
+    ]
 
 
 def test_every_step_of_the_graph_has_a_pod_profile():
