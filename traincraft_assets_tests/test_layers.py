@@ -1,13 +1,15 @@
 """The layer rules of design.md, checked on the source: a change that breaks one fails here,
 not in a reviewer's head.
 
-- core is plain Python: no Dagster import.
+- core is plain Python: no Dagster import, also at run time (the package's `defs` is lazy).
 - defs talks to the trainer interface and registry only: no `mace` and no backend subpackage.
 - no defs module spells a store file name: paths come from the catalogue (core/artifacts.py).
 - no Literal in defs lists choices: they are derived from core's types.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,17 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", _modules("core"), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_core_does_not_import_dagster(path):
     assert not {name for name in _imports(path) if name.split(".")[0].startswith("dagster")}
+
+
+def test_the_science_runs_without_importing_dagster():
+    """Labelling workers are spawned Pythons that import core.labelling: importing the package
+    must not build the Dagster definitions (3 s per worker before it labels a frame)."""
+    program = (
+        "import sys\nimport traincraft_assets.core.labelling, traincraft_assets.core.evaluation\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
+    )
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("path", _modules("defs"), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -22,6 +22,18 @@ def test_dagster_loads_the_module_without_errors():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_defs_stays_the_definitions_once_the_defs_subpackage_is_imported():
+    """Python binds an imported subpackage on its parent: `traincraft_assets.defs` the package
+    must not replace `traincraft_assets.defs` the Definitions, which `defs` builds lazily."""
+    program = (
+        "import traincraft_assets.defs.jobs\nimport dagster\nimport traincraft_assets\n"
+        "from traincraft_assets import defs\n"
+        "print(type(defs).__name__, type(traincraft_assets.defs).__name__, 'defs' in dir(traincraft_assets))"
+    )
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.split() == ["Definitions", "Definitions", "True"]
+
+
 def test_assets_have_typed_config_code_versions_and_jobs():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
