@@ -79,7 +79,7 @@ def save(path: Path, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 10 minutes on 2 CPU cores")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, every row: 14-16 minutes on 2 idle CPU cores")
     parser.add_argument("--rows", type=parse_rows, default=sorted(ROWS), help="comma-separated rows, e.g. 1,2")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"

@@ -312,7 +312,9 @@ def _thread_budget() -> int:
 def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: LabelOptions) -> Iterator[list[Atoms]]:
     """The chunks labelled, in file order. With `workers` > 1 they are labelled in that many
     fresh processes (spawned: the caller may hold threads, e.g. torch's, that fork would copy
-    half-way), at most `workers` chunks in flight so memory stays bounded."""
+    half-way). At most `workers` + 1 chunks are in flight, so memory stays bounded: the extra one
+    waits queued, so a worker that finishes starts on it while this process checks and writes
+    the chunk before (with only `workers` in flight, each worker idled through that)."""
     label = LABELLERS[labeller]
     if options.workers <= 1 or labeller == "prelabelled":
         for chunk in stamped:
@@ -325,7 +327,7 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
         try:
             for chunk in stamped:
                 pending.append(pool.submit(_label_chunk, label, options, chunk))
-                if len(pending) >= options.workers:
+                if len(pending) > options.workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

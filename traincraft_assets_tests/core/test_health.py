@@ -4,7 +4,7 @@ import numpy as np
 from ase import Atoms
 
 from traincraft_assets.core.frames import set_label
-from traincraft_assets.core.health import dataset_problems, energy_scales, force_scales, frame_problems, uncovered_elements
+from traincraft_assets.core.health import closest_pair, dataset_problems, energy_scales, force_scales, frame_problems, uncovered_elements
 from traincraft_assets_tests.core.helpers import cu_bulk, labelled
 
 BATCH, INDEX = "dft_round_3", 17
@@ -142,6 +142,37 @@ def test_atom_overlapping_its_own_periodic_image():
     assert len(primitive) == 1
     text = _only(frame_problems(primitive), "positions")
     assert "0.255" in text
+
+
+def test_closest_pair_agrees_with_ase_on_every_kind_of_cell():
+    """The overlap check's fast search finds what ASE's full neighbour search finds: in
+    molecules, bulk, slabs periodic in two directions, skewed cells, atoms outside the cell,
+    and cells thinner than the cutoff (an atom overlapping images beyond the next cell)."""
+    from ase.build import bulk, fcc111, molecule
+    from ase.neighborlist import neighbor_list
+
+    rng = np.random.default_rng(11)
+    skewed = Atoms("Cu3", cell=[[3.0, 0, 0], [2.7, 1.2, 0], [0.4, 0.3, 2.6]], pbc=True)
+    skewed.positions = rng.uniform(-2, 5, (3, 3))  # partly outside the cell
+    thin = Atoms("Cu2", positions=[[0, 0, 0], [1.0, 1.0, 0.1]], cell=[3.0, 3.0, 0.35], pbc=True)
+    frames = [molecule("CH3CH2OH"), bulk("Cu", "fcc", a=3.6).repeat(2), fcc111("Cu", (2, 2, 3), vacuum=5.0), skewed, thin]
+    checked = 0
+    for frame in frames:
+        for _ in range(20):
+            atoms = frame.copy()
+            atoms.positions += rng.normal(0, 0.4, atoms.positions.shape)
+            for cutoff in (0.5, 1.0, 2.0):
+                i, j, d = neighbor_list("ijd", atoms, cutoff)
+                pair = closest_pair(atoms, cutoff)
+                if len(d) == 0:
+                    assert pair is None
+                    continue
+                checked += 1
+                assert pair is not None and pair[0] <= pair[1]
+                assert abs(pair[2] - d.min()) < 1e-9
+                nearest = {(a, b) for a, b, x in zip(i, j, d) if abs(x - d.min()) < 1e-9}
+                assert (pair[0], pair[1]) in nearest
+    assert checked > 100  # the comparison saw many overlaps, not only clean frames
 
 
 def _scales(factor: float, noise: float = 0.0, zero_labels: bool = False):
