@@ -209,6 +209,12 @@ def demo_summary(report: dict, verdicts: list[dict] | None) -> str:
         f"errors {report['forgetting_f_ratio']:.2f}x (forces) and {report['forgetting_e_ratio']:.2f}x (energies) "
         "the foundation's; 1x forgets nothing.",
     ]
+    if "replay_head_forgetting_f_ratio" in report:
+        lines.append(
+            f"  Its replay head, which predicts the foundation's theory as those labels do: "
+            f"{report['replay_head_forgetting_f_ratio']:.2f}x (forces) and {report['replay_head_forgetting_e_ratio']:.2f}x "
+            "(energies). The fine-tuned head's errors there also hold the change of theory it learned."
+        )
     if verdicts is None:
         lines.append("Quality gates: not all have judged this model yet.")
     else:

@@ -20,7 +20,7 @@ from ase import Atoms
 
 from traincraft_assets.core.artifacts import ParityReport
 from traincraft_assets.core.device import Device, resolve_device
-from traincraft_assets.core.foundation import model_head
+from traincraft_assets.core.foundation import REPLAY_HEAD, model_head
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.metrics import Prediction, error_ratio, errors_by_config_type, to_mev
 from traincraft_assets.core.plots import figure_thumbnail_base64, learning_curve_figure, parity_figure, save_figure
@@ -179,6 +179,10 @@ class Parity:
     replay_foundation: Evaluation
     test_rows: list[dict]
     valid_champion: Evaluation | None = None
+    # A multihead model's replay head on the held-out replay frames. It predicts the foundation's
+    # level of theory, as their labels are, so it shows what the shared layers kept; the target
+    # head's errors there also hold the change of theory the model was fine-tuned to learn.
+    replay_head: Evaluation | None = None
 
     @property
     def metrics(self) -> dict:
@@ -222,6 +226,20 @@ class Parity:
         }
 
     @property
+    def replay_head_errors(self) -> dict:
+        """The replay head's held-out replay RMSE in meV, and over the foundation's (empty: no
+        replay head)."""
+        if self.replay_head is None:
+            return {}
+        kept, fnd = self.replay_head.overall, self.replay_foundation.overall
+        return {
+            "replay_head_rmse_e_mev_per_atom": to_mev(kept["rmse_e_per_atom"]),
+            "replay_head_rmse_f_mev_per_a": to_mev(kept["rmse_f"]),
+            "replay_head_forgetting_e_ratio": error_ratio(kept["rmse_e_per_atom"], fnd["rmse_e_per_atom"]),
+            "replay_head_forgetting_f_ratio": error_ratio(kept["rmse_f"], fnd["rmse_f"]),
+        }
+
+    @property
     def beats_foundation_on_forces(self) -> bool:
         metrics = self.metrics
         return metrics["rmse_f_mev_per_a"] < metrics["foundation_rmse_f_mev_per_a"]
@@ -242,6 +260,7 @@ class Parity:
                 "foundation_rmse_e_mev_per_atom": to_mev(fnd["rmse_e_per_atom"]),
                 "foundation_rmse_f_mev_per_a": to_mev(fnd["rmse_f"]),
                 **self.forgetting,
+                **self.replay_head_errors,
             },
             "finetuned_head": self.head,
             "trained_properties": trained,
@@ -280,11 +299,15 @@ def parity(
         test_ft, test_fnd = both(test_frames)
         test_rows = compare_rows(test_ft, {"foundation": test_fnd})
     held = read_frames(heldout) if heldout is not None and heldout.is_file() else []
-    replay_ft, replay_fnd = both(known_frames(held, ft_model))
+    held = known_frames(held, ft_model)
+    replay_ft, replay_fnd = both(held)
+    replay_head = None
+    if REPLAY_HEAD in getattr(ft_model, "heads", []) and held:
+        replay_head = evaluate(ft_model, held, REPLAY_HEAD, settings.batch_size, device)
     valid_champion = None
     if champion_model is not None:
         valid_champion = evaluate(load_model(champion_model, device), valid_frames, None, settings.batch_size, device)
-    return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows, valid_champion)
+    return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows, valid_champion, replay_head)
 
 
 def write_parity_report(

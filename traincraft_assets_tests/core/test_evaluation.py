@@ -67,6 +67,27 @@ def test_parity_metrics_and_report_carry_the_contract_keys():
     assert [row["config_type"] for row in report["rows"]] == ["all", "a", "b"]
 
 
+def test_a_multihead_models_replay_head_is_reported_beside_its_target_head_on_the_replay_frames():
+    """The target head learned another theory than the replay frames' labels; the replay head
+    predicts theirs, so its ratio is what the shared layers kept."""
+    valid = _evaluation([0.001], ["a"], force_error=0.02)
+    replay_foundation = _evaluation([0.001], ["bulk"], force_error=0.01)
+    target_head = _evaluation([0.4], ["bulk"], force_error=0.06)  # the change of theory
+    replay_head = _evaluation([0.002], ["bulk"], force_error=0.012)
+    result = Parity("Default", valid, valid, target_head, replay_foundation, [], replay_head=replay_head)
+    kept = {"replay_head_forgetting_e_ratio": 2.0, "replay_head_forgetting_f_ratio": 1.2}
+    assert result.replay_head_errors == pytest.approx(
+        {**kept, "replay_head_rmse_e_mev_per_atom": 2.0, "replay_head_rmse_f_mev_per_a": 12.0}
+    )
+    assert result.forgetting["forgetting_f_ratio"] == pytest.approx(6.0)
+    held = result.report({}, {})["replay_heldout"]
+    assert held["replay_head_forgetting_f_ratio"] == pytest.approx(1.2)
+    assert held["replay_head_rmse_f_mev_per_a"] == pytest.approx(12.0) and held["rmse_f_mev_per_a"] == pytest.approx(60.0)
+    single_head = Parity("Default", valid, valid, target_head, replay_foundation, [])
+    assert single_head.replay_head_errors == {}
+    assert "replay_head_forgetting_f_ratio" not in single_head.report({}, {})["replay_heldout"]
+
+
 def test_known_frames_drops_frames_with_elements_the_model_lacks():
     model = SimpleNamespace(atomic_numbers=[29, 28])  # Cu, Ni
     frames = [Atoms("Cu2"), Atoms("CuNi"), Atoms("CuAl"), Atoms("Zr")]

@@ -40,6 +40,20 @@ def test_forgetting_gates_energy_as_well_as_forces():
     assert unmeasured.passed and unmeasured.numbers == {"measured": False} and "not measured" in unmeasured.reason
 
 
+def test_a_multihead_model_is_judged_on_its_replay_head():
+    """Fine-tuned to another level of theory, the target head differs from the replay frames'
+    labels by that change (the demo: 425 meV/atom); the replay head predicts their theory."""
+    theory_changed = {**REPORT["replay_heldout"], "rmse_e_mev_per_atom": 425.0, "rmse_f_mev_per_a": 66.0}
+    assert not gates.forgetting({**REPORT, "replay_heldout": theory_changed}, ratio=1.5).passed  # one head
+    kept = {**theory_changed, "replay_head_rmse_e_mev_per_atom": 2.8, "replay_head_rmse_f_mev_per_a": 60.0}
+    verdict = gates.forgetting({**REPORT, "replay_heldout": kept}, ratio=1.5)
+    assert verdict.passed and "replay head" in verdict.reason
+    assert verdict.numbers["energy_ratio"] == pytest.approx(2.8 / 2.5) and verdict.numbers["judged_on_replay_head"]
+    assert verdict.numbers["rmse_e_mev_per_atom"] == 425.0  # the target head's numbers stay in view
+    forgot = gates.forgetting({**REPORT, "replay_heldout": {**kept, "replay_head_rmse_e_mev_per_atom": 25.0}}, ratio=1.5)
+    assert not forgot.passed and "replay head: energy RMSE 25.00 vs foundation 2.50" in forgot.reason
+
+
 def test_a_nan_anywhere_in_the_learning_curve_fails():
     curve = [{"epoch": 0, "loss": 1.0, "rmse_f": 0.1}, {"epoch": 1, "loss": float("nan"), "rmse_f": 0.1}]
     verdict = gates.learning_curve(curve)

@@ -1,6 +1,7 @@
 """The whole graph, materialized for real with tiny settings (see conftest.graph_run)."""
 
 import json
+import math
 from pathlib import Path
 
 import dagster as dg
@@ -223,6 +224,9 @@ def test_the_demo_ends_with_a_plain_summary_of_the_report_and_the_gates(graph_ru
     factor = max(f, f0) / min(f, f0)
     assert f"({factor:.1f}x {'better' if f < f0 else 'WORSE'})" in summary.splitlines()[1]  # a factor >= 1, either way
     assert f"{report['forgetting_f_ratio']:.2f}x (forces)" in summary
+    # the session's model is multihead: its replay head is scored on the same frames
+    assert math.isfinite(report["replay_head_forgetting_f_ratio"])
+    assert f"Its replay head, which predicts the foundation's theory as those labels do: {report['replay_head_forgetting_f_ratio']:.2f}x" in summary
     assert f"{sum(v['passed'] for v in verdicts)} of {len(GATES)} passed" in summary
     assert all(v["reason"] in summary for v in verdicts if not v["passed"])
     assert str(report["report_path"]) in summary and "{" not in summary  # words, not a JSON dump

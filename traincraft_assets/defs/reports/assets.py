@@ -103,13 +103,19 @@ def parity_report(
     artifact, figures = artifacts.write(
         ParityReport, lambda out: write_parity_report(result, out, data_versions, trained, curve)
     )
-    metrics, forgetting = result.metrics, result.forgetting
+    metrics, forgetting, kept = result.metrics, result.forgetting, result.replay_head_errors
     better = result.beats_foundation_on_forces
+    kept_note = (
+        f"; its replay head (the foundation's theory): forces {kept['replay_head_forgetting_f_ratio']:.2f}x, "
+        f"energies {kept['replay_head_forgetting_e_ratio']:.2f}x"
+        if kept
+        else ""
+    )
     context.log.info(
         f"valid force RMSE: fine-tuned {metrics['rmse_f_mev_per_a']:.1f} meV/Å vs zero-shot "
         f"foundation {metrics['foundation_rmse_f_mev_per_a']:.1f} meV/Å "
         f"({'better' if better else 'NOT better'}); held-out replay (forgetting) vs the foundation: "
-        f"forces {forgetting['forgetting_f_ratio']:.2f}x, energies {forgetting['forgetting_e_ratio']:.2f}x"
+        f"forces {forgetting['forgetting_f_ratio']:.2f}x, energies {forgetting['forgetting_e_ratio']:.2f}x{kept_note}"
     )
     return materialized(
         artifact,
@@ -120,6 +126,7 @@ def parity_report(
             "replay_rmse_e_mev_per_atom": to_mev(result.replay.overall["rmse_e_per_atom"]),
             "replay_rmse_e_foundation_mev_per_atom": to_mev(result.replay_foundation.overall["rmse_e_per_atom"]),
             **forgetting,
+            **kept,
             **result.champion_metrics,
             **({"champion_model": champion.sha256} if champion else {}),
             "trained_properties": dg.MetadataValue.json(trained),

@@ -33,9 +33,8 @@ CONFIG = {
 
 def _batches(directory, seed, prefix, scale_forces=1.0):
     """The demo's Cu structures, relabelled at the foundation's own level of theory (EMT): this
-    test is about the champion's rules, and the demo target's deeper cohesion makes a 6-epoch
-    multihead model forget replay energies many times over, which gate_forgetting rightly
-    refuses (README: the demo's numbers)."""
+    test is about the champion's rules, not about a change of theory (README: the demo's
+    forgetting numbers)."""
     paths = []
     for path in write_target_batches(directory, frames_per_kind=4, seed=seed):
         frames = LABELLERS["emt"](read_frames(path), LabelOptions())
