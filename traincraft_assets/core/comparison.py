@@ -23,6 +23,7 @@ import numpy as np
 from traincraft_assets.core.artifacts import StrategyComparison
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
+from traincraft_assets.core.foundation import REPLAY_HEAD
 from traincraft_assets.core.frames import read_frames, write_frames
 from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.core.plots import (
@@ -88,9 +89,18 @@ def arm_settings(arm: str, training: TrainSettings, foundation_info: dict | None
 
 
 def _scores(model, valid, forgetting, settings: CompareSettings, device: str) -> dict:
+    """Errors of the model's target head on the valid and forgetting frames, and of a multihead
+    model's replay head on the forgetting frames (NaN without one): the forgetting frames carry
+    the foundation's theory, which only the replay head predicts (evaluation.Parity)."""
+    forgetting = known_frames(forgetting, model)
+    replay_head = REPLAY_HEAD in getattr(model, "heads", [])
     out = {}
-    for name, frames in (("valid", valid), ("forgetting", known_frames(forgetting, model))):
-        errors = evaluate(model, frames, None, settings.eval_batch_size, device).overall if frames else {}
+    for name, frames, head in (
+        ("valid", valid, None),
+        ("forgetting", forgetting, None),
+        ("forgetting_replay_head", forgetting if replay_head else [], REPLAY_HEAD),
+    ):
+        errors = evaluate(model, frames, head, settings.eval_batch_size, device).overall if frames else {}
         out[f"{name}_rmse_e_mev_per_atom"] = to_mev(errors.get("rmse_e_per_atom", float("nan")))
         out[f"{name}_rmse_f_mev_per_a"] = to_mev(errors.get("rmse_f", float("nan")))
     return out
@@ -160,6 +170,8 @@ TABLE_COLUMNS = (
     ("valid_rmse_f_mev_per_a", "valid F (meV/Å)"),
     ("forgetting_rmse_e_mev_per_atom", "forgetting E (meV/atom)"),
     ("forgetting_rmse_f_mev_per_a", "forgetting F (meV/Å)"),
+    ("forgetting_replay_head_rmse_e_mev_per_atom", "replay head: forgetting E"),
+    ("forgetting_replay_head_rmse_f_mev_per_a", "replay head: forgetting F"),
     ("wall_s", "wall (s)"),
 )
 
@@ -182,7 +194,7 @@ def comparison_rows(records: Sequence[dict]) -> list[dict]:
     """Every model's row, in arm order then size; without argv and effective settings."""
     order = {arm: i for i, arm in enumerate(ARM_NAMES)}
     rows = [
-        {key: row[key] for key, _ in TABLE_COLUMNS}
+        {key: row.get(key, float("nan")) for key, _ in TABLE_COLUMNS}  # results.json from before a column: n/a
         for record in records
         for row in record["rows"]
     ]
@@ -206,7 +218,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
 def findings(rows: Sequence[dict]) -> dict:
     """The comparisons the field makes, computed from the rows (None where an arm is missing):
     fine-tuned vs zero-shot on valid forces, forgetting of multihead and naive relative to the
-    foundation, fine-tuning vs scratch at the smallest size, foundation vs averaged E0s."""
+    foundation (and of multihead's replay head), fine-tuning vs scratch at the smallest size, foundation vs averaged E0s."""
     by = {(r["arm"], r["n_train"]): r for r in rows}
     sizes = sorted({r["n_train"] for r in rows if r["arm"] != ZERO_SHOT})
     zero = by.get((ZERO_SHOT, 0))
@@ -235,6 +247,10 @@ def findings(rows: Sequence[dict]) -> dict:
             )
             out[f"{arm}_forgetting_e_ratio"] = ratio(
                 get(arm, largest, "forgetting_rmse_e_mev_per_atom"), zero["forgetting_rmse_e_mev_per_atom"]
+            )
+        for quantity, key in (("f", "rmse_f_mev_per_a"), ("e", "rmse_e_mev_per_atom")):
+            out[f"multihead_replay_head_forgetting_{quantity}_ratio"] = ratio(
+                get("multihead", largest, f"forgetting_replay_head_{key}"), zero[f"forgetting_{key}"]
             )
     for arm in ("multihead", "naive"):
         out[f"scratch_over_{arm}_valid_f_at_{smallest}"] = ratio(

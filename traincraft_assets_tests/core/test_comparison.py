@@ -1,5 +1,7 @@
 """The comparison's bookkeeping: sizes, arms' settings, refusing to mix unlike arms, findings."""
 
+import math
+
 import pytest
 
 from traincraft_assets.core.comparison import (
@@ -41,6 +43,8 @@ def _record(arm, settings="a", valid_f=50.0):
              "forgetting_rmse_f_mev_per_a": 40.0}]
     if arm == "zero_shot":
         rows[0]["n_train"] = 0
+    if arm == "multihead":  # scored on its replay head too
+        rows[0].update(forgetting_replay_head_rmse_e_mev_per_atom=1.0, forgetting_replay_head_rmse_f_mev_per_a=20.0)
     return {"arm": arm, "rows": rows, "settings": {"x": settings}, "data_versions": {"split": "s"}}
 
 
@@ -59,6 +63,10 @@ def test_findings_compute_the_ratios_the_field_reports():
     out = findings(rows)
     assert out["zero_shot_over_best_finetuned_valid_f"] == 3.0  # 150 / 50
     assert out["multihead_forgetting_f_ratio"] == 1.0
+    assert out["multihead_replay_head_forgetting_f_ratio"] == 0.5  # 20 vs the foundation's 40
+    assert math.isnan(rows[1]["forgetting_replay_head_rmse_f_mev_per_a"])  # naive: no replay head
+    assert "| multihead | 10 | 5.0 | 60.0 | 3.0 | 40.0 | 1.0 | 20.0 | 1.0 |" in markdown_table(rows)
+    assert "| naive | 10 | 5.0 | 50.0 | 3.0 | 40.0 | n/a | n/a | 1.0 |" in markdown_table(rows)
     assert out["scratch_over_multihead_valid_f_at_10"] == 1.5
     assert out["average_over_foundation_e0s_valid_f_at_10"] == 1.1
     assert "| zero_shot | 0 | 5.0 | 150.0 |" in markdown_table(rows)

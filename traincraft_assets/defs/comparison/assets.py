@@ -24,6 +24,7 @@ from traincraft_assets.defs.foundation.assets import foundation_model, replay_su
 from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
 from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
 from traincraft_assets.defs.preflight import preflight, register_preflight
+from traincraft_assets.defs.reports.assets import table_cell
 from traincraft_assets.defs.resources import StoreResource
 from traincraft_assets.defs.runs import training_step
 
@@ -62,6 +63,8 @@ ROW_COLUMNS = (
     ("valid_rmse_f_mev_per_a", "float", "meV/Å, target valid frames"),
     ("forgetting_rmse_e_mev_per_atom", "float", "meV/atom, frames the foundation never trained on"),
     ("forgetting_rmse_f_mev_per_a", "float", "meV/Å, frames the foundation never trained on"),
+    ("forgetting_replay_head_rmse_e_mev_per_atom", "float", "meV/atom, the same frames, multihead's replay head"),
+    ("forgetting_replay_head_rmse_f_mev_per_a", "float", "meV/Å, the same frames, multihead's replay head"),
     ("wall_s", "float", "training seconds"),
 )
 
@@ -69,7 +72,7 @@ ROW_COLUMNS = (
 def _rows_table(rows: list[dict], with_arm: bool) -> dg.MetadataValue:
     columns = ([("arm", "string", "strategy")] if with_arm else []) + list(ROW_COLUMNS)
     return dg.MetadataValue.table(
-        [dg.TableRecord({name: row[name] for name, _, _ in columns}) for row in rows],
+        [dg.TableRecord({name: table_cell(row.get(name, float("nan"))) for name, _, _ in columns}) for row in rows],
         dg.TableSchema(columns=[dg.TableColumn(name, kind, description=text) for name, kind, text in columns]),
     )
 

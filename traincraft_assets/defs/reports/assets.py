@@ -42,7 +42,7 @@ def _serving_champion(context, artifacts, finetuned: FinetunedModel) -> Finetune
     return artifacts.open(FinetunedModel, serving.value)
 
 
-def _cell(value):
+def table_cell(value):
     """NaN (no frame of that kind carries the label) as an empty cell: the UI cannot parse a
     record holding NaN and hides the whole row. meV to 0.01, as the table is read."""
     if isinstance(value, float):
@@ -56,7 +56,7 @@ def _table(rows: list[dict]) -> dg.MetadataValue:
         dg.TableColumn("n_frames", "int"),
         *[dg.TableColumn(k, "float") for k in rows[0] if k not in ("config_type", "n_frames")],
     ]
-    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in rows]
+    records = [dg.TableRecord({k: table_cell(v) for k, v in row.items()}) for row in rows]
     return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
 
 

@@ -6,6 +6,7 @@ Four of the six trained arms run here (`--arms`), the ones the findings compare;
 real in core/training/mace/test_strategies.py. The table then names the arms left out."""
 
 import json
+import math
 
 import pytest
 
@@ -84,10 +85,14 @@ def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comp
     for row in rows:
         for key in ("valid_rmse_e_mev_per_atom", "valid_rmse_f_mev_per_a", "forgetting_rmse_f_mev_per_a"):
             assert 0 < row[key] < 1e5, (row["arm"], key)
+        # only a multihead model has a replay head to score on the foundation's theory
+        assert math.isfinite(row["forgetting_replay_head_rmse_f_mev_per_a"]) == (row["arm"] == "multihead"), row["arm"]
     artifact = content["artifact"]
     for path in (artifact.error_plot_path, artifact.forgetting_plot_path):
         assert path.read_bytes()[:4] == b"\x89PNG"
-    assert set(content["findings"]) >= {"zero_shot_over_best_finetuned_valid_f", "multihead_forgetting_f_ratio"}
+    assert set(content["findings"]) >= {
+        "zero_shot_over_best_finetuned_valid_f", "multihead_forgetting_f_ratio", "multihead_replay_head_forgetting_f_ratio"
+    }
     metadata = project.latest("strategy_comparison").metadata
     assert len(metadata["table"].value.records) == len(rows)
     assert metadata["arms_missing"].value == LEFT_OUT  # said, not silently dropped
