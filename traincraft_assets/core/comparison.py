@@ -218,7 +218,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
 def findings(rows: Sequence[dict]) -> dict:
     """The comparisons the field makes, computed from the rows (None where an arm is missing):
     fine-tuned vs zero-shot on valid forces, forgetting of multihead and naive relative to the
-    foundation (and of multihead's replay head), fine-tuning vs scratch at the smallest size, foundation vs averaged E0s."""
+    foundation (and of multihead's replay head), fine-tuning vs scratch at the smallest size,
+    foundation vs averaged E0s."""
     by = {(r["arm"], r["n_train"]): r for r in rows}
     sizes = sorted({r["n_train"] for r in rows if r["arm"] != ZERO_SHOT})
     zero = by.get((ZERO_SHOT, 0))
