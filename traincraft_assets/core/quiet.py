@@ -1,7 +1,12 @@
-"""Warnings from dependencies that tell a user of this tool nothing they can act on, filtered
-once, by message, when the package is imported: a new or different warning still shows."""
+"""Warnings, log lines and progress bars from dependencies that tell a user of this tool nothing
+they can act on, filtered once, by message, when the package is imported: a new or different
+warning still shows."""
 
+import contextlib
+import io
+import logging
 import os
+import re
 import warnings
 
 UNACTIONABLE = (
@@ -10,12 +15,35 @@ UNACTIONABLE = (
     # inside MACE's model constructor and its TorchScript compilation
     (UserWarning, r"To copy construct from a tensor"),
     (UserWarning, r"The TorchScript type system doesn't support instance-level annotations"),
+    # fpsample, under MACE's FPS, shrinking its internal search window when 16 or fewer are picked
+    (UserWarning, r"k is too large, set to"),
 )
+
+UNACTIONABLE_LOGS = (
+    # MACECalculator, when the quality gates run their MD in float64 on a float32 model: on purpose
+    r"^Default dtype float64 does not match model dtype float32, converting models to float64",
+)
+
+
+class _DropUnactionableLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(re.search(pattern, record.getMessage()) for pattern in UNACTIONABLE_LOGS)
 
 
 def silence_unactionable_warnings() -> None:
     for category, message in UNACTIONABLE:
         warnings.filterwarnings("ignore", message=message, category=category)
+    root = logging.getLogger()  # MACE logs through the root logger
+    if not any(isinstance(f, _DropUnactionableLogs) for f in root.filters):
+        root.addFilter(_DropUnactionableLogs())
+
+
+@contextlib.contextmanager
+def without_progress_bars():
+    """Drop what a dependency writes to stderr inside the block: tqdm bars of a step that takes
+    seconds (MACE's FPS descriptors) would fill the demo's output and the run log."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def child_warning_filters() -> str:

@@ -62,12 +62,14 @@ def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtyp
     from mace.cli.fine_tuning_select import FPS, calculate_descriptors
 
     from traincraft_assets.core.foundation import describe_model
+    from traincraft_assets.core.quiet import without_progress_bars
 
     head = describe_model(model_path)["head"]
     calc = MACECalculator(model_paths=model_path, device=device, default_dtype=dtype, head=head)
     work = [atoms.copy() for atoms in frames]
-    calculate_descriptors(work, calc)
-    return [int(i) for i in FPS(work, n).run()]
+    with without_progress_bars():
+        calculate_descriptors(work, calc)
+        return [int(i) for i in FPS(work, n).run()]
 
 
 def select_replay(

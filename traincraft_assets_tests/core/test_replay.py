@@ -1,4 +1,5 @@
-"""select_replay with random subselection (no model needed)."""
+"""select_replay: filtering and random subselection (no model needed), and FPS on the shipped
+demo foundation's descriptors."""
 
 import pytest
 from ase import Atoms
@@ -129,3 +130,16 @@ def test_heldout_comes_from_frames_never_trained_on_when_the_pool_has_them():
     without = _select(pool, ["Cu"], 5, "random", "combinations", num_heldout=7)
     assert without.heldout_source == "unselected pool frames"
     assert not set(_ids(without.heldout)) & set(_ids(without.selected))
+
+
+def test_fps_picks_spread_frames_on_the_foundations_descriptors_without_progress_bars(capfd):
+    """MACE's FPS on the shipped demo foundation; its tqdm bars (two per selection) stay out of
+    the user's terminal and the run log."""
+    from traincraft_assets.core.demo import SHIPPED_FOUNDATION_DIR, pretraining_frames
+
+    pool = [atoms for atoms in pretraining_frames(4) if set(atoms.get_chemical_symbols()) == {"Cu"}]
+    settings = ReplaySettings(num_samples=2, subselect="fps", filtering="combinations", num_heldout=0, device="cpu")
+    chosen = select_replay(pool, ["Cu"], settings, str(SHIPPED_FOUNDATION_DIR / "foundation.model"), "float32")
+    assert len({id(a) for a in chosen.selected}) == 2 and all(any(a is b for b in pool) for a in chosen.selected)
+    err = capfd.readouterr().err
+    assert "Calculate descriptors" not in err and "Assembling descriptors" not in err

@@ -24,9 +24,16 @@ from traincraft_assets.core.training.base import TrainConfigError, TrainInputs
 from traincraft_assets.core.training.mace.settings import TrainSettings
 
 # Flags this module sets from typed config or needs to find MACE's outputs; `extra` may not
-# replace them (e.g. force_mh_ft_lr False would silently restore MACE's lr/EMA overrides).
+# replace them (e.g. force_mh_ft_lr False would silently restore MACE's lr/EMA overrides, and
+# --lr would leave the typed `lr` saying one thing while MACE trained with another).
 # The value says where the setting comes from ("-": from the run itself).
+TYPED_FLAGS = (
+    "lr", "batch_size", "valid_batch_size", "max_num_epochs", "ema_decay", "weight_decay", "energy_weight",
+    "forces_weight", "stress_weight", "dipole_weight", "polarizability_weight", "lora_rank", "lora_alpha",
+    "num_channels", "max_L", "r_max", "num_interactions", "correlation",
+)
 MANAGED_FLAGS = {
+    **{flag: flag for flag in TYPED_FLAGS},
     "name": "-", "work_dir": "-", "model_dir": "-", "log_dir": "-", "checkpoints_dir": "-",
     "results_dir": "-", "downloads_dir": "-", "train_file": "the split", "valid_file": "the split",
     "test_file": "the split", "pt_train_file": "the replay subset", "foundation_model": "the foundation model",

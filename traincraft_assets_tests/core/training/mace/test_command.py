@@ -277,21 +277,23 @@ def test_property_heads_from_scratch(files, make_inputs, mace_parser, heads, lab
 
 
 def test_extra_overrides_in_place_and_adds_flags(files, make_inputs, mace_parser):
+    """Flags without a typed field (here --eval_interval, --error_table) are replaced where
+    they were; new ones come after."""
     plain = render_args(TrainSettings(), make_inputs(), files["workdir"], "finetuned")
-    extra = {"lr": "0.05", "--max_num_epochs": "3", "num_workers": "2", "swa": ""}
+    extra = {"eval_interval": "2", "--error_table": "PerAtomMAE", "num_workers": "2", "swa": ""}
     argv = render_args(TrainSettings(extra=extra), make_inputs(), files["workdir"], "finetuned")
     f = flags(argv)  # no duplicate flags
-    assert argv.count("--lr") == 1 and f["lr"] == "0.05"
-    assert argv.index("--lr") == plain.index("--lr")  # overridden where it was
-    assert argv.index("--max_num_epochs") == plain.index("--max_num_epochs")
-    assert f["max_num_epochs"] == "3"
+    assert argv.count("--eval_interval") == 1 and f["eval_interval"] == "2"
+    assert argv.index("--eval_interval") == plain.index("--eval_interval")  # overridden where it was
+    assert argv.index("--error_table") == plain.index("--error_table")
+    assert f["error_table"] == "PerAtomMAE" != flags(plain)["error_table"]
     assert f["num_workers"] == "2"
     assert "swa" in f and f["swa"] is None  # "" renders a bare flag
     order, plain_order = list(f), list(flags(plain))
     assert order[: len(plain_order)] == plain_order  # same flags in the same order
     assert order[len(plain_order) :] == ["num_workers", "swa"]  # new ones after
     parsed = mace_parser.parse_args(argv)
-    assert parsed.lr == 0.05 and parsed.swa is True and parsed.max_num_epochs == 3
+    assert parsed.eval_interval == 2 and parsed.swa is True and parsed.error_table == "PerAtomMAE"
 
 
 # ---- rejections ----------------------------------------------------------------------------
@@ -464,7 +466,8 @@ def test_reject_freeze_that_would_freeze_everything(files, make_inputs):
 
 
 @pytest.mark.parametrize(
-    "flag, field", [("force_mh_ft_lr", "lr / ema_decay"), ("--train_file", "split"), ("E0s", "e0s")]
+    "flag, field",
+    [("force_mh_ft_lr", "lr / ema_decay"), ("--train_file", "split"), ("E0s", "e0s"), ("--lr", "lr"), ("max_num_epochs", "max_num_epochs")],
 )
 def test_reject_extra_overriding_managed_flags(files, make_inputs, flag, field):
     message = _rejected(TrainSettings(extra={flag: "False"}), make_inputs(), files["workdir"])
