@@ -16,7 +16,7 @@ UNACTIONABLE = (
     (UserWarning, r"To copy construct from a tensor"),
     (UserWarning, r"The TorchScript type system doesn't support instance-level annotations"),
     # fpsample, under MACE's FPS, shrinking its internal search window when 16 or fewer are picked
-    (UserWarning, r"k is too large, set to"),
+    (UserWarning, r"k is too large"),  # no comma: PYTHONWARNINGS splits its filters at commas
 )
 
 UNACTIONABLE_LOGS = (

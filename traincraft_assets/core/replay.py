@@ -42,6 +42,22 @@ class ReplaySelection:
     heldout_source: str
 
 
+def replay_shortfall(n_replay: int, n_train: int) -> str | None:
+    """Advice when multihead replay trains on fewer replay frames than target frames: each epoch
+    then updates the replay head less often than the shared layers move toward the target, and
+    it forgets. On the demo (README), 24 replay frames for 94 target training frames ended at
+    1.46x the foundation's force error on its held-out frames, 96 at 0.79x."""
+    if n_replay >= n_train:
+        return None
+    return (
+        f"{n_replay} replay frames for {n_train} target training frames: with fewer replay frames than target "
+        "frames, multihead replay updates its replay head less often than the shared layers move, and it forgets "
+        "(the demo: 24 replay frames for 94 training frames ended at 1.46x the foundation's force error on "
+        "held-out frames, 96 at 0.79x). MACE's guide: replay as many frames as you can afford; raise "
+        "replay_subset's num_samples, or give it a larger pool."
+    )
+
+
 def filter_pool(pool: Sequence[Atoms], target_elements: Sequence[str], filtering: Filtering) -> list[Atoms]:
     from mace.cli.fine_tuning_select import FilteringType, filter_atoms
 

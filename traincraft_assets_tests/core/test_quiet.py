@@ -41,3 +41,4 @@ def test_mace_s_own_process_gets_the_same_filters_through_pythonwarnings(monkeyp
     assert "the labels look odd" in result.stderr
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in result.stderr and "copy construct" not in result.stderr
     assert result.returncode != 0 and "DeprecationWarning: old" in result.stderr  # the user's filter: an error
+    assert "Invalid -W option" not in result.stderr  # every filter parses (a comma in one would split it)

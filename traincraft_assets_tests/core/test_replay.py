@@ -143,3 +143,12 @@ def test_fps_picks_spread_frames_on_the_foundations_descriptors_without_progress
     assert len({id(a) for a in chosen.selected}) == 2 and all(any(a is b for b in pool) for a in chosen.selected)
     err = capfd.readouterr().err
     assert "Calculate descriptors" not in err and "Assembling descriptors" not in err
+
+
+def test_a_replay_set_smaller_than_the_training_side_gets_advice_naming_both_counts_and_the_fix():
+    from traincraft_assets.core.replay import replay_shortfall
+
+    advice = replay_shortfall(24, 94)
+    assert advice.startswith("24 replay frames for 94 target training frames")
+    assert "num_samples" in advice and "forgets" in advice
+    assert replay_shortfall(96, 94) is None and replay_shortfall(94, 94) is None

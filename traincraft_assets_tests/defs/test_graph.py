@@ -170,6 +170,20 @@ def test_replay_subset_holds_only_target_elements_with_reference_labels(graph_ru
     assert not {fingerprint(a) for a in selected} & {fingerprint(a) for a in heldout}
 
 
+def test_finetuning_warns_when_it_replays_fewer_frames_than_it_trains_on(graph_run):
+    """The tiny graph replays 3 frames for a dozen target frames: the run log says so, with the
+    fix, before MACE starts."""
+    import logging
+
+    record = graph_run.instance.fetch_materializations(dg.AssetKey("finetuned_model"), limit=1).records[0]
+    n_train = int(graph_run.latest("split").metadata["n_train"].value)
+    entries = [e for e in graph_run.instance.all_logs(record.run_id) if e.step_key == "finetuned_model"]
+    warning = next(e for e in entries if e.level == logging.WARNING and "replay frames for" in e.user_message)
+    assert f"3 replay frames for {n_train} target training frames" in warning.user_message
+    assert "raise replay_subset's num_samples" in warning.user_message
+    assert warning.timestamp < next(e.timestamp for e in entries if e.user_message.startswith("epoch "))
+
+
 def test_checks_ran_and_passed_on_demo_data(graph_run):
     for check in ("dataset_health", "foundation_energy_consistency"):
         record = graph_run.instance.event_log_storage.get_latest_asset_check_execution_by_key(

@@ -20,8 +20,9 @@ import ase.data
 
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
 from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.frames import REF_KEYS, elements, get_label, labels_present, read_frames
+from traincraft_assets.core.frames import REF_KEYS, count_frames, elements, get_label, labels_present, read_frames
 from traincraft_assets.core.manifest import utc_now, write_manifest
+from traincraft_assets.core.replay import replay_shortfall
 from traincraft_assets.core.settings import load_settings
 from traincraft_assets.core.training.base import OnOutput, TrainConfigError, Trainer, TrainInputs, TrainResult
 from traincraft_assets.core.training.workdir import WorkdirLock
@@ -54,6 +55,12 @@ class TrainingPlan:
     inputs: TrainInputs
     split_sizes: dict[str, int]
     workdir: Path  # survives the process: a rerun of the same training resumes here
+    replay_frames: int = 0
+
+    @property
+    def replay_shortfall(self) -> str | None:
+        """Advice when the replay set is smaller than the training side (core.replay)."""
+        return replay_shortfall(self.replay_frames, self.split_sizes["train"]) if self.upstream.replay else None
 
     def release(self) -> None:
         """Remove the work directory, once the model is published."""
@@ -99,7 +106,8 @@ def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root
     trainer.validate(settings, inputs)
     sizes = {side: len(f) for side, f in sides.items()}
     workdir = Path(work_root) / training_key(trainer, settings, upstream)
-    return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir)
+    replay = count_frames(upstream.replay.selected_path) if upstream.replay else 0
+    return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir, replay)
 
 
 @dataclass(frozen=True)
