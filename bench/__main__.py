@@ -1,11 +1,12 @@
 """python -m bench [--quick] [--rows 1,2]: run the rows, print the table, write
-bench/results/<date>-<host>.json (bench/README.md says what each row measures)."""
+bench/results/<date>-<host>-<cpu>.json (bench/README.md says what each row measures)."""
 
 from __future__ import annotations
 
 import argparse
 import fcntl
 import json
+import re
 import tempfile
 import time
 import traceback
@@ -39,6 +40,13 @@ def parse_rows(text: str) -> list[int]:
     if not rows or any(r not in ROWS for r in rows):
         raise argparse.ArgumentTypeError(f"expected row numbers from {sorted(ROWS)}, comma-separated (e.g. 1,2); got {text!r}")
     return rows
+
+
+def machine_name(host: dict) -> str:
+    """The results file's machine: host name and CPU model (VMs of one name may be different
+    hardware, and a day's file merges the rows of its runs, which must share a machine)."""
+    cpu = re.sub(r"\(R\)|\(TM\)|processor|cpu|@.*", "", host["cpu"], flags=re.IGNORECASE)
+    return "-".join([host["hostname"], *re.findall(r"[a-z0-9]+", cpu.lower())[:3]])
 
 
 def _figure(value: float | None) -> str:
@@ -79,7 +87,7 @@ def save(path: Path, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, every row: 14-16 minutes on 2 idle CPU cores")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, every row: 8-16 minutes on 2 idle CPU cores, by machine")
     parser.add_argument("--rows", type=parse_rows, default=sorted(ROWS), help="comma-separated rows, e.g. 1,2")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, seconds, failed = [], {}, []
     now = datetime.now(timezone.utc)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{now:%Y-%m-%d}-{host['hostname']}{'-quick' if args.quick else ''}.json"
+    path = RESULTS / f"{now:%Y-%m-%d}-{machine_name(host)}{'-quick' if args.quick else ''}.json"
     for number in args.rows:
         name, run = ROWS[number]
         print(f"row {number}: {name} ...", flush=True)
