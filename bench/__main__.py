@@ -46,7 +46,7 @@ def machine_name(host: dict) -> str:
     """The results file's machine: host name and CPU model (VMs of one name may be different
     hardware, and a day's file merges the rows of its runs, which must share a machine)."""
     cpu = re.sub(r"\(R\)|\(TM\)|processor|cpu|@.*", "", host["cpu"], flags=re.IGNORECASE)
-    return "-".join([host["hostname"], *re.findall(r"[a-z0-9]+", cpu.lower())[:3]])
+    return "-".join(re.findall(r"[a-z0-9]+", f"{host['hostname']} {cpu}".lower())) or "unknown"
 
 
 def _figure(value: float | None) -> str:
@@ -87,7 +87,7 @@ def save(path: Path, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, every row: 8-16 minutes on 2 idle CPU cores, by machine")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, every row: 7.7-16 minutes on 2 idle CPU cores, by machine")
     parser.add_argument("--rows", type=parse_rows, default=sorted(ROWS), help="comma-separated rows, e.g. 1,2")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"

@@ -3,7 +3,7 @@ they can act on, filtered once, by message, when the package is imported: a new 
 warning still shows."""
 
 import contextlib
-import io
+import functools
 import logging
 import os
 import re
@@ -27,7 +27,11 @@ UNACTIONABLE_LOGS = (
 
 class _DropUnactionableLogs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(re.search(pattern, record.getMessage()) for pattern in UNACTIONABLE_LOGS)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: let logging's handler report it, as without this filter
+            return True
+        return not any(re.search(pattern, message) for pattern in UNACTIONABLE_LOGS)
 
 
 def silence_unactionable_warnings() -> None:
@@ -39,10 +43,14 @@ def silence_unactionable_warnings() -> None:
 
 
 @contextlib.contextmanager
-def without_progress_bars():
-    """Drop what a dependency writes to stderr inside the block: tqdm bars of a step that takes
-    seconds (MACE's FPS descriptors) would fill the demo's output and the run log."""
-    with contextlib.redirect_stderr(io.StringIO()):
+def without_progress_bars(module):
+    """Inside the block, `module`'s tqdm bars are off: MACE's FPS draws two for a step of
+    seconds, which would fill the demo's output and the run log. Its warnings still show."""
+    from unittest import mock
+
+    from tqdm import tqdm
+
+    with mock.patch.object(module, "tqdm", functools.partial(tqdm, disable=True)):
         yield
 
 

@@ -75,6 +75,7 @@ def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtyp
             "subselect: random."
         ) from exc
     from mace.calculators import MACECalculator
+    from mace.cli import fine_tuning_select
     from mace.cli.fine_tuning_select import FPS, calculate_descriptors
 
     from traincraft_assets.core.foundation import describe_model
@@ -83,7 +84,7 @@ def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtyp
     head = describe_model(model_path)["head"]
     calc = MACECalculator(model_paths=model_path, device=device, default_dtype=dtype, head=head)
     work = [atoms.copy() for atoms in frames]
-    with without_progress_bars():
+    with without_progress_bars(fine_tuning_select):
         calculate_descriptors(work, calc)
         return [int(i) for i in FPS(work, n).run()]
 

@@ -12,6 +12,7 @@ warnings.warn("k is too large, set to 4", UserWarning)
 warnings.warn("the labels look odd", UserWarning)
 import logging
 logging.warning("Default dtype float64 does not match model dtype float32, converting models to float64.")
+logging.warning("%d", "a")  # a malformed call: logging reports it and the program goes on
 logging.warning("the model looks odd")
 """
 
