@@ -55,12 +55,14 @@ class TrainingPlan:
     inputs: TrainInputs
     split_sizes: dict[str, int]
     workdir: Path  # survives the process: a rerun of the same training resumes here
-    replay_frames: int = 0
 
     @property
     def replay_shortfall(self) -> str | None:
-        """Advice when the replay set is smaller than the training side (core.replay)."""
-        return replay_shortfall(self.replay_frames, self.split_sizes["train"]) if self.upstream.replay else None
+        """Advice when the replay set is smaller than the training side (core.replay); the
+        replay file is counted only here, so plans that never ask (the comparison's) do not."""
+        if self.inputs.replay_file is None:
+            return None
+        return replay_shortfall(count_frames(self.inputs.replay_file), self.split_sizes["train"])
 
     def release(self) -> None:
         """Remove the work directory, once the model is published."""
@@ -106,8 +108,7 @@ def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root
     trainer.validate(settings, inputs)
     sizes = {side: len(f) for side, f in sides.items()}
     workdir = Path(work_root) / training_key(trainer, settings, upstream)
-    replay = count_frames(upstream.replay.selected_path) if upstream.replay else 0
-    return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir, replay)
+    return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir)
 
 
 @dataclass(frozen=True)

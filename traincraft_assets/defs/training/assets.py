@@ -93,8 +93,9 @@ def finetuned_model(
         plan = plan_training(trainer, settings, upstream, artifacts.work_root)
     except TrainConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    if plan.replay_shortfall:
-        context.log.warning(plan.replay_shortfall)
+    shortfall = plan.replay_shortfall
+    if shortfall:
+        context.log.warning(shortfall)
     for abandoned in clean_abandoned(artifacts.work_root):
         context.log.info(f"removed the work directory of an abandoned training: {abandoned}")
     with training_step(context):
