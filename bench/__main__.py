@@ -10,7 +10,7 @@ import re
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import evaluation, gpu, incremental, labelling, orchestration, replay, scaling
@@ -38,7 +38,9 @@ def parse_rows(text: str) -> list[int]:
     except ValueError:
         rows = []
     if not rows or any(r not in ROWS for r in rows):
-        raise argparse.ArgumentTypeError(f"expected row numbers from {sorted(ROWS)}, comma-separated (e.g. 1,2); got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected row numbers from {sorted(ROWS)}, comma-separated (e.g. 1,2); got {text!r}"
+        )
     return rows
 
 
@@ -58,13 +60,25 @@ def table(rows: list[Row]) -> str:
     lines = [header]
     for r in rows:
         met = "-" if r.met is None else ("yes" if r.met else "NO")
-        lines.append((r.row, r.what, r.anchor, r.target, _figure(r.anchor_value), _figure(r.target_value), r.unit,
-                      _figure(r.ratio), r.goal, met))
+        lines.append(
+            (
+                r.row,
+                r.what,
+                r.anchor,
+                r.target,
+                _figure(r.anchor_value),
+                _figure(r.target_value),
+                r.unit,
+                _figure(r.ratio),
+                r.goal,
+                met,
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = [" | ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in lines]
     out.insert(1, "-+-".join("-" * w for w in widths))
     notes = [f"  {r.row}: {r.what}: {r.note}" for r in rows if r.note]
-    return "\n".join(out + ["notes:"] + notes)
+    return "\n".join([*out, "notes:", *notes])
 
 
 def save(path: Path, record: dict) -> None:
@@ -78,8 +92,16 @@ def save(path: Path, record: dict) -> None:
         earlier = json.loads(text) if text else {"rows": [], "row_wall_s": {}}
         numbers = {str(n) for n in record["row_wall_s"]}
         rows = [r for r in earlier["rows"] if r["row"] not in numbers] + record["rows"]
-        walls = {**{k: v for k, v in earlier["row_wall_s"].items() if k not in numbers}, **{str(k): v for k, v in record["row_wall_s"].items()}}
-        merged = {**record, "rows": sorted(rows, key=lambda r: int(r["row"])), "row_wall_s": walls, "wall_s": sum(walls.values())}
+        walls = {
+            **{k: v for k, v in earlier["row_wall_s"].items() if k not in numbers},
+            **{str(k): v for k, v in record["row_wall_s"].items()},
+        }
+        merged = {
+            **record,
+            "rows": sorted(rows, key=lambda r: int(r["row"])),
+            "row_wall_s": walls,
+            "wall_s": sum(walls.values()),
+        }
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(merged, indent=1))
@@ -87,14 +109,16 @@ def save(path: Path, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, every row: 7.7-16 minutes on 2 idle CPU cores, by machine")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes, every row: 7.7-16 minutes on 2 idle CPU cores, by machine"
+    )
     parser.add_argument("--rows", type=parse_rows, default=sorted(ROWS), help="comma-separated rows, e.g. 1,2")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     host = machine()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in host.items()), flush=True)
     rows, seconds, failed = [], {}, []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{now:%Y-%m-%d}-{machine_name(host)}{'-quick' if args.quick else ''}.json"
     for number in args.rows:
@@ -110,8 +134,17 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(number)
         seconds[number] = time.perf_counter() - t0
         print(f"row {number}: {seconds[number]:.0f} s", flush=True)
-        save(path, {"date": now.isoformat(timespec="seconds"), "mode": mode, "repeats": REPEATS, "machine": host,
-                    "row_wall_s": seconds, "rows": [r.as_dict() for r in rows]})
+        save(
+            path,
+            {
+                "date": now.isoformat(timespec="seconds"),
+                "mode": mode,
+                "repeats": REPEATS,
+                "machine": host,
+                "row_wall_s": seconds,
+                "rows": [r.as_dict() for r in rows],
+            },
+        )
     print(table(rows))
     print(f"wrote {path}")
     return 1 if failed else 0

@@ -8,9 +8,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -44,7 +44,9 @@ def not_measured(row: str, what: str, why: str) -> Row:
     return Row(row, what, "-", "-", None, None, "", None, note=f"not measured ({why})")
 
 
-def side_by_side(anchor: Callable[[], float], target: Callable[[], float], repeats: int) -> tuple[list[float], list[float]]:
+def side_by_side(
+    anchor: Callable[[], float], target: Callable[[], float], repeats: int
+) -> tuple[list[float], list[float]]:
     """Run anchor and target alternately (ABBA order, so drift in the machine's load hits both
     alike); return each one's measurements."""
     anchors, targets = [], []
@@ -75,10 +77,17 @@ def machine() -> dict:
 
     from traincraft_assets.core.manifest import package_versions
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")
-    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "hostname": platform.node(),
@@ -132,7 +141,7 @@ class Project:
             "TRAINCRAFT_DATA_ROOTS": str(self.root),
         }
 
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         import dagster as dg
 
         from traincraft_assets.defs.definitions import build_defs

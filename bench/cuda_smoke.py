@@ -23,7 +23,9 @@ def main() -> int:
         print(f"GPU: {torch.cuda.get_device_name(0)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test(temp_dir=tmp) as instance:
         root = Path(tmp)
-        defs = build_defs({"store": StoreResource(root=str(root / "store")), "inbox": InboxResource(path=str(root / "inbox"))})
+        defs = build_defs(
+            {"store": StoreResource(root=str(root / "store")), "inbox": InboxResource(path=str(root / "inbox"))}
+        )
         report = run_demo(instance, TINY_RUN_CONFIG, root / "batches", defs, root / "inbox", frames_per_kind=4)
         model = instance.get_latest_materialization_event(dg.AssetKey("finetuned_model")).asset_materialization
         device = model.metadata["device"].value

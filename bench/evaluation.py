@@ -21,7 +21,9 @@ def demo_frames(n_frames: int) -> list:
     return [a for batch in target_batches(frames_per_kind=n_frames // 4 + 1).values() for a in batch][:n_frames]
 
 
-def measure(mode: str, repeats: int, device: str = "cpu", model_path: str = str(DEMO_FOUNDATION), label: str = "2") -> list[Row]:
+def measure(
+    mode: str, repeats: int, device: str = "cpu", model_path: str = str(DEMO_FOUNDATION), label: str = "2"
+) -> list[Row]:
     from mace.calculators import MACECalculator
 
     from traincraft_assets.core.evaluation import load_model, predict
@@ -55,8 +57,19 @@ def measure(mode: str, repeats: int, device: str = "cpu", model_path: str = str(
     ratio = target / anchor
     max_de = float(np.max(np.abs(np.array(energies["batched"]) - np.array(energies["calculator"]))))
     atoms_per_frame = sum(len(a) for a in frames) / len(frames)
-    return [Row(label, f"evaluation, {len(frames)} frames ({device})", "MACECalculator per frame",
-                "core.evaluation.predict", anchor, target, "frames/s", ratio, ">= 5", ratio >= 5,
-                f"{atoms_per_frame:.0f} atoms/frame, batch 32, {dtype}; max |dE| {max_de:.1e} eV",
-                {"anchor_frames_per_s": anchors, "target_frames_per_s": targets, "max_abs_de_ev": max_de})]
-
+    return [
+        Row(
+            label,
+            f"evaluation, {len(frames)} frames ({device})",
+            "MACECalculator per frame",
+            "core.evaluation.predict",
+            anchor,
+            target,
+            "frames/s",
+            ratio,
+            ">= 5",
+            ratio >= 5,
+            f"{atoms_per_frame:.0f} atoms/frame, batch 32, {dtype}; max |dE| {max_de:.1e} eV",
+            {"anchor_frames_per_s": anchors, "target_frames_per_s": targets, "max_abs_de_ev": max_de},
+        )
+    ]

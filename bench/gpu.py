@@ -21,12 +21,15 @@ class UtilisationSampler:
 
     def _sample(self) -> None:
         while not self._stop.wait(1.0):
-            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode == 0:
                 self.samples.append(float(out.stdout.split()[0]))
 
-    def __enter__(self) -> "UtilisationSampler":
+    def __enter__(self) -> UtilisationSampler:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self

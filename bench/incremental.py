@@ -52,7 +52,19 @@ def measure(mode: str, repeats: int) -> list[Row]:
     full, new = median([r["full_s"] for r in runs]), median([r["new_s"] for r in runs])
     frames_full, frames_new = runs[0]["full_frames"], runs[0]["new_frames"]
     per_batch = frames_full / N_BATCHES
-    return [Row("3", "incremental: an 11th batch vs the first full run", f"first run ({N_BATCHES} batches)",
-                "11th batch", full, new, "s", full / new, "labels only the new batch", frames_new == per_batch,
-                f"frames labelled {frames_full} vs {frames_new}; both include merging the dataset; ratio = anchor/target",
-                {"runs": runs})]
+    return [
+        Row(
+            "3",
+            "incremental: an 11th batch vs the first full run",
+            f"first run ({N_BATCHES} batches)",
+            "11th batch",
+            full,
+            new,
+            "s",
+            full / new,
+            "labels only the new batch",
+            frames_new == per_batch,
+            f"frames labelled {frames_full} vs {frames_new}; both include merging the dataset; ratio = anchor/target",
+            {"runs": runs},
+        )
+    ]

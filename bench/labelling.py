@@ -112,8 +112,20 @@ def parallel(mode: str, repeats: int) -> list[Row]:
     for labeller, n_frames in PARALLEL_FRAMES[mode].items():
         what = f"labelling {labeller}, 2 workers vs 1"
         if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
-            rows.append(Row("4", what, "workers 1", "workers 2", None, None, "s", None, ">= 1.8",
-                            note="not measured (tblite not installed: pip install 'traincraft_assets[xtb]')"))
+            rows.append(
+                Row(
+                    "4",
+                    what,
+                    "workers 1",
+                    "workers 2",
+                    None,
+                    None,
+                    "s",
+                    None,
+                    ">= 1.8",
+                    note="not measured (tblite not installed: pip install 'traincraft_assets[xtb]')",
+                )
+            )
             continue
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "batch.xyz"
@@ -121,20 +133,37 @@ def parallel(mode: str, repeats: int) -> list[Row]:
             # cells, so labelling outweighs file I/O
             write_frames(src, water_clusters(n_frames, 0) if labeller == "xtb" else rattled_cells(n_frames, 0, 2))
 
-            def run(workers: int) -> float:
-                return timed(lambda: label_batch(src, "b", labeller, LabelOptions(workers=workers), Path(tmp) / "out.xyz"))
+            def run(workers: int, src: Path = src, labeller: str = labeller) -> float:
+                return timed(
+                    lambda: label_batch(src, "b", labeller, LabelOptions(workers=workers), Path(tmp) / "out.xyz")
+                )
 
             anchors, targets = side_by_side(lambda: run(1), lambda: run(2), repeats)
         anchor, target = median(anchors), median(targets)
         ratio = anchor / target
-        rows.append(Row("4", what, "workers 1", "workers 2", anchor, target, "s", ratio, ">= 1.8", ratio >= 1.8,
-                        f"{n_frames} frames ({n_frames // 500} chunks); speed-up = anchor s / target s",
-                        {"anchor_s": anchors, "target_s": targets}))
+        rows.append(
+            Row(
+                "4",
+                what,
+                "workers 1",
+                "workers 2",
+                anchor,
+                target,
+                "s",
+                ratio,
+                ">= 1.8",
+                ratio >= 1.8,
+                f"{n_frames} frames ({n_frames // 500} chunks); speed-up = anchor s / target s",
+                {"anchor_s": anchors, "target_s": targets},
+            )
+        )
     return rows
 
 
 def peak_kib(code: str, *args: str) -> int:
-    run = subprocess.run([sys.executable, "-c", PRELUDE + code + EPILOGUE, *args], capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", PRELUDE + code + EPILOGUE, *args], capture_output=True, text=True, check=True
+    )
     return int(run.stdout.split()[-1])
 
 
@@ -146,7 +175,9 @@ def memory(mode: str, repeats: int) -> list[Row]:
         args = (str(src), str(src2), tmp)
         # two processes at a time: a peak of resident memory does not depend on CPU contention
         # (24 GiB here is far above two peaks), and the parsing takes minutes one at a time
-        jobs = [(name, pool.submit(peak_kib, code, *args)) for _ in range(repeats) for name, code in MEMORY_WAYS.items()]
+        jobs = [
+            (name, pool.submit(peak_kib, code, *args)) for _ in range(repeats) for name, code in MEMORY_WAYS.items()
+        ]
         peaks = {name: [] for name in MEMORY_WAYS}
         for name, job in jobs:
             peaks[name].append(job.result() / 1024)
@@ -154,9 +185,21 @@ def memory(mode: str, repeats: int) -> list[Row]:
     rows = []
     for name in ("label_batch (prelabelled, streamed)", "merge two batches (streamed)"):
         mib = median(peaks[name])
-        rows.append(Row("7", f"peak memory: {name}", "read whole file", name.split(" (")[0],
-                        whole / size_mib, mib / size_mib, "x file", mib / whole, "< 1 (bounded)", mib < whole,
-                        f"{size_mib:.0f} MiB file, {n} frames of 108 atoms; figures are peak MiB above the "
-                        "process after its imports / file MiB",
-                        {"file_mib": size_mib, "peak_mib": peaks}))
+        rows.append(
+            Row(
+                "7",
+                f"peak memory: {name}",
+                "read whole file",
+                name.split(" (")[0],
+                whole / size_mib,
+                mib / size_mib,
+                "x file",
+                mib / whole,
+                "< 1 (bounded)",
+                mib < whole,
+                f"{size_mib:.0f} MiB file, {n} frames of 108 atoms; figures are peak MiB above the "
+                "process after its imports / file MiB",
+                {"file_mib": size_mib, "peak_mib": peaks},
+            )
+        )
     return rows

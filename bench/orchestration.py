@@ -51,8 +51,19 @@ def dagster_materialize(project: Project, config_path: Path, stamps: Path) -> di
         "TRAINCRAFT_BENCH_STAMPS": str(stamps),
     }
     stamps.unlink(missing_ok=True)
-    cli = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "traincraft_assets",
-           "--select", "finetuned_model", "-c", str(config_path)]
+    cli = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "traincraft_assets",
+        "--select",
+        "finetuned_model",
+        "-c",
+        str(config_path),
+    ]
     started = time.time()
     subprocess.run(cli, cwd=REPO, env={**os.environ, **env}, check=True, capture_output=True)
     ended = time.time()
@@ -87,7 +98,7 @@ def direct_argv(project: Project) -> list[str]:
 
     manifest = json.loads(Path(latest_metadata(project.instance, "finetuned_model")["manifest_path"]).read_text())
     argv = manifest["argv"]
-    return argv[argv.index("mace.cli.run_train") - 2:]  # python -m mace.cli.run_train ...
+    return argv[argv.index("mace.cli.run_train") - 2 :]  # python -m mace.cli.run_train ...
 
 
 def run_direct(argv: list[str], scratch: Path) -> float:
@@ -105,7 +116,9 @@ def measure(root: Path, mode: str, repeats: int, device: str = "cpu", label: str
     with Project(root) as project:
         prepare(project, config, FRAMES_PER_KIND[mode])
         config_path = project.root / "finetune.yaml"
-        config_path.write_text(yaml.safe_dump({"ops": {k: config["ops"][k] for k in ("finetuned_model", "quality_gates")}}))
+        config_path.write_text(
+            yaml.safe_dump({"ops": {k: config["ops"][k] for k in ("finetuned_model", "quality_gates")}})
+        )
         phases: list[dict] = []
 
         def target() -> float:
@@ -119,11 +132,32 @@ def measure(root: Path, mode: str, repeats: int, device: str = "cpu", label: str
     breakdown = {k: median([p[k] for p in phases[1:]]) for k in phases[0]}
     ratio = total / anchor
     length = f"{EPOCHS[mode]} epochs, {FRAMES_PER_KIND[mode] * 4} target frames"
-    note = (f"fixed overhead {total - anchor:.1f} s: start-up {breakdown['startup_s']:.1f}, pre-MACE "
-            f"{breakdown['pre_mace_s']:.1f}, post-MACE {breakdown['post_mace_s']:.1f} s (then quality_gates checks "
-            f"and exit {breakdown['checks_and_exit_s']:.1f} s); training {length}"
-            + ("" if anchor >= 60 else f", {anchor:.0f} s (under the 60 s the goal is set for)"))
-    return [Row(label, f"finetuned_model vs its MACE argv run directly ({device})", "mace_run_train argv",
-                "dagster asset materialize", anchor, total, "s", ratio, "<= 1.05", ratio <= 1.05, note,
-                {"anchor_s": anchors, "target_s": targets, "phases": phases, "first_materialize_s": first,
-                 "breakdown_median_s": breakdown, "training": length})]
+    note = (
+        f"fixed overhead {total - anchor:.1f} s: start-up {breakdown['startup_s']:.1f}, pre-MACE "
+        f"{breakdown['pre_mace_s']:.1f}, post-MACE {breakdown['post_mace_s']:.1f} s (then quality_gates checks "
+        f"and exit {breakdown['checks_and_exit_s']:.1f} s); training {length}"
+        + ("" if anchor >= 60 else f", {anchor:.0f} s (under the 60 s the goal is set for)")
+    )
+    return [
+        Row(
+            label,
+            f"finetuned_model vs its MACE argv run directly ({device})",
+            "mace_run_train argv",
+            "dagster asset materialize",
+            anchor,
+            total,
+            "s",
+            ratio,
+            "<= 1.05",
+            ratio <= 1.05,
+            note,
+            {
+                "anchor_s": anchors,
+                "target_s": targets,
+                "phases": phases,
+                "first_materialize_s": first,
+                "breakdown_median_s": breakdown,
+                "training": length,
+            },
+        )
+    ]

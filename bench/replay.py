@@ -48,7 +48,9 @@ def ours(pool: Path, out: Path, num_samples: int) -> None:
     from traincraft_assets.core.frames import read_frames, write_frames
     from traincraft_assets.core.replay import ReplaySettings, select_replay
 
-    settings = ReplaySettings(num_samples=num_samples, subselect="fps", filtering="combinations", num_heldout=0, device="cpu")
+    settings = ReplaySettings(
+        num_samples=num_samples, subselect="fps", filtering="combinations", num_heldout=0, device="cpu"
+    )
     selection = select_replay(read_frames(pool), ["Cu"], settings, str(DEMO_FOUNDATION), DTYPE)
     write_frames(out, selection.selected)
 
@@ -56,8 +58,15 @@ def ours(pool: Path, out: Path, num_samples: int) -> None:
 def mace_select(pool: Path, target: Path, out: Path, num_samples: int) -> None:
     from mace.cli.fine_tuning_select import SelectionSettings, select_samples
 
-    settings = SelectionSettings(configs_pt=str(pool), configs_ft=str(target), output=str(out), num_samples=num_samples,
-                                 model=str(DEMO_FOUNDATION), default_dtype=DTYPE, seed=0)
+    settings = SelectionSettings(
+        configs_pt=str(pool),
+        configs_ft=str(target),
+        output=str(out),
+        num_samples=num_samples,
+        model=str(DEMO_FOUNDATION),
+        default_dtype=DTYPE,
+        seed=0,
+    )
     with contextlib.chdir(out.parent):
         select_samples(settings)
 
@@ -78,7 +87,19 @@ def measure(mode: str, repeats: int) -> list[Row]:
         )
     anchor, target_fps = median(anchors), median(targets)
     ratio = target_fps / anchor
-    return [Row("5", f"replay FPS, {n_pool} pool frames -> {n}", "mace fine_tuning_select", "core.replay.select_replay",
-                anchor, target_fps, "pool frames/s", ratio, ">= 1 (not slower)", ratio >= 1.0,
-                f"{n_pool // 7} Cu frames pass the filter; demo foundation descriptors, {DTYPE}, CPU",
-                {"anchor_frames_per_s": anchors, "target_frames_per_s": targets})]
+    return [
+        Row(
+            "5",
+            f"replay FPS, {n_pool} pool frames -> {n}",
+            "mace fine_tuning_select",
+            "core.replay.select_replay",
+            anchor,
+            target_fps,
+            "pool frames/s",
+            ratio,
+            ">= 1 (not slower)",
+            ratio >= 1.0,
+            f"{n_pool // 7} Cu frames pass the filter; demo foundation descriptors, {DTYPE}, CPU",
+            {"anchor_frames_per_s": anchors, "target_frames_per_s": targets},
+        )
+    ]

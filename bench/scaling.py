@@ -19,7 +19,9 @@ def end_to_end(config: dict, frames_per_kind: int) -> float:
     from traincraft_assets.cli import run_demo
 
     with tempfile.TemporaryDirectory() as tmp, Project(Path(tmp)) as project:
-        return timed(lambda: run_demo(project.instance, config, project.root / "batches", project.defs, None, frames_per_kind))
+        return timed(
+            lambda: run_demo(project.instance, config, project.root / "batches", project.defs, None, frames_per_kind)
+        )
 
 
 def measure(mode: str, repeats: int) -> list[Row]:
@@ -34,8 +36,20 @@ def measure(mode: str, repeats: int) -> list[Row]:
     for scale in SCALES[1:]:
         t = median(times[scale])
         exponent = math.log(t / one) / math.log(scale)
-        rows.append(Row("6", f"end to end, {scale}x the demo's target data", f"1x ({base * 4} frames)",
-                        f"{scale}x ({base * 4 * scale} frames)", one, t, "s", t / one, "-", None,
-                        f"time ~ size^{exponent:.2f}; fine-tuning {EPOCHS[mode]} epochs",
-                        {"seconds": {str(k): v for k, v in times.items()}}))
+        rows.append(
+            Row(
+                "6",
+                f"end to end, {scale}x the demo's target data",
+                f"1x ({base * 4} frames)",
+                f"{scale}x ({base * 4 * scale} frames)",
+                one,
+                t,
+                "s",
+                t / one,
+                "-",
+                None,
+                f"time ~ size^{exponent:.2f}; fine-tuning {EPOCHS[mode]} epochs",
+                {"seconds": {str(k): v for k, v in times.items()}},
+            )
+        )
     return rows

@@ -114,9 +114,15 @@ def decide_champion(instance, promote: str = "", reason: str = "", defs=None) ->
             error = event.step_failure_data.error
             raise ChampionError((error.cause or error).message.strip() if error else "champion_model failed")
     for event in result.all_events:
-        if event.asset_key == AssetKey("champion_model") and (event.is_step_materialization or event.event_type_value == "ASSET_OBSERVATION"):
+        if event.asset_key == AssetKey("champion_model") and (
+            event.is_step_materialization or event.event_type_value == "ASSET_OBSERVATION"
+        ):
             data = event.event_specific_data
-            decision = (data.materialization if hasattr(data, "materialization") else data.asset_observation).metadata["decision"].value
+            decision = (
+                (data.materialization if hasattr(data, "materialization") else data.asset_observation)
+                .metadata["decision"]
+                .value
+            )
             print(f"{'promoted' if decision['promoted'] else 'not promoted'}: {decision['reason']}")
             return decision
     raise ChampionError("champion_model recorded no decision")
@@ -401,7 +407,9 @@ def _parser() -> argparse.ArgumentParser:
     p_compare = sub.add_parser(
         "compare", help="train every strategy at several target-set sizes on the same budget; table and plots"
     )
-    p_compare.add_argument("--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML (strategy_arm: budget)")
+    p_compare.add_argument(
+        "--config", type=Path, default=DEMO_RUN_CONFIG, help="run config YAML (strategy_arm: budget)"
+    )
     p_compare.add_argument("--quick", action="store_true", help="two small sizes, 3 epochs: minutes on a laptop")
     p_compare.add_argument("--arms", help="comma-separated subset of the arms (default: all)")
     p_compare.add_argument("--batches-dir", type=Path, default=Path(".traincraft/demo_batches"))
@@ -426,7 +434,9 @@ def print_comparison(content: dict) -> None:
     print("\nstrategy comparison (meV/atom, meV/Å; forgetting: frames the foundation never trained on):")
     print(markdown_table(content["rows"]))
     print("\nfindings:", json.dumps(content["findings"], indent=1))
-    print(f"\ntable: {artifact.markdown_path}\nplots: {artifact.error_plot_path}\n       {artifact.forgetting_plot_path}")
+    print(
+        f"\ntable: {artifact.markdown_path}\nplots: {artifact.error_plot_path}\n       {artifact.forgetting_plot_path}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1 if verify(instance) else 0
             elif args.command == "compare":
                 arms = [a.strip() for a in args.arms.split(",")] if args.arms else None
-                content = run_compare(instance, yaml.safe_load(args.config.read_text()), args.batches_dir, args.quick, arms)
+                content = run_compare(
+                    instance, yaml.safe_load(args.config.read_text()), args.batches_dir, args.quick, arms
+                )
                 print_comparison(content)
             else:
                 run_config = yaml.safe_load(args.config.read_text())
@@ -466,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
                 from traincraft_assets.defs.lineage import latest_data_version
 
                 metadata = run_demo(instance, run_config, args.batches_dir)
-                print("\n" + demo_summary(metadata, gate_verdicts(instance, latest_data_version(instance, "finetuned_model"))))
+                print(
+                    "\n"
+                    + demo_summary(metadata, gate_verdicts(instance, latest_data_version(instance, "finetuned_model")))
+                )
     except (FrameError, FileNotFoundError, SettingsError, ChampionError, ValueError) as exc:
         print(f"traincraft: {exc}", file=sys.stderr)
         return 2

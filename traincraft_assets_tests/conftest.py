@@ -159,7 +159,10 @@ def with_session_foundation(graph_run: Project, run_config: dict) -> dict:
     """`run_config` with foundation_model copying the session's tiny foundation (`source: path`)
     instead of training another: for tests of what comes after the foundation."""
     model = graph_run.latest("foundation_model").metadata["model_path"].value
-    return {**run_config, "ops": {**run_config.get("ops", {}), "foundation_model": {"config": {"source": "path", "path": str(model)}}}}
+    return {
+        **run_config,
+        "ops": {**run_config.get("ops", {}), "foundation_model": {"config": {"source": "path", "path": str(model)}}},
+    }
 
 
 def free_port() -> int:
@@ -173,7 +176,10 @@ def running_daemon(env: dict, cwd: Path):
     """A real `dagster-daemon run` for `-m traincraft_assets` (sensors, run monitoring, retries)."""
     daemon = subprocess.Popen(
         [Path(sys.executable).parent / "dagster-daemon", "run", "-m", "traincraft_assets"],
-        env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield daemon
@@ -187,8 +193,19 @@ def running_webserver(env: dict, cwd: Path | None = None):
     """A real dagster-webserver for `-m traincraft_assets` on a free local port; yields its URL."""
     port = free_port()
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "dagster-webserver", "-m", "traincraft_assets", "-h", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=cwd,
+        [
+            Path(sys.executable).parent / "dagster-webserver",
+            "-m",
+            "traincraft_assets",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -44,15 +44,37 @@ def test_ingest_then_dagster_asset_materialize_whole_graph(shell_env, graph_run,
     run_yaml.write_text(yaml.safe_dump(with_session_foundation(graph_run, TINY_RUN_CONFIG)))  # staged by copy
     dagster = BIN / "dagster"
     first = _run(
-        [dagster, "asset", "materialize", "-m", "traincraft_assets", "--select", "labelled_frames",
-         "--partition", "cu_surfaces.xyz"],
-        shell_env, tmp_path,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "traincraft_assets",
+            "--select",
+            "labelled_frames",
+            "--partition",
+            "cu_surfaces.xyz",
+        ],
+        shell_env,
+        tmp_path,
     )
     assert first.returncode == 0, first.stderr[-3000:]
     whole = _run(
-        [dagster, "asset", "materialize", "-m", "traincraft_assets", "--select", "not group:comparison",
-         "--partition", "cu_defects.xyz", "-c", run_yaml],
-        shell_env, tmp_path,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "traincraft_assets",
+            "--select",
+            "not group:comparison",
+            "--partition",
+            "cu_defects.xyz",
+            "-c",
+            run_yaml,
+        ],
+        shell_env,
+        tmp_path,
     )
     assert whole.returncode == 0, whole.stderr[-3000:]
 
@@ -75,7 +97,7 @@ def test_ingest_then_dagster_asset_materialize_whole_graph(shell_env, graph_run,
 def test_ingest_refuses_bad_input_and_changes_nothing(shell_env, tmp_path):
     [good] = write_target_batches(tmp_path / "a", frames_per_kind=1)[:1]
     broken = tmp_path / "broken.xyz"
-    broken.write_text("3\nLattice=\"bad\n Cu 0 0 0\n")
+    broken.write_text('3\nLattice="bad\n Cu 0 0 0\n')
     result = _run([BIN / "traincraft", "ingest", good, broken], shell_env, tmp_path)
     assert result.returncode == 2
     assert "broken.xyz" in result.stderr and "ASE could not read it" in result.stderr
@@ -109,7 +131,9 @@ def test_retire_takes_a_batch_out_of_the_next_dataset_and_keeps_it_out(shell_env
         project.materialize(["dataset"])
         retired_frames = Path(project.latest("labelled_frames", "cu_defects.xyz").metadata["artifact_path"].value)
 
-        done = _run([BIN / "traincraft", "retire", "cu_defects.xyz", "--reason", "forces in kcal/mol"], shell_env, tmp_path)
+        done = _run(
+            [BIN / "traincraft", "retire", "cu_defects.xyz", "--reason", "forces in kcal/mol"], shell_env, tmp_path
+        )
         assert done.returncode == 0, done.stderr
         assert instance.get_dynamic_partitions("data_batches") == ["cu_surfaces.xyz"]
         assert (tmp_path / "inbox" / ".retired" / "cu_defects.xyz").read_bytes() == defects.read_bytes()
@@ -139,10 +163,26 @@ def test_verify_rehashes_the_store_and_fails_on_a_changed_artifact_or_an_orphan(
     batches = write_target_batches(tmp_path / "batches", frames_per_kind=2)
     assert _run([BIN / "traincraft", "ingest", *batches], shell_env, tmp_path).returncode == 0
     name = batches[0].name
-    labelled = _run([BIN / "dagster", "asset", "materialize", "-m", "traincraft_assets", "--select", "labelled_frames", "--partition", name], shell_env, tmp_path)
+    labelled = _run(
+        [
+            BIN / "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "traincraft_assets",
+            "--select",
+            "labelled_frames",
+            "--partition",
+            name,
+        ],
+        shell_env,
+        tmp_path,
+    )
     assert labelled.returncode == 0, labelled.stderr
     clean = _run([BIN / "traincraft", "verify"], shell_env, tmp_path)
-    assert clean.returncode == 0 and "checked 1 artifacts" in clean.stdout and "no problem" in clean.stdout, clean.stdout
+    assert clean.returncode == 0 and "checked 1 artifacts" in clean.stdout and "no problem" in clean.stdout, (
+        clean.stdout
+    )
 
     [artifact] = (tmp_path / "store" / "labelled_frames").iterdir()
     (artifact / "frames.xyz").write_text((artifact / "frames.xyz").read_text().replace("Cu", "Ni", 1))
@@ -171,17 +211,27 @@ def test_traincraft_ui_serves_this_directory_s_instance_and_leaves_no_temporary_
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(TRAINCRAFT_STORE=str(tmp_path / "store"), TRAINCRAFT_INBOX=str(tmp_path / "inbox"))
     port = free_port()
-    ui = subprocess.Popen([BIN / "traincraft", "ui", "--port", str(port)], env=env, cwd=tmp_path,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                          # as from a terminal, even when pytest itself runs under nohup (SIGHUP ignored, inherited)
-                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    ui = subprocess.Popen(
+        [BIN / "traincraft", "ui", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        # as from a terminal, even when pytest itself runs under nohup (SIGHUP ignored, inherited)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+    )
     query = json.dumps({"query": "{ instance { runLauncher { name } } }"}).encode()
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", query, {"Content-Type": "application/json"})
-                launcher = json.load(urllib.request.urlopen(request, timeout=5))["data"]["instance"]["runLauncher"]["name"]
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", query, {"Content-Type": "application/json"}
+                )
+                launcher = json.load(urllib.request.urlopen(request, timeout=5))["data"]["instance"]["runLauncher"][
+                    "name"
+                ]
                 break
             except OSError:
                 assert time.monotonic() < deadline and ui.poll() is None, "traincraft ui did not serve the UI"

@@ -55,16 +55,21 @@ def test_defs_modules_stay_thin(path):
     assert not {n for n in imports if n == "mace" or n.startswith("mace.")}, "defs imports mace"
     backends = [f"traincraft_assets.core.training.{name}" for name in BACKENDS]
     assert BACKENDS == ["mace"]
-    assert not {n for n in imports if any(n == b or n.startswith(b + ".") for b in backends)}, "defs imports a training backend"
+    assert not {n for n in imports if any(n == b or n.startswith(b + ".") for b in backends)}, (
+        "defs imports a training backend"
+    )
     tree = ast.parse(path.read_text())
     spelled = [
-        node.value for node in ast.walk(tree)
+        node.value
+        for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(STORE_FILE_SUFFIXES)
     ]
     assert not spelled, f"store file names spelled in defs: {spelled}"
     literal_lists = [
-        ast.unparse(node) for node in ast.walk(tree)
-        if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("Literal", "typing.Literal")
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript)
+        and ast.unparse(node.value) in ("Literal", "typing.Literal")
         and any(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(node.slice))
     ]
     assert not literal_lists, f"choices typed again in defs: {literal_lists}"

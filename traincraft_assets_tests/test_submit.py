@@ -42,10 +42,16 @@ def _submit(root, *args):
 def test_submit_launches_on_the_deployment_and_waits_for_success(deployment):
     url, home, root = deployment
     config = root / "pool.yaml"
-    config.write_text(yaml.safe_dump({"ops": {
-        "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 1}},
-        "foundation_model": {"config": {"source": "demo"}},  # not selected: left out of the run
-    }}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "ops": {
+                    "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 1}},
+                    "foundation_model": {"config": {"source": "demo"}},  # not selected: left out of the run
+                }
+            }
+        )
+    )
     result = _submit(root, "--url", url, "--select", "pretraining_frames", "-c", str(config), "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
     [run_id] = re.findall(rf"^{re.escape(url)}/runs/([0-9a-f-]+)$", result.stdout, re.M)
@@ -66,11 +72,19 @@ def test_a_whole_graph_config_is_trimmed_to_the_job(deployment):
     """examples/*.yaml configure every asset; a job accepts config only for its own steps."""
     url, _, root = deployment
     config = root / "whole.yaml"
-    config.write_text(yaml.safe_dump({"ops": {
-        "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 1}},
-        "foundation_model": {"config": {"source": "scratch", "max_num_epochs": 1, "num_channels": 8, "batch_size": 4}},
-        "finetuned_model": {"config": {"max_num_epochs": 1}},  # not in stage_foundation
-    }}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "ops": {
+                    "pretraining_frames": {"config": {"source": "demo", "demo_frames_per_metal": 1}},
+                    "foundation_model": {
+                        "config": {"source": "scratch", "max_num_epochs": 1, "num_channels": 8, "batch_size": 4}
+                    },
+                    "finetuned_model": {"config": {"max_num_epochs": 1}},  # not in stage_foundation
+                }
+            }
+        )
+    )
     result = _submit(root, "--url", url, "--job", "stage_foundation", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{url}/runs/" in result.stdout
@@ -79,7 +93,9 @@ def test_a_whole_graph_config_is_trimmed_to_the_job(deployment):
 def test_a_failing_run_exits_non_zero_after_waiting(deployment):
     url, _, root = deployment
     config = root / "missing.yaml"
-    config.write_text(yaml.safe_dump({"ops": {"pretraining_frames": {"config": {"source": "file", "path": "/nonexistent/pool.xyz"}}}}))
+    config.write_text(
+        yaml.safe_dump({"ops": {"pretraining_frames": {"config": {"source": "file", "path": "/nonexistent/pool.xyz"}}}})
+    )
     result = _submit(root, "--url", url, "--select", "pretraining_frames", "-c", str(config), "--wait")
     assert result.returncode == 1, result.stdout + result.stderr
     assert ": FAILURE" in result.stdout

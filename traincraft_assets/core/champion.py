@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from ase import Atoms
 
@@ -65,7 +65,10 @@ def decide(challenger: str, verdicts: list[dict] | None, champion: str | None, c
         return Decision(False, "this model is already the champion", challenger, keep)
     if verdicts is None:
         return Decision(
-            False, "the quality gates have not been evaluated on this challenger (they run with finetuned_model)", challenger, keep
+            False,
+            "the quality gates have not been evaluated on this challenger (they run with finetuned_model)",
+            challenger,
+            keep,
         )
     failed = [v for v in verdicts if not v["passed"]]
     if failed:
@@ -89,8 +92,12 @@ def decide(challenger: str, verdicts: list[dict] | None, champion: str | None, c
         f"energy RMSE {e:.2f} vs {e0:.2f} meV/atom"
     )
     if f < f0 and e <= e0:
-        return Decision(True, f"every gate passed and it beats the champion {versus}", challenger, challenger, numbers=compared)
-    return Decision(False, f"every gate passed but it does not beat the champion {versus}", challenger, keep, numbers=compared)
+        return Decision(
+            True, f"every gate passed and it beats the champion {versus}", challenger, challenger, numbers=compared
+        )
+    return Decision(
+        False, f"every gate passed but it does not beat the champion {versus}", challenger, keep, numbers=compared
+    )
 
 
 def by_hand(model: str, reason: str, current: str | None) -> Decision:

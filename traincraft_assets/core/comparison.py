@@ -14,9 +14,9 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -181,7 +181,11 @@ def check_comparable(records: Sequence[dict]) -> None:
     if not records:
         raise ValueError("no arm has results yet; run the comparison's arms first (traincraft compare).")
     reference = records[-1]
-    odd = [r["arm"] for r in records if (r["settings"], r["data_versions"]) != (reference["settings"], reference["data_versions"])]
+    odd = [
+        r["arm"]
+        for r in records
+        if (r["settings"], r["data_versions"]) != (reference["settings"], reference["data_versions"])
+    ]
     if odd:
         raise ValueError(
             f"arms {odd} were run with other settings or input data than {reference['arm']!r}; "
@@ -237,7 +241,11 @@ def findings(rows: Sequence[dict]) -> dict:
     smallest, largest = sizes[0], sizes[-1]
     fine_tuned = [a for a in ARMS if a != "scratch"]
     best = min(
-        (get(a, largest, "valid_rmse_f_mev_per_a") for a in fine_tuned if get(a, largest, "valid_rmse_f_mev_per_a") is not None),
+        (
+            get(a, largest, "valid_rmse_f_mev_per_a")
+            for a in fine_tuned
+            if get(a, largest, "valid_rmse_f_mev_per_a") is not None
+        ),
         default=None,
     )
     if zero:
@@ -261,7 +269,8 @@ def findings(rows: Sequence[dict]) -> dict:
         get("naive_average_e0s", largest, "valid_rmse_f_mev_per_a"), get("naive", largest, "valid_rmse_f_mev_per_a")
     )
     out[f"average_over_foundation_e0s_valid_e_at_{largest}"] = ratio(
-        get("naive_average_e0s", largest, "valid_rmse_e_mev_per_atom"), get("naive", largest, "valid_rmse_e_mev_per_atom")
+        get("naive_average_e0s", largest, "valid_rmse_e_mev_per_atom"),
+        get("naive", largest, "valid_rmse_e_mev_per_atom"),
     )
     return out
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 from ase import Atoms
@@ -34,7 +34,7 @@ class MergeReport:
             + "\n".join(f"- {c}" for c in self.conflicts[:listed])
             + more
             + "\nKeep one labelling: retire the batch you no longer trust "
-            "(`traincraft retire BATCH --reason \"...\"`), then materialize dataset again."
+            '(`traincraft retire BATCH --reason "..."`), then materialize dataset again.'
         )
 
 

@@ -24,9 +24,9 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from ase import Atoms
@@ -70,8 +70,17 @@ DEMO_FOUNDATION = TrainSettings(
 )
 # The settings a user may change for a foundation trained in the graph; the loss and E0s stay.
 DEMO_FOUNDATION_OPTIONS = (
-    "dtype", "max_num_epochs", "num_channels", "max_L", "r_max", "num_interactions",
-    "correlation", "batch_size", "lr", "seed", "device",
+    "dtype",
+    "max_num_epochs",
+    "num_channels",
+    "max_L",
+    "r_max",
+    "num_interactions",
+    "correlation",
+    "batch_size",
+    "lr",
+    "seed",
+    "device",
 )
 
 

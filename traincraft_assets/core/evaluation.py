@@ -11,9 +11,9 @@ Evaluation loads the model once and runs MACE's own data pipeline in batches (as
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -135,7 +135,9 @@ class Evaluation:
         return self.by_config_type["all"]
 
 
-def evaluate(model, frames: Sequence[Atoms], head: str | None = None, batch_size: int = 32, device: str = "cpu") -> Evaluation:
+def evaluate(
+    model, frames: Sequence[Atoms], head: str | None = None, batch_size: int = 32, device: str = "cpu"
+) -> Evaluation:
     """Predict `frames` with `model` (its target head unless `head` is given) and score them."""
     frames = list(frames)
     predictions = predict(model, frames, head, batch_size, device)

@@ -14,9 +14,10 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import ase.data
 from ase import Atoms
@@ -275,7 +276,9 @@ def describe_model(model_path: str | Path) -> dict:
     try:
         model = torch.load(str(model_path), map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises pickle, zip and IO errors alike for a foreign file
-        raise ValueError(f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {expected}") from exc
+        raise ValueError(
+            f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {expected}"
+        ) from exc
     missing = [name for name in ("atomic_numbers", "atomic_energies_fn", "r_max") if not hasattr(model, name)]
     if missing:
         raise ValueError(f"{model_path}: not a MACE model: a {type(model).__name__} without {missing}. {expected}")

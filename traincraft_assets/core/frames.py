@@ -11,8 +11,9 @@ import contextlib
 import hashlib
 import itertools
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import ase.io
 import numpy as np
@@ -215,7 +216,7 @@ class FrameTally:
         self.config_types: Counter = Counter()
         self.labels: set[str] = set()
 
-    def add(self, frames: Iterable[Atoms]) -> "FrameTally":
+    def add(self, frames: Iterable[Atoms]) -> FrameTally:
         for atoms in frames:
             self.n_frames += 1
             self.n_atoms += len(atoms)

@@ -16,8 +16,9 @@ Four gates, each a verdict with its reason and numbers:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms
@@ -66,15 +67,22 @@ def _finite(*values) -> bool:
 
 def accuracy(report: dict) -> Verdict:
     """From parity.json: the challenger beats the zero-shot foundation on the valid set."""
-    numbers = {k: report[k] for k in ("rmse_e_mev_per_atom", "foundation_rmse_e_mev_per_atom", "rmse_f_mev_per_a", "foundation_rmse_f_mev_per_a")}
+    numbers = {
+        k: report[k]
+        for k in (
+            "rmse_e_mev_per_atom",
+            "foundation_rmse_e_mev_per_atom",
+            "rmse_f_mev_per_a",
+            "foundation_rmse_f_mev_per_a",
+        )
+    }
     e, e0 = numbers["rmse_e_mev_per_atom"], numbers["foundation_rmse_e_mev_per_atom"]
     f, f0 = numbers["rmse_f_mev_per_a"], numbers["foundation_rmse_f_mev_per_a"]
     if not _finite(e, e0, f, f0):
         return Verdict("accuracy", False, f"valid-set errors are not all finite: {numbers}", numbers)
     worse = [name for name, mine, theirs in (("energy", e, e0), ("force", f, f0)) if not mine < theirs]
-    reason = (
-        f"valid force RMSE {f:.1f} vs foundation {f0:.1f} meV/Å, energy RMSE {e:.2f} vs {e0:.2f} meV/atom"
-        + (f": not better on {' and '.join(worse)}" if worse else "")
+    reason = f"valid force RMSE {f:.1f} vs foundation {f0:.1f} meV/Å, energy RMSE {e:.2f} vs {e0:.2f} meV/atom" + (
+        f": not better on {' and '.join(worse)}" if worse else ""
     )
     return Verdict("accuracy", not worse, reason, numbers)
 
@@ -94,7 +102,9 @@ def forgetting(report: dict, ratio: float) -> Verdict:
     judged = "replay_head_" if replay_head else ""
     where = f"{held['n_frames']} replay frames" + (", the multihead model's replay head" if replay_head else "")
     numbers = {k: held[k] for k in held if "rmse" in k} | {
-        "n_frames": held["n_frames"], "ratio_allowed": ratio, "judged_on_replay_head": replay_head
+        "n_frames": held["n_frames"],
+        "ratio_allowed": ratio,
+        "judged_on_replay_head": replay_head,
     }
     worse = []
     for quantity, mine, theirs, unit in (
@@ -118,7 +128,12 @@ def forgetting(report: dict, ratio: float) -> Verdict:
 def learning_curve(curve: Sequence[dict]) -> Verdict:
     """No NaN or infinity anywhere in the curve: a diverged training can still write a model."""
     bad = sorted(
-        {row.get("epoch") for row in curve for value in row.values() if isinstance(value, float) and not math.isfinite(value)}
+        {
+            row.get("epoch")
+            for row in curve
+            for value in row.values()
+            if isinstance(value, float) and not math.isfinite(value)
+        }
     )
     if not curve:
         return Verdict("learning_curve", False, "the training wrote no learning curve", {"n_rows": 0})
@@ -152,7 +167,9 @@ def md_stability(calculator, frames: Sequence[Atoms], settings: GateSettings) ->
     worst = {"max_temperature_k": 0.0, "min_distance_a": float("inf"), "max_force_ev_per_a": 0.0}
     for i, atoms in enumerate(starts):
         atoms.calc = calculator
-        MaxwellBoltzmannDistribution(atoms, temperature_K=settings.md_temperature_k, rng=np.random.default_rng(settings.md_seed + i))
+        MaxwellBoltzmannDistribution(
+            atoms, temperature_K=settings.md_temperature_k, rng=np.random.default_rng(settings.md_seed + i)
+        )
         dyn = Langevin(
             atoms,
             timestep=settings.md_timestep_fs * units.fs,
@@ -200,7 +217,9 @@ def md_stability(calculator, frames: Sequence[Atoms], settings: GateSettings) ->
     )
 
 
-def judge(model: "FinetunedModel", report: dict | None, valid_frames: Sequence[Atoms], settings: GateSettings, device: str) -> list[Verdict]:
+def judge(
+    model: FinetunedModel, report: dict | None, valid_frames: Sequence[Atoms], settings: GateSettings, device: str
+) -> list[Verdict]:
     """Every gate on one fine-tuned model; `report` is parity.json of this model (None when it
     has not been evaluated: the accuracy and forgetting gates then fail and say so)."""
     from mace.calculators import MACECalculator

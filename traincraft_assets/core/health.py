@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -55,9 +55,7 @@ class Problem:
 
 
 def _problem(atoms: Atoms, field: str, message: str) -> Problem:
-    return Problem(
-        str(atoms.info.get(BATCH_KEY, "?")), int(atoms.info.get(BATCH_INDEX_KEY, -1)), field, message
-    )
+    return Problem(str(atoms.info.get(BATCH_KEY, "?")), int(atoms.info.get(BATCH_INDEX_KEY, -1)), field, message)
 
 
 def frame_problems(
@@ -87,9 +85,7 @@ def frame_problems(
             continue
         bad = ~np.isfinite(value)
         if bad.any():
-            problems.append(
-                _problem(atoms, REF_KEYS[name], f"{int(bad.sum())} non-finite value(s) (NaN or inf)")
-            )
+            problems.append(_problem(atoms, REF_KEYS[name], f"{int(bad.sum())} non-finite value(s) (NaN or inf)"))
         elif name == "stress" and not atoms.pbc.all():
             problems.append(
                 _problem(
@@ -106,7 +102,9 @@ def frame_problems(
     if pair is not None:
         i, j, d = pair
         problems.append(
-            _problem(atoms, "positions", f"atoms {i} and {j} are {d:.3f} Å apart (overlapping: closer than {min_distance} Å)")
+            _problem(
+                atoms, "positions", f"atoms {i} and {j} are {d:.3f} Å apart (overlapping: closer than {min_distance} Å)"
+            )
         )
     return problems
 
@@ -122,7 +120,8 @@ def closest_pair(atoms: Atoms, cutoff: float) -> tuple[int, int, float] | None:
     volume = abs(np.linalg.det(cell))
     # the cell's thickness along each periodic direction: its volume over the face the other two span
     heights = [
-        volume / np.linalg.norm(np.cross(cell[k - 2], cell[k - 1])) if volume else 0.0 for k in np.flatnonzero(atoms.pbc)
+        volume / np.linalg.norm(np.cross(cell[k - 2], cell[k - 1])) if volume else 0.0
+        for k in np.flatnonzero(atoms.pbc)
     ]
     if heights and min(heights) <= cutoff:  # images beyond the next cell can be this close
         i, j, d = neighbor_list("ijd", atoms, cutoff)
@@ -173,7 +172,9 @@ def batch_problems(frames: Iterable[Atoms], plausibility: bool = True, require_l
     """What refuses a labelled batch: missing, non-finite or implausible labels, empty frames,
     overlapping atoms. With `require_labels` off (a labeller that computes labels), frames it
     could not label are not problems here: the batch is marked partial by its check instead."""
-    return [p for atoms in frames for p in frame_problems(atoms, plausibility=plausibility, require_labels=require_labels)]
+    return [
+        p for atoms in frames for p in frame_problems(atoms, plausibility=plausibility, require_labels=require_labels)
+    ]
 
 
 def refuse_batch(source: str, problems: Sequence[Problem], n_frames: int) -> BatchError:
@@ -216,8 +217,7 @@ def uncovered_elements(frames: Iterable[Atoms], covered: Sequence[str]) -> list[
                 _problem(
                     atoms,
                     "numbers",
-                    f"elements {missing} are not covered by the foundation model "
-                    f"(it covers {sorted(covered_set)})",
+                    f"elements {missing} are not covered by the foundation model (it covers {sorted(covered_set)})",
                 )
             )
     return problems

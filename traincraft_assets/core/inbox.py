@@ -22,9 +22,9 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from traincraft_assets.core.frames import FrameError, count_frames
 from traincraft_assets.core.settings import DEFAULT_INBOX_SETTLE_S
@@ -122,15 +122,19 @@ class Inbox:
         models already trained on it) and its registration records why and when. The name and
         the content stay taken: dropping either in again is refused. Returns the file's new place."""
         if not reason.strip():
-            raise FrameError(f"say why batch {name!r} is retired (--reason \"...\"): the reason is kept with it.")
+            raise FrameError(f'say why batch {name!r} is retired (--reason "..."): the reason is kept with it.')
         registered = self.registered(name)
         if registered is None and (self.path / name).is_file():  # registered before the registry existed
             registered = {"name": name, "sha256": file_sha256(self.path / name), "n_frames": -1}
         if registered is None:
             known = sorted(r["name"] for r in self._registrations() if "retired" not in r)
-            raise FrameError(f"no batch named {name!r} in the inbox {self.path}; registered batches: {known or 'none'}.")
+            raise FrameError(
+                f"no batch named {name!r} in the inbox {self.path}; registered batches: {known or 'none'}."
+            )
         if "retired" in registered:
-            raise FrameError(f"batch {name!r} was already retired on {registered['retired']['at']}: {registered['retired']['reason']}")
+            raise FrameError(
+                f"batch {name!r} was already retired on {registered['retired']['at']}: {registered['retired']['reason']}"
+            )
         source = self.path / name
         target = self.path / RETIRED / name
         if source.is_file():
@@ -177,7 +181,9 @@ class Inbox:
             )
             return "refused"
         if not stat.S_ISREG(info.st_mode):
-            scan.refused[name] = f"{path} is not a regular file (a directory?); put one batch file per name in the inbox."
+            scan.refused[name] = (
+                f"{path} is not a regular file (a directory?); put one batch file per name in the inbox."
+            )
             return "refused"
         if name_problem(name):
             scan.refused[name] = f"{path}: {name_problem(name)}"
@@ -208,7 +214,11 @@ class Inbox:
         try:
             n_frames = count_frames(path)
         except Exception as exc:  # anything a malformed file raises: report it, never crash the sensor
-            why = str(exc) if isinstance(exc, FrameError) else f"{path}: cannot be read as a batch file ({type(exc).__name__}: {exc})."
+            why = (
+                str(exc)
+                if isinstance(exc, FrameError)
+                else f"{path}: cannot be read as a batch file ({type(exc).__name__}: {exc})."
+            )
             scan.refused[name] = f"{why} The file stays in the inbox untaken; replace it (same name) with a fixed file."
             return "refused"
         batch = Batch(name, path, n_frames, sha256, new=True)
@@ -230,8 +240,7 @@ class Inbox:
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise FrameError(
-                f"several files are named {repeated}; the file name is the batch name, so rename "
-                "them before ingesting."
+                f"several files are named {repeated}; the file name is the batch name, so rename them before ingesting."
             )
         checked = []
         registrations = self._registrations()

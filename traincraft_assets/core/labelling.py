@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -57,11 +57,15 @@ class LabelOptions:
     compute_stress: bool = field(default=True, metadata={"help": "emt/xtb: label stress on fully periodic frames"})
     check_plausibility: bool = field(
         default=True,
-        metadata={"help": "refuse forces above 100 eV/Å and stresses above 5 eV/Å³ (a likely unit mix-up); false if real"},
+        metadata={
+            "help": "refuse forces above 100 eV/Å and stresses above 5 eV/Å³ (a likely unit mix-up); false if real"
+        },
     )
     max_file_gib: float = field(
         default=10.0,
-        metadata={"help": "refuse batch files larger than this (GiB): a batch is labelled, versioned and retired whole"},
+        metadata={
+            "help": "refuse batch files larger than this (GiB): a batch is labelled, versioned and retired whole"
+        },
     )
     workers: int = field(
         default=1,
@@ -99,10 +103,20 @@ def _find(atoms: Atoms, name: str):
 
 
 # The shape each label must have, for messages (n: the frame's atom count).
-LABEL_SHAPES = {"energy": "one number", "forces": "n x 3", "stress": "6 (Voigt) or 9 (3 x 3)",
-                "dipole": "3", "polarizability": "9 (3 x 3)"}
-EXPECTED_SIZES = {"energy": lambda n: (1,), "forces": lambda n: (3 * n,), "stress": lambda n: (6, 9),
-                  "dipole": lambda n: (3,), "polarizability": lambda n: (9,)}
+LABEL_SHAPES = {
+    "energy": "one number",
+    "forces": "n x 3",
+    "stress": "6 (Voigt) or 9 (3 x 3)",
+    "dipole": "3",
+    "polarizability": "9 (3 x 3)",
+}
+EXPECTED_SIZES = {
+    "energy": lambda n: (1,),
+    "forces": lambda n: (3 * n,),
+    "stress": lambda n: (6, 9),
+    "dipole": lambda n: (3,),
+    "polarizability": lambda n: (9,),
+}
 
 
 def _to_ref_keys(frames: Sequence[Atoms]) -> list[Atoms]:
@@ -178,9 +192,7 @@ def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
             "labeller 'xtb' needs tblite, which is not installed. "
             "Install it with: pip install 'traincraft_assets[xtb]' (or pip install tblite)."
         ) from exc
-    return label_with_calculator(
-        frames, lambda: TBLite(method=options.xtb_method, verbosity=0), options
-    )
+    return label_with_calculator(frames, lambda: TBLite(method=options.xtb_method, verbosity=0), options)
 
 
 @register_labeller("command")
@@ -229,8 +241,7 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
             raise RuntimeError(
-                f"labeller command {options.command!r} exited with {proc.returncode}. "
-                f"Last output:\n{tail}"
+                f"labeller command {options.command!r} exited with {proc.returncode}. Last output:\n{tail}"
             )
         if not output_path.is_file():
             raise FrameError(
@@ -322,7 +333,9 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
         return
     context = multiprocessing.get_context("spawn")
     threads = max(1, _thread_budget() // options.workers)
-    with ProcessPoolExecutor(options.workers, mp_context=context, initializer=_share_cores, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        options.workers, mp_context=context, initializer=_share_cores, initargs=(threads,)
+    ) as pool:
         pending = deque()
         try:
             for chunk in stamped:
@@ -354,9 +367,7 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
     label every frame; a labeller that computes labels may leave some unlabelled (the batch is
     then partial)."""
     if labeller not in LABELLERS:
-        raise ValueError(
-            f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."
-        )
+        raise ValueError(f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}.")
     if options.workers < 1:
         raise ValueError(_workers_problem(options.workers))
     size_gib = Path(path).stat().st_size / 2**30
@@ -371,7 +382,9 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
     with frame_writer(out) as write:
         try:
             for labelled in labelled_chunks:
-                problems += batch_problems(labelled, options.check_plausibility, require_labels=labeller == "prelabelled")
+                problems += batch_problems(
+                    labelled, options.check_plausibility, require_labels=labeller == "prelabelled"
+                )
                 tally.add(labelled)
                 write(labelled)
         except FrameError as exc:  # a labeller's message names the frame; add the file

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -33,7 +33,7 @@ def errors(frames: Sequence[Atoms], predictions: Sequence[Prediction]) -> dict[s
             df.append((pred.forces - f).ravel())
         s = get_label(atoms, "stress")
         if s is not None and pred.stress is not None:
-            ds.append((pred.stress.reshape(-1) - s.reshape(-1)))
+            ds.append(pred.stress.reshape(-1) - s.reshape(-1))
 
     def rmse_mae(parts):
         if not parts:
@@ -53,9 +53,7 @@ def errors(frames: Sequence[Atoms], predictions: Sequence[Prediction]) -> dict[s
     }
 
 
-def errors_by_config_type(
-    frames: Sequence[Atoms], predictions: Sequence[Prediction]
-) -> dict[str, dict[str, float]]:
+def errors_by_config_type(frames: Sequence[Atoms], predictions: Sequence[Prediction]) -> dict[str, dict[str, float]]:
     """`errors` for all frames ("all") and for each config_type."""
     groups: dict[str, list[int]] = {}
     for i, atoms in enumerate(frames):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from traincraft_assets.core.settings import DATA_ROOTS_ENV, load_settings
 

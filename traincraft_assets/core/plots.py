@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -128,7 +128,10 @@ def forgetting_vs_accuracy_figure(rows: Sequence[dict], zero_shot: str):
     sizes = sorted({r["n_train"] for r in rows if r["arm"] != zero_shot}) or [1]
     for arm in dict.fromkeys(r["arm"] for r in rows):
         points = [r for r in rows if r["arm"] == arm]
-        marker_sizes = [30 + 120 * sizes.index(r["n_train"]) / max(1, len(sizes) - 1) if r["n_train"] in sizes else 80 for r in points]
+        marker_sizes = [
+            30 + 120 * sizes.index(r["n_train"]) / max(1, len(sizes) - 1) if r["n_train"] in sizes else 80
+            for r in points
+        ]
         ax.scatter(
             [r["valid_rmse_f_mev_per_a"] for r in points],
             [r["forgetting_rmse_f_mev_per_a"] for r in points],
@@ -161,7 +164,11 @@ def learning_curve_figure(curve: Sequence[dict], title: str = "learning curve"):
         axes[0].plot(*zip(*train), color="k", ls="--", label="train")
     for head in heads:
         rows = sorted((r for r in curve if r["head"] == head), key=lambda r: r["epoch"])
-        for ax, key, scale in ((axes[0], "loss", 1.0), (axes[1], "rmse_e_per_atom", 1000.0), (axes[2], "rmse_f", 1000.0)):
+        for ax, key, scale in (
+            (axes[0], "loss", 1.0),
+            (axes[1], "rmse_e_per_atom", 1000.0),
+            (axes[2], "rmse_f", 1000.0),
+        ):
             points = [(r["epoch"] + 1, r[key] * scale) for r in rows if key in r and r[key] > 0]
             if points:
                 ax.plot(*zip(*points), marker="o", ms=3, label=f"valid, {head}")

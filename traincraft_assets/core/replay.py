@@ -9,8 +9,9 @@ trained on when the pool comes with them, else frames that pass the filter but a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from ase import Atoms

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, get_args
+from typing import Literal, get_args
 
 Deployment = Literal["local", "k8s"]
 
@@ -77,8 +78,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     processes = env.get(TRAINING_PROCESSES_ENV) or "1"
     if not processes.isdigit() or int(processes) < 1:
         raise SettingsError(
-            f"{TRAINING_PROCESSES_ENV} must be a whole number of processes (one per GPU), 1 or more; "
-            f"got {processes!r}."
+            f"{TRAINING_PROCESSES_ENV} must be a whole number of processes (one per GPU), 1 or more; got {processes!r}."
         )
     return Settings(
         store=Path(env.get(STORE_ENV) or DEFAULT_STORE).absolute(),

@@ -8,8 +8,8 @@ different sides.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ase import Atoms
 
@@ -23,9 +23,7 @@ SIDES = ("train", "valid", "test")
 class SplitSettings:
     valid_fraction: float = 0.1
     test_fraction: float = 0.0
-    salt: str = field(
-        default="traincraft", metadata={"help": "change it to draw a different (but again stable) split"}
-    )
+    salt: str = field(default="traincraft", metadata={"help": "change it to draw a different (but again stable) split"})
 
 
 def side_of(frame_fingerprint: str, valid_fraction: float, test_fraction: float, salt: str) -> str:

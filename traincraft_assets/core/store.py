@@ -17,9 +17,10 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from traincraft_assets.core.processes import process_alive
 from traincraft_assets.core.settings import STORE_ENV
@@ -122,7 +123,11 @@ class ArtifactStore:
         """Every published artifact re-hashed: (path, problem) for each whose content no longer
         matches its name, each folder the catalogue does not know, and stale staging."""
         problems = []
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")) if self.root.is_dir() else []:
+        for folder in (
+            sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if self.root.is_dir()
+            else []
+        ):
             if folder.name not in catalogue:
                 problems.append((folder, f"not an asset of this project (known: {sorted(catalogue)})"))
                 continue

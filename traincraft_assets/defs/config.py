@@ -11,7 +11,8 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import types
-from typing import Any, Literal, Optional, Sequence, Union, get_args, get_origin, get_type_hints
+from collections.abc import Sequence
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import dagster as dg
 import pydantic
@@ -32,7 +33,7 @@ def _config_type(tp):
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) == 1:
-            return Optional[_config_type(args[0])]
+            return _config_type(args[0]) | None
     if origin in (collections.abc.Sequence, tuple, list):
         (item, *_) = get_args(tp)
         # Dagster config has no list of Literal: such lists are plain strings, and core's

@@ -10,7 +10,7 @@ of them and nothing is written: a bad e0s dict no longer waits for dataset, spli
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -22,7 +22,6 @@ from traincraft_assets.defs.config import SettingsConfig
 from traincraft_assets.defs.lineage import latest_artifact
 from traincraft_assets.defs.partitions import data_batches
 from traincraft_assets.defs.resources import StoreResource
-
 
 
 class PlannedRun:

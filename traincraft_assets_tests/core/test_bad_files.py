@@ -62,9 +62,11 @@ def test_unreadable_files_are_located_and_explained(tmp_path, name):
 
 def test_forces_of_the_wrong_shape_name_the_file_frame_and_field(tmp_path):
     text = _good_text(tmp_path).replace("REF_forces:R:3", "REF_forces:R:2")
-    path = _write(tmp_path, "two_columns.xyz", "\n".join(
-        " ".join(line.split()[:-1]) if len(line.split()) == 7 else line for line in text.splitlines()
-    ) + "\n")
+    path = _write(
+        tmp_path,
+        "two_columns.xyz",
+        "\n".join(" ".join(line.split()[:-1]) if len(line.split()) == 7 else line for line in text.splitlines()) + "\n",
+    )
     with pytest.raises(FrameError) as error:
         label_batch(path, "two_columns.xyz", "prelabelled", LabelOptions(), tmp_path / "labelled.xyz")
     message = str(error.value)

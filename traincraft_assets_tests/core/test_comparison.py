@@ -38,9 +38,17 @@ def test_each_arm_changes_only_its_strategy_and_scratch_takes_the_foundations_sh
 
 
 def _record(arm, settings="a", valid_f=50.0):
-    rows = [{"arm": arm, "n_train": 10, "wall_s": 1.0, "valid_rmse_e_mev_per_atom": 5.0,
-             "valid_rmse_f_mev_per_a": valid_f, "forgetting_rmse_e_mev_per_atom": 3.0,
-             "forgetting_rmse_f_mev_per_a": 40.0}]
+    rows = [
+        {
+            "arm": arm,
+            "n_train": 10,
+            "wall_s": 1.0,
+            "valid_rmse_e_mev_per_atom": 5.0,
+            "valid_rmse_f_mev_per_a": valid_f,
+            "forgetting_rmse_e_mev_per_atom": 3.0,
+            "forgetting_rmse_f_mev_per_a": 40.0,
+        }
+    ]
     if arm == "zero_shot":
         rows[0]["n_train"] = 0
     if arm == "multihead":  # scored on its replay head too
@@ -56,8 +64,13 @@ def test_arms_with_other_settings_are_refused_by_name():
 
 
 def test_findings_compute_the_ratios_the_field_reports():
-    records = [_record("zero_shot", valid_f=150.0), _record("naive", valid_f=50.0), _record("multihead", valid_f=60.0),
-               _record("scratch", valid_f=90.0), _record("naive_average_e0s", valid_f=55.0)]
+    records = [
+        _record("zero_shot", valid_f=150.0),
+        _record("naive", valid_f=50.0),
+        _record("multihead", valid_f=60.0),
+        _record("scratch", valid_f=90.0),
+        _record("naive_average_e0s", valid_f=55.0),
+    ]
     rows = comparison_rows(records)
     assert [r["arm"] for r in rows] == ["zero_shot", "naive", "naive_average_e0s", "multihead", "scratch"]
     out = findings(rows)

@@ -24,9 +24,7 @@ from traincraft_assets_tests.core.helpers import labelled
 
 def _evaluation(energy_errors, config_types, force_error=0.0):
     """Evaluation of one-atom frames whose per-atom energy errors are `energy_errors` (eV)."""
-    frames = [
-        labelled(Atoms("Cu", positions=[[0, 0, 0]]), energy=0.0, config_type=ct) for ct in config_types
-    ]
+    frames = [labelled(Atoms("Cu", positions=[[0, 0, 0]]), energy=0.0, config_type=ct) for ct in config_types]
     predictions = [Prediction(de, np.full((1, 3), force_error), None) for de in energy_errors]
     return Evaluation(frames, predictions, errors_by_config_type(frames, predictions))
 
@@ -82,7 +80,9 @@ def test_a_multihead_models_replay_head_is_reported_beside_its_target_head_on_th
     assert result.forgetting["forgetting_f_ratio"] == pytest.approx(6.0)
     held = result.report({}, {})["replay_heldout"]
     assert held["replay_head_forgetting_f_ratio"] == pytest.approx(1.2)
-    assert held["replay_head_rmse_f_mev_per_a"] == pytest.approx(12.0) and held["rmse_f_mev_per_a"] == pytest.approx(60.0)
+    assert held["replay_head_rmse_f_mev_per_a"] == pytest.approx(12.0) and held["rmse_f_mev_per_a"] == pytest.approx(
+        60.0
+    )
     single_head = Parity("Default", valid, valid, target_head, replay_foundation, [])
     assert single_head.replay_head_errors == {}
     assert "replay_head_forgetting_f_ratio" not in single_head.report({}, {})["replay_heldout"]

@@ -94,4 +94,6 @@ def test_a_scratch_recipe_changes_with_any_training_setting_or_the_pool():
     recipe = scratch_recipe(settings, "pool-a")
     assert recipe == scratch_recipe(FoundationSettings(source="scratch"), "pool-a")
     assert recipe != scratch_recipe(settings, "pool-b")
-    assert recipe != scratch_recipe(replace(settings, scratch=replace(settings.scratch, seed=settings.scratch.seed + 1)), "pool-a")
+    assert recipe != scratch_recipe(
+        replace(settings, scratch=replace(settings.scratch, seed=settings.scratch.seed + 1)), "pool-a"
+    )

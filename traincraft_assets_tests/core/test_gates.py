@@ -50,7 +50,9 @@ def test_a_multihead_model_is_judged_on_its_replay_head():
     assert verdict.passed and "replay head" in verdict.reason
     assert verdict.numbers["energy_ratio"] == pytest.approx(2.8 / 2.5) and verdict.numbers["judged_on_replay_head"]
     assert verdict.numbers["rmse_e_mev_per_atom"] == 425.0  # the target head's numbers stay in view
-    forgot = gates.forgetting({**REPORT, "replay_heldout": {**kept, "replay_head_rmse_e_mev_per_atom": 25.0}}, ratio=1.5)
+    forgot = gates.forgetting(
+        {**REPORT, "replay_heldout": {**kept, "replay_head_rmse_e_mev_per_atom": 25.0}}, ratio=1.5
+    )
     assert not forgot.passed and "replay head: energy RMSE 25.00 vs foundation 2.50" in forgot.reason
 
 
@@ -65,7 +67,7 @@ def test_a_nan_anywhere_in_the_learning_curve_fails():
 class SignFlipped(Calculator):
     """A broken model: a sound potential with its forces reversed (atoms pulled together)."""
 
-    implemented_properties = ["energy", "forces"]
+    implemented_properties = ("energy", "forces")
 
     def __init__(self, inner):
         super().__init__()

@@ -4,7 +4,14 @@ import numpy as np
 from ase import Atoms
 
 from traincraft_assets.core.frames import set_label
-from traincraft_assets.core.health import closest_pair, dataset_problems, energy_scales, force_scales, frame_problems, uncovered_elements
+from traincraft_assets.core.health import (
+    closest_pair,
+    dataset_problems,
+    energy_scales,
+    force_scales,
+    frame_problems,
+    uncovered_elements,
+)
 from traincraft_assets_tests.core.helpers import cu_bulk, labelled
 
 BATCH, INDEX = "dft_round_3", 17
@@ -155,7 +162,13 @@ def test_closest_pair_agrees_with_ase_on_every_kind_of_cell():
     skewed = Atoms("Cu3", cell=[[3.0, 0, 0], [2.7, 1.2, 0], [0.4, 0.3, 2.6]], pbc=True)
     skewed.positions = rng.uniform(-2, 5, (3, 3))  # partly outside the cell
     thin = Atoms("Cu2", positions=[[0, 0, 0], [1.0, 1.0, 0.1]], cell=[3.0, 3.0, 0.35], pbc=True)
-    frames = [molecule("CH3CH2OH"), bulk("Cu", "fcc", a=3.6).repeat(2), fcc111("Cu", (2, 2, 3), vacuum=5.0), skewed, thin]
+    frames = [
+        molecule("CH3CH2OH"),
+        bulk("Cu", "fcc", a=3.6).repeat(2),
+        fcc111("Cu", (2, 2, 3), vacuum=5.0),
+        skewed,
+        thin,
+    ]
     checked = 0
     for frame in frames:
         for _ in range(20):
@@ -212,7 +225,9 @@ def _energy_scale(factor: float, offset_ev_per_atom: float = 0.0):
             atoms = cu_bulk(rattle=0.05, seed=i, repeat=repeat)
             energy = len(atoms) * (-3.5 + rng.normal(0, 0.05))
             predicted.append(energy)
-            frames.append(labelled(atoms, energy=factor * energy + offset_ev_per_atom * len(atoms), batch=BATCH, index=i))
+            frames.append(
+                labelled(atoms, energy=factor * energy + offset_ev_per_atom * len(atoms), batch=BATCH, index=i)
+            )
     [scale] = energy_scales(frames, predicted)
     return scale
 
@@ -223,7 +238,9 @@ def test_energies_in_kcal_per_mol_are_caught_whatever_the_e0s():
     assert _energy_scale(1.0, offset_ev_per_atom=2.0).plausible
     kcal = _energy_scale(23.061, offset_ev_per_atom=-80.0)
     assert not kcal.plausible and kcal.n_frames == 8
-    assert "energy labels' spread within each composition 23.1x" in str(kcal) and "likely kcal/mol read as eV" in str(kcal)
+    assert "energy labels' spread within each composition 23.1x" in str(kcal) and "likely kcal/mol read as eV" in str(
+        kcal
+    )
     assert "likely Hartree read as eV" in str(_energy_scale(1 / 27.211))
 
 

@@ -42,9 +42,9 @@ def test_different_content_under_a_known_name_is_refused(tmp_path, batches):
 
 def test_one_bad_file_refuses_the_whole_call(tmp_path, batches):
     broken = tmp_path / "broken.xyz"
-    broken.write_text("3\nLattice=\"bad\n Cu 0 0 0\n")
+    broken.write_text('3\nLattice="bad\n Cu 0 0 0\n')
     inbox = Inbox(tmp_path / "inbox")
-    with pytest.raises(FrameError, match="broken.xyz"):
+    with pytest.raises(FrameError, match=r"broken\.xyz"):
         inbox.ingest([*batches, broken])
     assert not inbox.path.exists()
 

@@ -186,7 +186,9 @@ def test_labelling_workers_share_the_threads_the_step_may_use(tmp_path, monkeypa
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     path, _ = _unlabelled_batch(tmp_path, n=4)
     log = tmp_path / "threads.log"
-    script = _script(tmp_path, FAKE_DFT + 'open(os.environ["THREADS_LOG"], "a").write(os.environ["OMP_NUM_THREADS"] + "\\n")\n')
+    script = _script(
+        tmp_path, FAKE_DFT + 'open(os.environ["THREADS_LOG"], "a").write(os.environ["OMP_NUM_THREADS"] + "\\n")\n'
+    )
     options = LabelOptions(command=python_command(script), env={"THREADS_LOG": str(log)}, workers=2)
     assert len(_label_batch(tmp_path, path, "b", "command", options)) == 4
     assert log.read_text().split() == ["2", "2"]  # one program run per chunk
@@ -305,6 +307,9 @@ def test_labeller_problems_are_found_before_any_frame_is_read(tmp_path):
     assert labeller_problems("command", LabelOptions(command=python_command(inside)), roots) == []
     assert "unknown labeller 'vasp'" in labeller_problems("vasp", LabelOptions(), roots)[0]
     assert "needs `command`" in labeller_problems("command", LabelOptions(), roots)[0]
-    assert "'no-such-code' not found on PATH" in labeller_problems("command", LabelOptions(command="no-such-code x"), roots)[0]
+    assert (
+        "'no-such-code' not found on PATH"
+        in labeller_problems("command", LabelOptions(command="no-such-code x"), roots)[0]
+    )
     [problem] = labeller_problems("command", LabelOptions(command=python_command(outside)), roots)
     assert str(outside) in problem and "outside the directories this project reads" in problem

@@ -19,7 +19,9 @@ logging.warning("the model looks odd")
 
 def test_only_unactionable_warnings_are_filtered_once_the_package_is_imported():
     # -W default: show every warning, as a fresh interpreter running the demo would
-    result = subprocess.run([sys.executable, "-W", "default", "-c", PROGRAM], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", PROGRAM], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "the labels look odd" in result.stderr
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in result.stderr and "copy construct" not in result.stderr
@@ -36,7 +38,10 @@ def test_mace_s_own_process_gets_the_same_filters_through_pythonwarnings(monkeyp
     from traincraft_assets.core.quiet import child_warning_filters
 
     monkeypatch.setenv("PYTHONWARNINGS", "error::DeprecationWarning")
-    child = PROGRAM.replace("import traincraft_assets\n", "") + "\nimport warnings; warnings.warn('old', DeprecationWarning)\n"
+    child = (
+        PROGRAM.replace("import traincraft_assets\n", "")
+        + "\nimport warnings; warnings.warn('old', DeprecationWarning)\n"
+    )
     env = {**os.environ, "PYTHONWARNINGS": child_warning_filters()}
     result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=env)
     assert "the labels look odd" in result.stderr

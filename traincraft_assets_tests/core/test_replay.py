@@ -10,7 +10,10 @@ from traincraft_assets.core.replay import ReplaySettings, select_replay
 def _select(pool, elements, num_samples, subselect, filtering, **settings):
     """select_replay without a model (random subselection needs none)."""
     return select_replay(
-        pool, elements, ReplaySettings(num_samples=num_samples, subselect=subselect, filtering=filtering, **settings), None
+        pool,
+        elements,
+        ReplaySettings(num_samples=num_samples, subselect=subselect, filtering=filtering, **settings),
+        None,
     )
 
 

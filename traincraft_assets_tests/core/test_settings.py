@@ -64,8 +64,12 @@ def test_inbox_settle_time_must_be_seconds(value):
 
 def test_retraining_settings():
     settings = load_settings({})
-    assert (settings.retrain_debounce_s, settings.nightly_retrain_cron, settings.run_config) == (600.0, "0 2 * * *", None)
+    assert (settings.retrain_debounce_s, settings.nightly_retrain_cron, settings.run_config) == (
+        600.0,
+        "0 2 * * *",
+        None,
+    )
     settings = load_settings({"TRAINCRAFT_RETRAIN_DEBOUNCE_S": "30", "TRAINCRAFT_RUN_CONFIG": "run.yaml"})
     assert settings.retrain_debounce_s == 30.0 and settings.run_config.is_absolute()
-    with pytest.raises(SettingsError, match="TRAINCRAFT_RETRAIN_DEBOUNCE_S.*'an hour'"):
+    with pytest.raises(SettingsError, match=r"TRAINCRAFT_RETRAIN_DEBOUNCE_S.*'an hour'"):
         load_settings({"TRAINCRAFT_RETRAIN_DEBOUNCE_S": "an hour"})

@@ -139,7 +139,7 @@ def test_verify_reports_changed_artifacts_unknown_folders_and_stale_staging(tmp_
     from traincraft_assets.core.artifacts import CATALOGUE
 
     store = ArtifactStore(tmp_path)
-    good, _ = store.write(Dataset, lambda out: out.frames_path.write_text("frames"))
+    store.write(Dataset, lambda out: out.frames_path.write_text("frames"))
     tampered, _ = store.write(Dataset, lambda out: out.frames_path.write_text("other frames"))
     assert store.verify(CATALOGUE) == []
     tampered.frames_path.write_text("edited by hand")

@@ -139,7 +139,9 @@ def _program(body: str):
     return config
 
 
-LABEL_WITH_FAILING_PROGRAM = "import sys\nprint('SCF did not converge: ZBRENT bracketing error', file=sys.stderr)\nsys.exit(3)\n"
+LABEL_WITH_FAILING_PROGRAM = (
+    "import sys\nprint('SCF did not converge: ZBRENT bracketing error', file=sys.stderr)\nsys.exit(3)\n"
+)
 LABEL_DROPPING_A_FRAME = (
     "import os\nfrom ase.io import read, write\nframes = read(os.environ['TRAINCRAFT_INPUT'], ':')\n"
     "write(os.environ['TRAINCRAFT_OUTPUT'], frames[:-1], format='extxyz')\n"
@@ -178,11 +180,13 @@ BATCH_CASES = {
         ["unknown_element.xyz", "frame 1", "line 10", "unknown element symbol 'Qq'"],
     ),
     "forces_two_columns": (
-        lambda: "\n".join(
-            " ".join(line.split()[:-1]) if len(line.split()) == 7 else line
-            for line in _good_text().replace("REF_forces:R:3", "REF_forces:R:2").splitlines()
-        )
-        + "\n",
+        lambda: (
+            "\n".join(
+                " ".join(line.split()[:-1]) if len(line.split()) == 7 else line
+                for line in _good_text().replace("REF_forces:R:3", "REF_forces:R:2").splitlines()
+            )
+            + "\n"
+        ),
         None,
         ["forces_two_columns.xyz", "frame 0", "field REF_forces", "shape (4, 2)", "n x 3"],
     ),
@@ -328,7 +332,9 @@ def test_a_bad_batch_is_refused_naming_file_frame_and_field_and_nothing_is_store
         message = str(refused)
         assert not (good.inbox / path.name).exists()
     else:
-        result = good.label(batch, {"ops": {"labelled_frames": {"config": config}}} if config else None, raise_on_error=False)
+        result = good.label(
+            batch, {"ops": {"labelled_frames": {"config": config}}} if config else None, raise_on_error=False
+        )
         assert not result.success
         message = _failure_text(result)
     for part in expected:
@@ -368,21 +374,69 @@ def _not_a_model(tmp_path: Path) -> str:
 
 # name: (assets, run config (or a function of the scratch dir and the project), message parts)
 SETTINGS_CASES = {
-    "e0s_dict_missing_an_element": (TRAIN, _finetune(e0s="dict", e0s_dict={"Ni": -0.5}), ["finetuned_model:", "e0s 'dict' needs e0s_dict entries for ['Cu']"]),
-    "e0s_dict_not_an_element": (TRAIN, _finetune(e0s="dict", e0s_dict={"Cu": -0.5, "Cuu": 1.0}), ["e0s_dict keys must be element symbols; ['Cuu']"]),
-    "e0s_file_missing": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=str(tmp / "nowhere.json")), ["finetuned_model: e0s_file", "no such file"]),
-    "e0s_file_not_json": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_not_json(tmp)), ["e0s 'file' needs e0s_file pointing at a JSON object"]),
-    "e0s_file_outside_the_roots": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=OUTSIDE), ["finetuned_model: e0s_file", "outside the directories this project reads", DATA_ROOTS_ENV]),
-    "e0s_file_dot_dot_escape": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_dot_dot_escape(tmp)), ["finetuned_model: e0s_file", "resolves to /etc/", "outside the directories"]),
-    "e0s_file_symlink_out": (TRAIN, lambda tmp, p: _finetune(e0s="file", e0s_file=_symlink_out(tmp)), ["finetuned_model: e0s_file", "resolves to /etc/", "outside the directories"]),
-    "dipole_head_without_dipole_labels": (TRAIN, _finetune(strategy="scratch", heads=["dipole"], max_L=1), ["head 'dipole' needs REF_dipole labels", "labels present: ['energy', 'forces', 'stress']"]),
+    "e0s_dict_missing_an_element": (
+        TRAIN,
+        _finetune(e0s="dict", e0s_dict={"Ni": -0.5}),
+        ["finetuned_model:", "e0s 'dict' needs e0s_dict entries for ['Cu']"],
+    ),
+    "e0s_dict_not_an_element": (
+        TRAIN,
+        _finetune(e0s="dict", e0s_dict={"Cu": -0.5, "Cuu": 1.0}),
+        ["e0s_dict keys must be element symbols; ['Cuu']"],
+    ),
+    "e0s_file_missing": (
+        TRAIN,
+        lambda tmp, p: _finetune(e0s="file", e0s_file=str(tmp / "nowhere.json")),
+        ["finetuned_model: e0s_file", "no such file"],
+    ),
+    "e0s_file_not_json": (
+        TRAIN,
+        lambda tmp, p: _finetune(e0s="file", e0s_file=_not_json(tmp)),
+        ["e0s 'file' needs e0s_file pointing at a JSON object"],
+    ),
+    "e0s_file_outside_the_roots": (
+        TRAIN,
+        lambda tmp, p: _finetune(e0s="file", e0s_file=OUTSIDE),
+        ["finetuned_model: e0s_file", "outside the directories this project reads", DATA_ROOTS_ENV],
+    ),
+    "e0s_file_dot_dot_escape": (
+        TRAIN,
+        lambda tmp, p: _finetune(e0s="file", e0s_file=_dot_dot_escape(tmp)),
+        ["finetuned_model: e0s_file", "resolves to /etc/", "outside the directories"],
+    ),
+    "e0s_file_symlink_out": (
+        TRAIN,
+        lambda tmp, p: _finetune(e0s="file", e0s_file=_symlink_out(tmp)),
+        ["finetuned_model: e0s_file", "resolves to /etc/", "outside the directories"],
+    ),
+    "dipole_head_without_dipole_labels": (
+        TRAIN,
+        _finetune(strategy="scratch", heads=["dipole"], max_L=1),
+        ["head 'dipole' needs REF_dipole labels", "labels present: ['energy', 'forces', 'stress']"],
+    ),
     "unknown_head": (TRAIN, _finetune(heads=["energy", "forces", "charges"]), ["unknown heads ['charges']"]),
-    "multihead_with_dipole_heads": (TRAIN, _finetune(strategy="multihead", heads=["energy", "forces", "dipole"]), ["multihead replay fits energy/forces", "use strategy 'scratch'"]),
-    "polarizability_without_dipole": (TRAIN, _finetune(strategy="scratch", heads=["polarizability"]), ["polarizability is fitted together with dipole"]),
+    "multihead_with_dipole_heads": (
+        TRAIN,
+        _finetune(strategy="multihead", heads=["energy", "forces", "dipole"]),
+        ["multihead replay fits energy/forces", "use strategy 'scratch'"],
+    ),
+    "polarizability_without_dipole": (
+        TRAIN,
+        _finetune(strategy="scratch", heads=["polarizability"]),
+        ["polarizability is fitted together with dipole"],
+    ),
     "freeze_and_lora": (TRAIN, _finetune(strategy="naive", freeze=5, lora=True), ["choose freeze or lora, not both"]),
     "freeze_out_of_range": (TRAIN, _finetune(strategy="naive", freeze=9), ["freeze must be 1-6"]),
-    "average_e0s_in_multihead": (TRAIN, _finetune(strategy="multihead", e0s="average"), ["e0s 'average' is rejected by MACE in multihead mode"]),
-    "managed_flag_in_extra": (TRAIN, _finetune(extra={"--E0s": "average"}), ["extra may not set --E0s: it is managed here (set through e0s)"]),
+    "average_e0s_in_multihead": (
+        TRAIN,
+        _finetune(strategy="multihead", e0s="average"),
+        ["e0s 'average' is rejected by MACE in multihead mode"],
+    ),
+    "managed_flag_in_extra": (
+        TRAIN,
+        _finetune(extra={"--E0s": "average"}),
+        ["extra may not set --E0s: it is managed here (set through e0s)"],
+    ),
     "foundation_path_not_a_model": (
         ["foundation_model", *TRAIN],
         lambda tmp, p: {"ops": {"foundation_model": {"config": {"source": "path", "path": _not_a_model(tmp)}}}},
@@ -390,11 +444,21 @@ SETTINGS_CASES = {
     ),
     "foundation_path_missing": (
         ["foundation_model", *TRAIN],
-        lambda tmp, p: {"ops": {"foundation_model": {"config": {"source": "path", "path": str(tmp / "mace-mp-0.model")}}}},
+        lambda tmp, p: {
+            "ops": {"foundation_model": {"config": {"source": "path", "path": str(tmp / "mace-mp-0.model")}}}
+        },
         ["foundation_model: path", "mace-mp-0.model", "no such file"],
     ),
-    "foundation_path_not_given": (["foundation_model"], {"ops": {"foundation_model": {"config": {"source": "path"}}}}, ["source 'path' needs `path`"]),
-    "unknown_named_foundation": (["foundation_model"], {"ops": {"foundation_model": {"config": {"source": "named", "name": "mace-xl-9000"}}}}, ["unknown MACE foundation 'mace-xl-9000'", "medium"]),
+    "foundation_path_not_given": (
+        ["foundation_model"],
+        {"ops": {"foundation_model": {"config": {"source": "path"}}}},
+        ["source 'path' needs `path`"],
+    ),
+    "unknown_named_foundation": (
+        ["foundation_model"],
+        {"ops": {"foundation_model": {"config": {"source": "named", "name": "mace-xl-9000"}}}},
+        ["unknown MACE foundation 'mace-xl-9000'", "medium"],
+    ),
     "pretraining_pool_outside_the_roots": (
         ["pretraining_frames"],
         lambda tmp, p: {"ops": {"pretraining_frames": {"config": {"source": "file", "path": OUTSIDE}}}},
@@ -481,9 +545,12 @@ def test_one_structure_labelled_differently_in_two_batches_stops_the_dataset(pro
 
     result = project.materialize(["dataset"], raise_on_error=False)
     message = _failure_text(result)
-    for part in ("3 structure(s) appear in two batches with different labels", "none was made",
-                 "batch 'dft_round_2.xyz', frame 0 has the structure of batch 'dft_round_1.xyz', frame 0",
-                 "traincraft retire"):
+    for part in (
+        "3 structure(s) appear in two batches with different labels",
+        "none was made",
+        "batch 'dft_round_2.xyz', frame 0 has the structure of batch 'dft_round_1.xyz', frame 0",
+        "traincraft retire",
+    ):
         assert part in message, f"{part!r} not in:\n{message}"
     assert set((project.store / "dataset").iterdir()) == datasets_before
     assert _latest_ids(project)["dataset"] == good_dataset

@@ -33,9 +33,12 @@ def test_finetune_config_has_every_training_setting_with_its_default():
     assert set(fields) == {"trainer", *_leaf_defaults(TrainSettings())}
     for name, default in _leaf_defaults(TrainSettings()).items():
         assert fields[name].default == default, name
-    assert fields["lr"].description == dataclasses.fields(TrainSettings)[
-        [f.name for f in dataclasses.fields(TrainSettings)].index("lr")
-    ].metadata["help"]
+    assert (
+        fields["lr"].description
+        == dataclasses.fields(TrainSettings)[[f.name for f in dataclasses.fields(TrainSettings)].index("lr")].metadata[
+            "help"
+        ]
+    )
 
 
 def _choices(asset, field):
@@ -69,22 +72,44 @@ def test_foundation_config_exposes_the_scratch_options_with_the_demo_foundation_
     assert settings.scratch.shape == ModelShape(num_channels=8, max_L=0, r_max=5.0, num_interactions=2, correlation=2)
     # what the config does not expose stays as the demo declares it
     assert (settings.scratch.max_num_epochs, settings.scratch.e0s, settings.scratch.heads) == (
-        2, "average", ("energy", "forces", "stress")
+        2,
+        "average",
+        ("energy", "forces", "stress"),
     )
 
 
 def test_finetune_config_maps_every_field_to_the_training_settings():
     config = FinetuneConfig(
-        strategy="naive", freeze=6, lr=2e-3, heads=["energy", "forces", "stress"], e0s="dict",
-        e0s_dict={"Cu": -0.1}, ema_decay=0.99, stress_weight=5.0, device="cpu", dtype="float32",
-        num_channels=16, max_L=0, extra={"clip_grad": "5"},
+        strategy="naive",
+        freeze=6,
+        lr=2e-3,
+        heads=["energy", "forces", "stress"],
+        e0s="dict",
+        e0s_dict={"Cu": -0.1},
+        ema_decay=0.99,
+        stress_weight=5.0,
+        device="cpu",
+        dtype="float32",
+        num_channels=16,
+        max_L=0,
+        extra={"clip_grad": "5"},
     )
     s = config.to_settings()
     assert (s.strategy, s.freeze, s.lr, s.heads, s.e0s, s.e0s_dict) == (
-        "naive", 6, 2e-3, ("energy", "forces", "stress"), "dict", {"Cu": -0.1}
+        "naive",
+        6,
+        2e-3,
+        ("energy", "forces", "stress"),
+        "dict",
+        {"Cu": -0.1},
     )
     assert (s.ema_decay, s.stress_weight, s.device, s.dtype) == (0.99, 5.0, "cpu", "float32")
     assert (s.shape.num_channels, s.shape.max_L, s.extra) == (16, 0, {"clip_grad": "5"})
     defaults = FinetuneConfig().to_settings()
-    assert (defaults.weight_decay, defaults.ema_decay, defaults.energy_weight, defaults.forces_weight) == (0.0, 0.995, 10.0, 10.0)
+    assert (defaults.weight_decay, defaults.ema_decay, defaults.energy_weight, defaults.forces_weight) == (
+        0.0,
+        0.995,
+        10.0,
+        10.0,
+    )
     assert (defaults.strategy, defaults.e0s, defaults.learning_rate) == ("multihead", "foundation", 1e-4)

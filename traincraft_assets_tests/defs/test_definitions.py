@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_dagster_loads_the_module_without_errors():
     result = subprocess.run(
         [Path(sys.executable).parent / "dagster", "definitions", "validate", "-m", "traincraft_assets"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -38,15 +41,25 @@ def test_assets_have_typed_config_code_versions_and_jobs():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
-        "labelled_frames", "dataset", "split", "pretraining_frames", "foundation_model",
-        "replay_subset", "finetuned_model", "parity_report", "champion_model",
-        "strategy_arm", "strategy_comparison",
+        "labelled_frames",
+        "dataset",
+        "split",
+        "pretraining_frames",
+        "foundation_model",
+        "replay_subset",
+        "finetuned_model",
+        "parity_report",
+        "champion_model",
+        "strategy_arm",
+        "strategy_comparison",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
     job = defs.resolve_implicit_global_asset_job_def()
     configurable = {
-        name for name in keys if getattr(job.graph.node_named(name).definition.config_schema.config_type, "fields", None)
+        name
+        for name in keys
+        if getattr(job.graph.node_named(name).definition.config_schema.config_type, "fields", None)
     }
     # dataset merges what is there, the comparison tabulates what its arms made: nothing to set
     assert configurable == keys - {"dataset", "strategy_comparison"}
@@ -105,7 +118,9 @@ def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
     assert overridden["finetuned_model"]["config"]["lr"] == 0.001
     # step by step: a step the run configures takes none of the file's entry for it (its other
     # fields fall back to the code defaults); the steps it leaves alone keep the file's
-    assert overridden["finetuned_model"]["config"]["max_num_epochs"] != demo["finetuned_model"]["config"]["max_num_epochs"]
+    assert (
+        overridden["finetuned_model"]["config"]["max_num_epochs"] != demo["finetuned_model"]["config"]["max_num_epochs"]
+    )
     assert overridden["replay_subset"]["config"]["num_samples"] == demo["replay_subset"]["config"]["num_samples"]
 
     for text, expected in (("ops: [1, 2]", "expected a run config mapping"), ("ops: {a: [", "cannot read it as YAML")):
@@ -120,5 +135,5 @@ def test_a_bad_nightly_cron_is_refused_by_name(monkeypatch):
     from traincraft_assets.defs.definitions import build_defs
 
     monkeypatch.setenv("TRAINCRAFT_NIGHTLY_RETRAIN_CRON", "every night")
-    with pytest.raises(SettingsError, match="TRAINCRAFT_NIGHTLY_RETRAIN_CRON.*'every night'"):
+    with pytest.raises(SettingsError, match=r"TRAINCRAFT_NIGHTLY_RETRAIN_CRON.*'every night'"):
         build_defs()

@@ -40,11 +40,25 @@ def webserver(graph_run):
 def _render(url: str, tmp_path: Path) -> str:
     assert CHROMIUM, "headless Chromium is required (.ci/run installs Debian's chromium)"
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
-         "--window-size=1400,1000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=20000",
+            "--window-size=1400,1000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return result.stdout
 
@@ -56,10 +70,23 @@ class Page:
     def __init__(self, profile: Path):
         assert CHROMIUM, "headless Chromium is required (.ci/run installs Debian's chromium)"
         self.browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
-             "--window-size=1400,1000", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+                f"--user-data-dir={profile}",
+                "--window-size=1400,1000",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for line in self.browser.stderr:  # Chromium names its DevTools port here
             if match := re.search(r"DevTools listening on ws://([^/]+)/", line):
@@ -105,7 +132,11 @@ def page(tmp_path):
     page.close()
 
 
-FIGURES = {"parity_plot": "parity, valid set", "forgetting_plot": "parity, held-out replay", "learning_curve": "learning curve"}
+FIGURES = {
+    "parity_plot": "parity, valid set",
+    "forgetting_plot": "parity, held-out replay",
+    "learning_curve": "learning curve",
+}
 
 
 def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_size(webserver, graph_run, page):
@@ -114,9 +145,11 @@ def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_
     `[Show Markdown]` link, decoded by the browser at the width it was drawn."""
     text = page.open(f"{webserver}/assets/parity_report", "per_config_type")
     report = json.loads(Path(graph_run.latest("parity_report").metadata["report_path"].value).read_text())
-    table = text[text.index("per_config_type"):]
+    table = text[text.index("per_config_type") :]
     for row in report["rows"]:
-        assert re.search(rf"^{re.escape(row['config_type'])}\t{row['n_frames']}\t", table, re.MULTILINE), row["config_type"]
+        assert re.search(rf"^{re.escape(row['config_type'])}\t{row['n_frames']}\t", table, re.MULTILINE), row[
+            "config_type"
+        ]
     assert "Could not parse" not in text
     links = "Array.from(document.querySelectorAll('a,button')).filter(e => e.innerText.trim() == '[Show Markdown]')"
     expected = dict(FIGURES)
@@ -124,14 +157,20 @@ def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_
     for index in range(page.js(f"{links}.length")):
         page.js(f"{links}[{index}].click()")
         deadline = time.monotonic() + 20
-        while not (shown := page.js("Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('data:image/png')).map(i => [i.alt, i.naturalWidth])")):
+        while not (
+            shown := page.js(
+                "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('data:image/png')).map(i => [i.alt, i.naturalWidth])"
+            )
+        ):
             assert time.monotonic() < deadline, f"figure {index} did not open"
             time.sleep(0.3)
         [(alt, width)] = shown
         assert alt in expected.values() and width >= 1000, (alt, width)
         expected = {k: v for k, v in expected.items() if v != alt}
         page.js("Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() == 'Close').click()")
-        while page.js("document.images.length && Array.from(document.images).some(i => i.src.startsWith('data:image/png'))"):
+        while page.js(
+            "document.images.length && Array.from(document.images).some(i => i.src.startsWith('data:image/png'))"
+        ):
             time.sleep(0.2)
     assert not expected, f"not shown: {expected}"
 
@@ -176,7 +215,11 @@ def test_a_user_launches_finetune_from_the_launchpad_with_its_example_config(web
     run_id = match[1]
     page.call("Page.navigate", url="about:blank")  # the live run page would take a core while we wait
     deadline = time.monotonic() + 600
-    while (run := graph_run.instance.get_run_by_id(run_id)).status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+    while (run := graph_run.instance.get_run_by_id(run_id)).status not in (
+        dg.DagsterRunStatus.SUCCESS,
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    ):
         assert time.monotonic() < deadline, f"run {run_id} still {run.status}"
         time.sleep(1)
     assert run.status == dg.DagsterRunStatus.SUCCESS, run.status

@@ -25,6 +25,7 @@ dagster-k8s's depend on it, and simple elsewhere:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -249,7 +250,11 @@ class Cluster:
         }
 
     def _free_gpus(self, node: Node) -> int:
-        used = sum(r.gpus for r in self.history.values() if r.node == node.name and r.started and r.finished is None and not r.deleted)
+        used = sum(
+            r.gpus
+            for r in self.history.values()
+            if r.node == node.name and r.started and r.finished is None and not r.deleted
+        )
         return node.gpus - used
 
     def _schedule(self, name: str, pod: dict) -> Node | None:
@@ -257,7 +262,9 @@ class Cluster:
         record = self.history[name]
         reasons = []
         for node in self.nodes:
-            if not _selector_matches(",".join(f"{k}={v}" for k, v in (spec.get("nodeSelector") or {}).items()), node.labels):
+            if not _selector_matches(
+                ",".join(f"{k}={v}" for k, v in (spec.get("nodeSelector") or {}).items()), node.labels
+            ):
                 reasons.append("didn't match Pod's node affinity/selector")
             elif any(t.get("effect") == "NoSchedule" and not _tolerates(spec, t) for t in node.taints):
                 reasons.append("had untolerated taint")
@@ -329,16 +336,19 @@ class Cluster:
                 path = var["valueFrom"]["fieldRef"]["fieldPath"]
                 env[var["name"]] = {"metadata.name": name, "metadata.namespace": self.namespace}.get(path, "")
         for key, value in env.items():  # the container sees its mounts at mountPath
-            if value.startswith("/") and any(value == m or value.startswith(m + "/") or m.startswith(value + "/") for m in mounts):
+            if value.startswith("/") and any(
+                value == m or value.startswith(m + "/") or m.startswith(value + "/") for m in mounts
+            ):
                 env[key] = str(root / value.lstrip("/"))
         env["PATH"] = self.exec_path  # a host path: never rewritten
         if "OMP_NUM_THREADS" in os.environ:  # no cgroup here: every node is this host, with the host's threads at most
             host = int(os.environ["OMP_NUM_THREADS"])
             env["OMP_NUM_THREADS"] = str(min(host, int(env.get("OMP_NUM_THREADS", host))))
         argv = (container.get("command") or []) + (container.get("args") or [])
-        log = open(pod_dir / "log", "wb")
-        self._procs[name] = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(pod_dir / "log", "wb") as log:  # the pod's process keeps its own descriptor
+            self._procs[name] = subprocess.Popen(
+                argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         record = self.history[name]
         record.node, record.started, record.unschedulable = node.name, time.monotonic(), None
         pod["spec"] = {**spec, "nodeName": node.name}
@@ -370,8 +380,14 @@ class Cluster:
             "phase": "Failed",
             "message": message,
             "containerStatuses": [
-                {"name": pod["spec"]["containers"][0]["name"], "image": "", "imageID": "", "ready": False,
-                 "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerError", "message": message}}}
+                {
+                    "name": pod["spec"]["containers"][0]["name"],
+                    "image": "",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "CreateContainerError", "message": message}},
+                }
             ],
         }
         self.history[name].finished, self.history[name].exit_code = time.monotonic(), -1
@@ -385,7 +401,9 @@ class Cluster:
         status["phase"] = "Succeeded" if code == 0 else "Failed"
         status["containerStatuses"][0].update(
             ready=False,
-            state={"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": _now()}},
+            state={
+                "terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": _now()}
+            },
         )
         job_name = pod["metadata"]["labels"]["job-name"]
         if code == 0:
@@ -428,10 +446,8 @@ class Cluster:
             if not tree:
                 break
             for pid in tree:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.05)
         proc.wait()
         record = self.history[name]
@@ -454,8 +470,17 @@ class Cluster:
                 self.wfile.write(data)
 
             def _not_found(self, what: str):
-                self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                                 "code": 404, "message": f"{what} not found"})
+                self._send(
+                    404,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": "NotFound",
+                        "code": 404,
+                        "message": f"{what} not found",
+                    },
+                )
 
             def _route(self, method: str):
                 url = urlsplit(self.path)
@@ -466,7 +491,9 @@ class Cluster:
                     collection, rest = cluster.jobs, parts[6:]
                     kind = "Job"
                 elif parts[:2] == ["api", "v1"] and len(parts) > 4 and parts[4] in ("pods", "events"):
-                    collection = cluster.pods if parts[4] == "pods" else {e["metadata"]["name"]: e for e in cluster.events}
+                    collection = (
+                        cluster.pods if parts[4] == "pods" else {e["metadata"]["name"]: e for e in cluster.events}
+                    )
                     rest, kind = parts[5:], parts[4][:-1].capitalize()
                 else:
                     return self._not_found(url.path)
@@ -475,16 +502,27 @@ class Cluster:
                         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                         job = cluster._create_job(body)
                         if job is None:
-                            return self._send(409, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                                    "reason": "AlreadyExists", "code": 409})
+                            return self._send(
+                                409,
+                                {
+                                    "kind": "Status",
+                                    "apiVersion": "v1",
+                                    "status": "Failure",
+                                    "reason": "AlreadyExists",
+                                    "code": 409,
+                                },
+                            )
                         return self._send(201, job)
                     if method == "GET" and not rest:
                         items = [
-                            o for o in collection.values()
+                            o
+                            for o in collection.values()
                             if _selector_matches(query.get("labelSelector"), o["metadata"].get("labels") or {})
                             and _selector_matches(query.get("fieldSelector"), _fields(o))
                         ]
-                        return self._send(200, {"apiVersion": "v1", "kind": f"{kind}List", "metadata": {}, "items": items})
+                        return self._send(
+                            200, {"apiVersion": "v1", "kind": f"{kind}List", "metadata": {}, "items": items}
+                        )
                     obj = collection.get(rest[0]) if rest else None
                     if obj is None:
                         return self._not_found(f"{kind} {rest[0] if rest else ''}")
@@ -545,4 +583,3 @@ def image_env(dockerfile: Path) -> dict[str, str]:
                 env[pair[0]] = pair[1]
     env.pop("PATH", None)
     return env
-

@@ -13,6 +13,7 @@ CPU node and a tainted node with one NVIDIA GPU); its docstring says what it doe
 The "GPU" is a scheduling resource only: training runs on CPU here.
 """
 
+import itertools
 import os
 import subprocess
 import sys
@@ -25,10 +26,10 @@ import pytest
 import yaml
 
 from traincraft_assets.cli import ingest
-from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets.core.artifacts import FinetunedModel
-from traincraft_assets.core.store import ArtifactStore
 from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets.core.store import ArtifactStore
+from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_daemon, running_webserver, with_session_foundation
@@ -69,14 +70,23 @@ def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
 
 class Deployment:
     def __init__(self, cluster: Cluster, instance: dg.DagsterInstance, root: Path, store: Path, url: str, env: dict):
-        self.cluster, self.instance, self.root, self.store, self.url, self.env = cluster, instance, root, store, url, env
+        self.cluster, self.instance, self.root, self.store, self.url, self.env = (
+            cluster,
+            instance,
+            root,
+            store,
+            url,
+            env,
+        )
 
     def submit(self, *args: str, config: dict) -> subprocess.CompletedProcess | subprocess.Popen:
         """`traincraft submit` as a user types it."""
         path = Path(tempfile.mkstemp(suffix=".yaml", dir=self.root)[1])
         path.write_text(yaml.safe_dump(config))
         argv = [Path(sys.executable).parent / "traincraft", "submit", "--url", self.url, "-c", str(path), *args]
-        return subprocess.Popen(argv, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            argv, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
 
     def model(self, materialization) -> FinetunedModel:
         """The model artifact a materialization names, on the store volume."""
@@ -113,10 +123,24 @@ def deployment(tmp_path_factory, graph_run):
         home = root / "dagster_home"
         home.mkdir()
         # the driver k8s/dagster.yaml names (`scheme`): SQLAlchemy 2.1 would pick psycopg 3
-        instance_yaml = _instance_yaml(server.get_uri().replace("postgresql://", "postgresql+psycopg2://"), cluster.kubeconfig)
+        instance_yaml = _instance_yaml(
+            server.get_uri().replace("postgresql://", "postgresql+psycopg2://"), cluster.kubeconfig
+        )
         (home / "dagster.yaml").write_text(instance_yaml)
-        cluster.apply({"kind": "ConfigMap", "metadata": {"name": "traincraft-dagster-instance"}, "data": {"dagster.yaml": instance_yaml}})
-        cluster.apply({"kind": "Secret", "metadata": {"name": "traincraft-postgresql"}, "stringData": {"DAGSTER_PG_PASSWORD": "unused"}})
+        cluster.apply(
+            {
+                "kind": "ConfigMap",
+                "metadata": {"name": "traincraft-dagster-instance"},
+                "data": {"dagster.yaml": instance_yaml},
+            }
+        )
+        cluster.apply(
+            {
+                "kind": "Secret",
+                "metadata": {"name": "traincraft-postgresql"},
+                "stringData": {"DAGSTER_PG_PASSWORD": "unused"},
+            }
+        )
         profiles = _manifest("pod-profiles.yaml")
         # a retried step waits a second here instead of the profile's minute
         text = yaml.safe_load(profiles["data"]["pod-profiles.yaml"])
@@ -128,10 +152,14 @@ def deployment(tmp_path_factory, graph_run):
         # Upstream data, made in this process against the same instance and store volume:
         # labelled batches and the session's tiny foundation (what `stage_foundation` would have made).
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            defs = build_defs({"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))})
+            defs = build_defs(
+                {"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))}
+            )
             for key in ingest(write_target_batches(root / "batches", 4), instance, store / "inbox"):
                 defs.resolve_job_def("label_batch").execute_in_process(instance=instance, partition_key=key)
-            stage = with_session_foundation(graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}})
+            stage = with_session_foundation(
+                graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}}
+            )
             defs.resolve_job_def("stage_foundation").execute_in_process(instance=instance, run_config=stage)
 
             # The webserver sees what the chart's webserver and user deployment would see.
@@ -159,7 +187,9 @@ def _run_id(output: str) -> str:
 
 
 def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
-    config = {"ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset", "finetuned_model", "quality_gates")}}
+    config = {
+        "ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset", "finetuned_model", "quality_gates")}
+    }
     code, out = _finish(deployment.submit("--job", "finetune", "--wait", config=config))
     assert code == 0, out
     run_id = _run_id(out)
@@ -171,12 +201,18 @@ def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
     steps = deployment.step_jobs(run_id)
     assert set(steps) == {"dataset", "dataset_dataset_health", "split", "replay_subset"} | GPU_STEPS
     assert all(len(jobs) == 1 for jobs in steps.values()), {k: len(v) for k, v in steps.items()}
-    pods = [r for r in deployment.cluster.history.values() if r.job in {j["metadata"]["name"] for js in steps.values() for j in js}]
+    pods = [
+        r
+        for r in deployment.cluster.history.values()
+        if r.job in {j["metadata"]["name"] for js in steps.values() for j in js}
+    ]
     # The run is marked a success once the last step reports; that step's pod may still be exiting.
     deadline = time.monotonic() + 60
     while any(p.exit_code is None for p in pods) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(pods) == len(steps) and [p.exit_code for p in pods] == [0] * len(pods), [(p.job, p.exit_code) for p in pods]
+    assert len(pods) == len(steps) and [p.exit_code for p in pods] == [0] * len(pods), [
+        (p.job, p.exit_code) for p in pods
+    ]
 
     for step, [job] in steps.items():
         spec = job["spec"]["template"]["spec"]
@@ -190,7 +226,10 @@ def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
             assert {"name": "OMP_NUM_THREADS", "value": "8"} in container["env"]  # threads = the pod's CPUs
             assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
             assert [t["key"] for t in spec["tolerations"]] == [NVIDIA_GPU]
-            assert any(v["name"] == "dshm" and v["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"} for v in spec["volumes"])
+            assert any(
+                v["name"] == "dshm" and v["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+                for v in spec["volumes"]
+            )
             assert record.node == "gpu-node"
         else:
             assert NVIDIA_GPU not in limits and limits.get("memory") == "16Gi", step
@@ -222,11 +261,18 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
     cluster = deployment.cluster
     runs = []
     for seed in (11, 12):
-        config = {"ops": {"finetuned_model": {"config": {**FINETUNE, "max_num_epochs": SHARED_GPU_EPOCHS, "seed": seed}},
-                          "quality_gates": TINY_RUN_CONFIG["ops"]["quality_gates"]}}
+        config = {
+            "ops": {
+                "finetuned_model": {"config": {**FINETUNE, "max_num_epochs": SHARED_GPU_EPOCHS, "seed": seed}},
+                "quality_gates": TINY_RUN_CONFIG["ops"]["quality_gates"],
+            }
+        }
         proc = deployment.submit("--select", "finetuned_model", "--wait", config=config)
         runs.append(proc)
-        while not any(j["metadata"]["name"].startswith("dagster-step-") for j in cluster.received_jobs[len(cluster.received_jobs) - 1:]):
+        while not any(
+            j["metadata"]["name"].startswith("dagster-step-")
+            for j in cluster.received_jobs[len(cluster.received_jobs) - 1 :]
+        ):
             time.sleep(0.2)  # launch the second once the first's step Job exists, so the first gets the GPU
 
     work = deployment.store / ".training"
@@ -250,11 +296,18 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
 
     results = [_finish(proc) for proc in runs]
     assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
-    steps = {j["metadata"]["name"]: step for run in (first_run, second_run) for step, jobs in deployment.step_jobs(run).items() for j in jobs}
-    gpu_pods = sorted((r for r in cluster.history.values() if r.job in steps and r.gpus and r.started), key=lambda r: r.started)
+    steps = {
+        j["metadata"]["name"]: step
+        for run in (first_run, second_run)
+        for step, jobs in deployment.step_jobs(run).items()
+        for j in jobs
+    }
+    gpu_pods = sorted(
+        (r for r in cluster.history.values() if r.job in steps and r.gpus and r.started), key=lambda r: r.started
+    )
     # two trainings plus the deleted one's retry, and each run's quality gates (finetuned_model's checks)
     assert sorted(steps[r.job] for r in gpu_pods) == ["finetuned_model"] * 3 + ["quality_gates"] * 2
-    for earlier, later in zip(gpu_pods, gpu_pods[1:]):
+    for earlier, later in itertools.pairwise(gpu_pods):
         assert later.started >= earlier.finished, f"{later.name} ran while {earlier.name} held the only GPU"
 
     # the lost training pod: its step retried in the same run, resumed from the checkpoint
@@ -270,13 +323,23 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
     assert not again, f"epochs before the checkpoint ({resumed}) were trained again: {sorted(again)}"
     assert {epoch for epoch, _ in epochs} == set(range(SHARED_GPU_EPOCHS))
     assert deployment.instance.get_run_by_id(first_run).status == dg.DagsterRunStatus.SUCCESS
-    for step in deployment.instance.get_records_for_run(first_run, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records:
+    for step in deployment.instance.get_records_for_run(
+        first_run, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ).records:
         assert step.event_log_entry.step_key == "finetuned_model"
 
     # the lost run pod: the run resumed once, in a new run pod; its one training ran through
-    run_jobs = [j["metadata"]["name"] for j in cluster.received_jobs if j["metadata"]["name"].startswith(f"dagster-run-{second_run}")]
+    run_jobs = [
+        j["metadata"]["name"]
+        for j in cluster.received_jobs
+        if j["metadata"]["name"].startswith(f"dagster-run-{second_run}")
+    ]
     pods = [(r.name, r.job, r.exit_code, r.deleted) for r in cluster.history.values() if second_run in r.job]
-    assert run_jobs == [f"dagster-run-{second_run}", f"dagster-run-{second_run}-1"], (run_jobs, pods, _run_log(deployment, second_run))
+    assert run_jobs == [f"dagster-run-{second_run}", f"dagster-run-{second_run}-1"], (
+        run_jobs,
+        pods,
+        _run_log(deployment, second_run),
+    )
     assert [j["metadata"]["name"] for j in deployment.step_jobs(second_run)["finetuned_model"]] == [waiting.job]
     assert cluster.history[waiting.name].exit_code == 0 and not cluster.history[waiting.name].deleted
     assert _materialization(deployment, second_run).metadata["resumed_from_epoch"].value == -1
@@ -284,7 +347,9 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
 
 
 def _run_of_job(cluster: Cluster, job: str) -> str:
-    return next(j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == job)
+    return next(
+        j["metadata"]["labels"]["dagster/run-id"] for j in cluster.received_jobs if j["metadata"]["name"] == job
+    )
 
 
 def _materialization(deployment: Deployment, run_id: str):

@@ -62,7 +62,9 @@ def _pod(name, pod_security, volumes, container_security, resources, mounts, env
 def test_helm_values_follow_the_charts_schema():
     values = yaml.safe_load((K8S / "values.yaml").read_text())
     schema = json.loads((K8S / "dagster-chart-values.schema.json").read_text())
-    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(values)]
+    errors = [
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(values)
+    ]
     assert not errors, errors
     daemon = values["dagsterDaemon"]
     assert daemon["runMonitoring"]["enabled"] and daemon["runRetries"]["enabled"]
@@ -93,7 +95,17 @@ def test_the_code_servers_pod_is_valid_non_root_and_mounts_the_store():
     """What the chart renders from the deployment item (and, through includeConfigInLaunchedRuns,
     what run and step pods inherit): the Kubernetes parts the chart schema leaves open."""
     [d] = yaml.safe_load((K8S / "values.yaml").read_text())["dagster-user-deployments"]["deployments"]
-    _validate(_pod("code-server", d["podSecurityContext"], d["volumes"], d["securityContext"], d["resources"], d["volumeMounts"], d["env"]))
+    _validate(
+        _pod(
+            "code-server",
+            d["podSecurityContext"],
+            d["volumes"],
+            d["securityContext"],
+            d["resources"],
+            d["volumeMounts"],
+            d["env"],
+        )
+    )
     assert d["podSecurityContext"]["runAsNonRoot"] and d["securityContext"]["readOnlyRootFilesystem"]
     assert not d["securityContext"]["allowPrivilegeEscalation"]
     mounts = {m["mountPath"]: m["name"] for m in d["volumeMounts"]}
@@ -123,17 +135,35 @@ def test_the_cluster_instance_file_loads_with_dagsters_own_schema(monkeypatch):
     assert result.success, result.errors
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
     c = launcher["config"]
-    _validate(_pod("run", c["run_k8s_config"]["pod_spec_config"]["security_context"], c["volumes"], c["security_context"], {}, c["volume_mounts"]))
+    _validate(
+        _pod(
+            "run",
+            c["run_k8s_config"]["pod_spec_config"]["security_context"],
+            c["volumes"],
+            c["security_context"],
+            {},
+            c["volume_mounts"],
+        )
+    )
 
 
 def _calls_dagster_k8s_makes() -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) for each API call in the launcher's and the executor's code."""
-    verbs = {"create": "create", "read": "get", "list": "list", "delete": "delete", "patch": "patch", "replace": "update"}
+    verbs = {
+        "create": "create",
+        "read": "get",
+        "list": "list",
+        "delete": "delete",
+        "patch": "patch",
+        "replace": "update",
+    }
     kinds = {"job": ("batch", "jobs"), "pod": ("", "pods"), "event": ("", "events")}
     package = Path(dagster_k8s.__file__).parent
     calls = set()
     for module in ("client.py", "launcher.py", "executor.py"):  # not pipes.py: no Pipes here
-        for verb, kind, sub in re.findall(r"\.(\w+?)_namespaced_(job|pod|event)(_status|_log)?\b", (package / module).read_text()):
+        for verb, kind, sub in re.findall(
+            r"\.(\w+?)_namespaced_(job|pod|event)(_status|_log)?\b", (package / module).read_text()
+        ):
             group, resource = kinds[kind]
             calls.add((group, resource + {"_status": "/status", "_log": "/log"}.get(sub, ""), verbs[verb]))
     return calls

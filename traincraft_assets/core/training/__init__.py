@@ -7,11 +7,11 @@ outside core/training talks to the interface and this registry, never to a backe
 from __future__ import annotations
 
 from traincraft_assets.core.training.base import (
-    Trainer,
     TrainConfigError,
-    TrainInputs,
+    Trainer,
     TrainingDiverged,
     TrainingFailed,
+    TrainInputs,
     TrainResult,
     Uses,
 )

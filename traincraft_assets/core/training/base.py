@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 OnOutput = Callable[[str], None]
 DONE_FILE = ".done"  # in a work directory: the training finished; its argv and resume point
@@ -154,5 +155,10 @@ class Trainer(ABC):
         curve = self.learning_curve(workdir)
         model = self.trained_model(workdir, run_name)
         return TrainResult(
-            model, record["argv"], curve, self.best(curve), record["resumed_from_epoch"], self.effective_settings(workdir)
+            model,
+            record["argv"],
+            curve,
+            self.best(curve),
+            record["resumed_from_epoch"],
+            self.effective_settings(workdir),
         )

@@ -126,7 +126,11 @@ def preflight_training(trainer: Trainer, settings: Any, data: DataFacts | None, 
     as matching, so only what is certain already is reported."""
     uses = trainer.uses(settings)
     if uses.foundation and foundation is None:
-        foundation = {"elements": list(data.elements) if data else [], "model_class": "MACE", "origin": "made in this run"}
+        foundation = {
+            "elements": list(data.elements) if data else [],
+            "model_class": "MACE",
+            "origin": "made in this run",
+        }
         foundation["e0s"] = {str(ase.data.atomic_numbers[e]): 0.0 for e in foundation["elements"]}
     placeholder = Path("made-by-this-run.xyz")
     inputs = TrainInputs(

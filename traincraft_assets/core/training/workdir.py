@@ -68,7 +68,7 @@ class WorkdirLock:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
-    def __enter__(self) -> "WorkdirLock":
+    def __enter__(self) -> WorkdirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and not lock_is_live(self.path):
             self.path.unlink(missing_ok=True)  # its training died: take the directory over
@@ -81,7 +81,9 @@ class WorkdirLock:
                 f"stop it. A lock not refreshed for {STALE_S:.0f} s is taken over automatically."
             ) from None
         with os.fdopen(fd, "w") as fh:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh)
+            json.dump(
+                {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh
+            )
         self._beat = threading.Thread(target=self._heartbeat, daemon=True)
         self._beat.start()
         return self

@@ -35,8 +35,17 @@ CompareConfig = settings_config(
     CompareSettings,
     "The budget every arm shares; each arm sets only its strategy (core/comparison.py: ARMS).",
     only=(
-        "sizes", "max_num_epochs", "lr", "batch_size", "energy_weight", "forces_weight", "ema_decay",
-        "dtype", "device", "seed", "eval_batch_size",
+        "sizes",
+        "max_num_epochs",
+        "lr",
+        "batch_size",
+        "energy_weight",
+        "forces_weight",
+        "ema_decay",
+        "dtype",
+        "device",
+        "seed",
+        "eval_batch_size",
     ),
 )
 
@@ -49,7 +58,10 @@ def _arm_fits(config, run) -> list[str]:
     arms = [arm for arm in arms if arm in ARMS]
     trainer = get_trainer(DEFAULT_TRAINER)
     problems = [
-        (arm, preflight_training(trainer, arm_settings(arm, settings.training, run.foundation), run.data, run.foundation))
+        (
+            arm,
+            preflight_training(trainer, arm_settings(arm, settings.training, run.foundation), run.data, run.foundation),
+        )
         for arm in arms
     ]
     return [f"arm {arm!r}: {problem}" for arm, problem in problems if problem]
@@ -85,7 +97,9 @@ def _rows_table(rows: list[dict], with_arm: bool) -> dg.MetadataValue:
     kinds={"pytorch"},
     **GPU_STEP,
 )
-def strategy_arm(context: dg.AssetExecutionContext, config: CompareConfig, store: StoreResource) -> dg.MaterializeResult:
+def strategy_arm(
+    context: dg.AssetExecutionContext, config: CompareConfig, store: StoreResource
+) -> dg.MaterializeResult:
     """One strategy trained at every training-set size with the shared budget, scored on the
     target's valid frames and on frames the foundation never trained on (forgetting)."""
     artifacts = store.store()

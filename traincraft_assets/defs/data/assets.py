@@ -20,7 +20,6 @@ from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 
 
-
 def summary_metadata(summary: dict) -> dict:
     """frames.summarize's numbers as Dagster metadata."""
     return {
@@ -60,7 +59,8 @@ def labelled_frames(
     source = inbox.inbox().batch_file(batch)
     try:  # bad input: a retry would fail the same way, and the store keeps nothing of it
         artifact, summary = store.store().write(
-            LabelledFrames, lambda out: label_batch(source, batch, config.labeller, config.to_settings(), out.frames_path)
+            LabelledFrames,
+            lambda out: label_batch(source, batch, config.labeller, config.to_settings(), out.frames_path),
         )
     except (FrameError, BatchError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc

@@ -67,7 +67,7 @@ def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource)
         description = (
             f"{len(problems)} problem(s) in {len(frames)} frames:\n{listed}{more}\n"
             "Fix or drop these frames in their batch files, ingest the corrected files under new "
-            "names, take the broken batches out with `traincraft retire BATCH --reason \"...\"`, "
+            'names, take the broken batches out with `traincraft retire BATCH --reason "..."`, '
             "and materialize again."
         )
     else:
@@ -90,12 +90,18 @@ class LabelUnitsConfig(dg.Config):
 
 
 ENERGY_CHECK = dg.AssetCheckSpec("foundation_energy_consistency", asset=dataset, additional_deps=[FOUNDATION_MODEL])
-UNITS_CHECK = dg.AssetCheckSpec("label_units_match_foundation", asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True)
+UNITS_CHECK = dg.AssetCheckSpec(
+    "label_units_match_foundation", asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True
+)
 
 
 def _not_checked(spec: dg.AssetCheckSpec, severity: dg.AssetCheckSeverity, why: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=spec.name, passed=True, severity=severity, description=f"not checked: {why}", metadata={"checked": False}
+        check_name=spec.name,
+        passed=True,
+        severity=severity,
+        description=f"not checked: {why}",
+        metadata={"checked": False},
     )
 
 
@@ -118,7 +124,9 @@ def foundation_agreement(context: dg.AssetCheckExecutionContext, config: LabelUn
     evaluation = evaluate(model, frames)
     yield _energy_consistency(evaluation.overall["rmse_e_per_atom"], len(frames))
     predictions = evaluation.predictions
-    scales = force_scales(frames, [p.forces for p in predictions]) + energy_scales(frames, [p.energy for p in predictions])
+    scales = force_scales(frames, [p.forces for p in predictions]) + energy_scales(
+        frames, [p.energy for p in predictions]
+    )
     yield _label_units(scales, config.block_on_unit_mismatch)
 
 
@@ -135,17 +143,14 @@ def _energy_consistency(rmse: float, n_frames: int) -> dg.AssetCheckResult:
             ),
         )
     passed = rmse <= E0_WARNING_EV_PER_ATOM
-    description = (
-        f"zero-shot foundation energy RMSE {rmse:.3f} eV/atom on {n_frames} frames"
-        + (
-            ""
-            if passed
-            else f" is above {E0_WARNING_EV_PER_ATOM} eV/atom: the data's reference energies "
-            "likely do not match the foundation's E0s (different DFT code, functional, "
-            "pseudopotentials or energy zero). Give finetuned_model e0s 'dict' or 'file' with "
-            "isolated-atom energies from your own DFT setup (spin-polarised), and check the "
-            "energy units are eV."
-        )
+    description = f"zero-shot foundation energy RMSE {rmse:.3f} eV/atom on {n_frames} frames" + (
+        ""
+        if passed
+        else f" is above {E0_WARNING_EV_PER_ATOM} eV/atom: the data's reference energies "
+        "likely do not match the foundation's E0s (different DFT code, functional, "
+        "pseudopotentials or energy zero). Give finetuned_model e0s 'dict' or 'file' with "
+        "isolated-atom energies from your own DFT setup (spin-polarised), and check the "
+        "energy units are eV."
     )
     return dg.AssetCheckResult(
         check_name=ENERGY_CHECK.name,
@@ -169,12 +174,17 @@ def _label_units(scales: list[LabelScale], block: bool) -> dg.AssetCheckResult:
             + ("" if block else "\n(Not blocking: block_on_unit_mismatch is false.)")
         )
     else:
-        description = f"labels on the foundation's scale:\n{listed}" if scales else (
-            "not judged: no batch has forces far enough from equilibrium, or energies spread enough, to compare"
+        description = (
+            f"labels on the foundation's scale:\n{listed}"
+            if scales
+            else ("not judged: no batch has forces far enough from equilibrium, or energies spread enough, to compare")
         )
     by_label: dict[str, dict] = {"forces": {}, "energy": {}}
     for scale in scales:
-        by_label[scale.label][scale.batch] = {"scale": round(scale.scale, 4), "correlation": round(scale.correlation, 3)}
+        by_label[scale.label][scale.batch] = {
+            "scale": round(scale.scale, 4),
+            "correlation": round(scale.correlation, 3),
+        }
     return dg.AssetCheckResult(
         check_name=UNITS_CHECK.name,
         passed=not off or not block,

@@ -18,8 +18,8 @@ from traincraft_assets.core.manifest import utc_now
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.k8s import GPU_STEP
 from traincraft_assets.defs.lineage import DATA_VERSION_TAG, latest_artifact, materialized, require_artifact
-from traincraft_assets.defs.reports.assets import parity_report
 from traincraft_assets.defs.preflight import preflight
+from traincraft_assets.defs.reports.assets import parity_report
 from traincraft_assets.defs.resources import StoreResource
 from traincraft_assets.defs.training.assets import finetuned_model
 
@@ -95,9 +95,14 @@ def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, st
         compared = None
         if serving and verdicts and all(v["passed"] for v in verdicts) and serving != model.sha256:
             champion = artifacts.open(FinetunedModel, serving)
-            valid = [read_frames(artifacts.open(Split, m.manifest["data_versions"][Split.asset]).valid_path) for m in (model, champion)]
+            valid = [
+                read_frames(artifacts.open(Split, m.manifest["data_versions"][Split.asset]).valid_path)
+                for m in (model, champion)
+            ]
             frames = common_valid(*valid)
-            compared = head_to_head(model, champion, frames, resolve_device("auto")) if frames else {"n_common_valid": 0}
+            compared = (
+                head_to_head(model, champion, frames, resolve_device("auto")) if frames else {"n_common_valid": 0}
+            )
         decision = decide(model.sha256, verdicts, serving, compared)
     context.log.info(f"{'promoted' if decision.promoted else 'not promoted'}: {decision.reason}")
     if decision.promoted:
@@ -108,7 +113,11 @@ def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, st
     record = {**decision.as_dict(), "decided_at": utc_now()}
     if current is None:  # nothing serves yet: record the decision, materialize nothing
         context.log_event(
-            dg.AssetObservation(asset_key=context.asset_key, description=f"no champion yet: {decision.reason}", metadata={"decision": dg.MetadataValue.json(record)})
+            dg.AssetObservation(
+                asset_key=context.asset_key,
+                description=f"no champion yet: {decision.reason}",
+                metadata={"decision": dg.MetadataValue.json(record)},
+            )
         )
         return
     yield materialized(

@@ -59,7 +59,9 @@ FoundationConfig = settings_config(
     "MACE trained here from scratch on the pretraining pool.",
     only=("source", "path", "name", *DEMO_FOUNDATION_OPTIONS),
 )
-register_preflight("foundation_model", FoundationConfig, lambda config, run: foundation_preview(config.to_settings(), run.roots)[1])
+register_preflight(
+    "foundation_model", FoundationConfig, lambda config, run: foundation_preview(config.to_settings(), run.roots)[1]
+)
 
 
 def _trained_before(context: dg.AssetExecutionContext, artifacts: ArtifactStore, recipe: str):
@@ -97,12 +99,17 @@ def foundation_model(
             f"this foundation's recipe (settings and pool) was trained in run {earlier.run_id}; reusing its "
             f"model {artifact.sha256[:12]} instead of training again. Change `seed` or any setting to train a new one."
         )
-        metadata = {k: v for k, v in earlier.asset_materialization.metadata.items() if k not in ("artifact_path", "artifact_sha256")}
+        metadata = {
+            k: v
+            for k, v in earlier.asset_materialization.metadata.items()
+            if k not in ("artifact_path", "artifact_sha256")
+        }
         return materialized(artifact, {**metadata, "reused_from_run": earlier.run_id})
     try:
         with training_step(context):
             artifact, info = artifacts.write(
-                FoundationModel, lambda out: stage_foundation(settings, pool and pool.frames_path, out, context.log.info)
+                FoundationModel,
+                lambda out: stage_foundation(settings, pool and pool.frames_path, out, context.log.info),
             )
     except (ValueError, FileNotFoundError) as exc:  # wrong input: a retry would not help
         raise dg.Failure(description=str(exc), allow_retries=False) from exc

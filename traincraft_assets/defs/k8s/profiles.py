@@ -62,7 +62,7 @@ class PodProfile:
             cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
         except ValueError:
             raise ProfileError(
-                f"cpu {quantity!r} is not a Kubernetes CPU quantity; expected cores such as \"4\", \"1.5\" or \"500m\"."
+                f'cpu {quantity!r} is not a Kubernetes CPU quantity; expected cores such as "4", "1.5" or "500m".'
             ) from None
         return max(1, int(cores) // max(1, self.gpus))
 
@@ -122,17 +122,23 @@ def load_profiles(path: Path | None) -> dict[str, PodProfile]:
     for name, changes in data.items():
         bad = sorted(set(changes or {}) - fields)
         if bad:
-            raise ProfileError(f"{path}: profile {name!r} has unknown field(s) {bad}; expected some of {sorted(fields)}.")
+            raise ProfileError(
+                f"{path}: profile {name!r} has unknown field(s) {bad}; expected some of {sorted(fields)}."
+            )
         profiles[name] = dataclasses.replace(profiles[name], **(changes or {}))
         for whole in ("gpus", "retries"):
             value = getattr(profiles[name], whole)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ProfileError(f"{path}: profile {name!r} field {whole!r} must be a whole number >= 0, found {value!r}.")
+                raise ProfileError(
+                    f"{path}: profile {name!r} field {whole!r} must be a whole number >= 0, found {value!r}."
+                )
         try:
             profiles[name].threads()
         except ProfileError as exc:
             raise ProfileError(f"{path}: profile {name!r}: {exc}") from None
         delay = profiles[name].retry_delay_s
         if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-            raise ProfileError(f"{path}: profile {name!r} field 'retry_delay_s' must be a number of seconds >= 0, found {delay!r}.")
+            raise ProfileError(
+                f"{path}: profile {name!r} field 'retry_delay_s' must be a number of seconds >= 0, found {delay!r}."
+            )
     return profiles

@@ -4,7 +4,14 @@ import math
 
 import dagster as dg
 
-from traincraft_assets.core.artifacts import ChampionModel, FinetunedModel, FoundationModel, ParityReport, ReplaySubset, Split
+from traincraft_assets.core.artifacts import (
+    ChampionModel,
+    FinetunedModel,
+    FoundationModel,
+    ParityReport,
+    ReplaySubset,
+    Split,
+)
 from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity_report
 from traincraft_assets.core.manifest import trained_properties
 from traincraft_assets.core.metrics import to_mev
@@ -27,7 +34,9 @@ def _inputs_of_model(context, artifacts, finetuned: FinetunedModel) -> dict:
     replay set the strategy did not use (scratch, naive) falls back to the latest one."""
     used = finetuned.manifest["data_versions"]
     return {
-        kind: artifacts.open(kind, used[kind.asset]) if used.get(kind.asset) else latest_artifact(context, artifacts, kind)
+        kind: artifacts.open(kind, used[kind.asset])
+        if used.get(kind.asset)
+        else latest_artifact(context, artifacts, kind)
         for kind in (Split, FoundationModel, ReplaySubset)
     }
 

@@ -30,9 +30,8 @@ def _foreign_lock(workdir, pid, host="another-node", age_s=0.0):
 
 
 def test_a_second_training_in_the_same_directory_is_refused_with_the_owner(tmp_path):
-    with WorkdirLock(tmp_path / "w"):
-        with pytest.raises(WorkdirBusy) as info:
-            WorkdirLock(tmp_path / "w").__enter__()
+    with WorkdirLock(tmp_path / "w"), pytest.raises(WorkdirBusy) as info:
+        WorkdirLock(tmp_path / "w").__enter__()
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in str(info.value)
     assert not (tmp_path / "w" / LOCK_FILE).exists()  # released on exit
 

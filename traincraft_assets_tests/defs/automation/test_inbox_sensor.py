@@ -55,7 +55,11 @@ class Daemon:
     def tick(self) -> list[str]:
         """One evaluation; returns the warnings it logged."""
         collect = _Collect()
-        with dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources={"inbox": InboxResource(path=str(self.inbox), settle_s=SETTLE_S)}) as context:
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"inbox": InboxResource(path=str(self.inbox), settle_s=SETTLE_S)},
+        ) as context:
             context.log.addHandler(collect)  # what the UI's tick log shows
             result = inbox_sensor(context)
         self.cursor = json.loads(json.dumps(result.cursor))  # stored as text by the instance

@@ -121,7 +121,7 @@ def test_nightly_retrain_runs_only_when_the_batches_changed(deployed):
     assert schedule.cron_schedule == "0 2 * * *"
 
     def tick():
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         with dg.build_schedule_context(instance=deployed.instance, scheduled_execution_time=now) as context:
             return schedule.evaluate_tick(context)
 

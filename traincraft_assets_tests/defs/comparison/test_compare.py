@@ -25,9 +25,14 @@ LEFT_OUT = [arm for arm in ARMS if arm not in TRAINED]
 
 
 def test_quick_puts_its_small_budget_over_the_configured_one():
-    quick = arm_run_config({"ops": {"strategy_arm": {"config": ARM_CONFIG}}}, quick=True)["ops"]["strategy_arm"]["config"]
+    quick = arm_run_config({"ops": {"strategy_arm": {"config": ARM_CONFIG}}}, quick=True)["ops"]["strategy_arm"][
+        "config"
+    ]
     assert quick == {**ARM_CONFIG, "sizes": list(QUICK["sizes"]), "max_num_epochs": QUICK["max_num_epochs"]}
-    assert arm_run_config({"ops": {"strategy_arm": {"config": ARM_CONFIG}}}, quick=False)["ops"]["strategy_arm"]["config"] == ARM_CONFIG
+    assert (
+        arm_run_config({"ops": {"strategy_arm": {"config": ARM_CONFIG}}}, quick=False)["ops"]["strategy_arm"]["config"]
+        == ARM_CONFIG
+    )
 
 
 def _flag(argv, name):
@@ -36,10 +41,16 @@ def _flag(argv, name):
 
 @pytest.fixture(scope="module")
 def comparison(graph_run, tmp_path_factory):
-    config = with_session_foundation(graph_run, {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": ARM_CONFIG}}})
+    config = with_session_foundation(
+        graph_run, {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": ARM_CONFIG}}}
+    )
     content = run_compare(
-        graph_run.instance, config, tmp_path_factory.mktemp("batches"), arms=[ZERO_SHOT, *TRAINED],
-        defs=graph_run.defs, inbox=graph_run.inbox,
+        graph_run.instance,
+        config,
+        tmp_path_factory.mktemp("batches"),
+        arms=[ZERO_SHOT, *TRAINED],
+        defs=graph_run.defs,
+        inbox=graph_run.inbox,
     )
     return graph_run, content
 
@@ -55,13 +66,15 @@ def test_every_arm_is_one_run_of_its_own_partition(comparison):
 
 
 def test_each_arm_trains_its_strategy_at_every_size_on_the_same_budget(comparison, graph_run):
-    project, content = comparison
+    project, _ = comparison
     store = project.defs.resources["store"].store()
     sizes = [len(read_frames(next((project.store / "split").glob("*/train.xyz"))))]
     argv = {}
     for arm in TRAINED:
         artifact_path = project.latest("strategy_arm", arm).metadata["artifact_path"].value
-        record = json.loads((store.root / "strategy_arm" / artifact_path.rsplit("/", 1)[-1] / "results.json").read_text())
+        record = json.loads(
+            (store.root / "strategy_arm" / artifact_path.rsplit("/", 1)[-1] / "results.json").read_text()
+        )
         assert [row["n_train"] for row in record["rows"]] == sizes
         for row in record["rows"]:
             assert _flag(row["argv"], "--max_num_epochs") == str(ARM_CONFIG["max_num_epochs"])
@@ -81,7 +94,7 @@ def test_each_arm_trains_its_strategy_at_every_size_on_the_same_budget(compariso
 def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comparison, capsys):
     project, content = comparison
     rows = content["rows"]
-    assert [r["arm"] for r in rows][0] == ZERO_SHOT and {r["arm"] for r in rows} == {ZERO_SHOT, *TRAINED}
+    assert rows[0]["arm"] == ZERO_SHOT and {r["arm"] for r in rows} == {ZERO_SHOT, *TRAINED}
     for row in rows:
         for key in ("valid_rmse_e_mev_per_atom", "valid_rmse_f_mev_per_a", "forgetting_rmse_f_mev_per_a"):
             assert 0 < row[key] < 1e5, (row["arm"], key)
@@ -91,7 +104,9 @@ def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comp
     for path in (artifact.error_plot_path, artifact.forgetting_plot_path):
         assert path.read_bytes()[:4] == b"\x89PNG"
     assert set(content["findings"]) >= {
-        "zero_shot_over_best_finetuned_valid_f", "multihead_forgetting_f_ratio", "multihead_replay_head_forgetting_f_ratio"
+        "zero_shot_over_best_finetuned_valid_f",
+        "multihead_forgetting_f_ratio",
+        "multihead_replay_head_forgetting_f_ratio",
     }
     metadata = project.latest("strategy_comparison").metadata
     assert len(metadata["table"].value.records) == len(rows)

@@ -3,12 +3,11 @@
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from traincraft_assets.core.frames import set_label, write_frames
+from traincraft_assets.core.frames import write_frames
 from traincraft_assets.core.labelling import LabelOptions, emt
 from traincraft_assets_tests.conftest import with_session_foundation
 
@@ -60,7 +59,9 @@ def test_health_check_blocks_and_names_batch_frame_and_field(project, graph_run,
     batch = project.add_batch(path)
     project.label(batch)
 
-    result = project.materialize(["foundation_model", "dataset", "split"], with_session_foundation(graph_run, {}), raise_on_error=False)
+    result = project.materialize(
+        ["foundation_model", "dataset", "split"], with_session_foundation(graph_run, {}), raise_on_error=False
+    )
 
     health = _check(result, "dataset_health")
     assert not health.passed
@@ -154,7 +155,9 @@ def test_energy_consistency_is_not_a_pass_when_nothing_could_be_evaluated(projec
     path = tmp_path / "forces_only.xyz"
     write_frames(path, _structures(3))  # structures only: the labeller labels them
     project.label(project.add_batch(path), labeller)
-    result = project.materialize(["foundation_model", "dataset"], with_session_foundation(graph_run, {}), raise_on_error=False)
+    result = project.materialize(
+        ["foundation_model", "dataset"], with_session_foundation(graph_run, {}), raise_on_error=False
+    )
     warning = _check(result, "foundation_energy_consistency")
     assert not warning.passed and "not evaluated" in warning.description
 

@@ -55,7 +55,9 @@ def _retrain(project, batches):
 
 
 def test_the_champion_changes_only_on_evidence(project, graph_run, tmp_path):
-    stage = with_session_foundation(graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}})
+    stage = with_session_foundation(
+        graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}}
+    )
     project.defs.resolve_job_def("stage_foundation").execute_in_process(instance=project.instance, run_config=stage)
 
     first = _retrain(project, _batches(tmp_path / "b1", 1, "b1"))
@@ -102,6 +104,9 @@ def test_the_champion_changes_only_on_evidence(project, graph_run, tmp_path):
     back = previous_champion(project.instance)
     assert back == serving
     decision = decide_champion(project.instance, promote=back, reason="rollback", defs=project.defs)
-    assert decision["serving"] == serving and project.latest("champion_model").metadata["serving_finetuned_model"].value == serving
+    assert (
+        decision["serving"] == serving
+        and project.latest("champion_model").metadata["serving_finetuned_model"].value == serving
+    )
     with pytest.raises(ChampionError, match="no finetuned_model was materialized as version or by run 'nope'"):
         decide_champion(project.instance, promote="nope", reason="x", defs=project.defs)

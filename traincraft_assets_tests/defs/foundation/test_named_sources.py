@@ -58,7 +58,11 @@ def test_unknown_named_model_fails_listing_the_valid_names(project):
     )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else failure.step_failure_data.error.message
+    message = (
+        failure.step_failure_data.error.cause.message
+        if failure.step_failure_data.error.cause
+        else failure.step_failure_data.error.message
+    )
     assert "unknown MACE foundation 'huge'" in message and "medium-mpa-0" in message
 
 
@@ -72,7 +76,8 @@ def test_a_path_that_is_not_a_mace_model_fails_clearly_and_stages_nothing(projec
     else:
         torch.save({"weight": torch.zeros(2)}, path)
     result = project.materialize(
-        ["foundation_model"], {"ops": {"foundation_model": {"config": {"source": "path", "path": str(path)}}}},
+        ["foundation_model"],
+        {"ops": {"foundation_model": {"config": {"source": "path", "path": str(path)}}}},
         raise_on_error=False,
     )
     assert not result.success

@@ -61,8 +61,15 @@ def test_data_steps_stay_on_cpu(asset):
 
 @pytest.mark.parametrize(
     "fields, threads",
-    [({"cpu": "8"}, 8), ({"cpu": "1.5"}, 1), ({"cpu": "500m"}, 1), ({"cpu": "2", "cpu_limit": "6"}, 6), ({}, None),
-     ({"cpu": "16", "gpus": 4}, 4), ({"cpu": "2", "gpus": 4}, 1)],
+    [
+        ({"cpu": "8"}, 8),
+        ({"cpu": "1.5"}, 1),
+        ({"cpu": "500m"}, 1),
+        ({"cpu": "2", "cpu_limit": "6"}, 6),
+        ({}, None),
+        ({"cpu": "16", "gpus": 4}, 4),
+        ({"cpu": "2", "gpus": 4}, 1),
+    ],
 )
 def test_a_pods_threads_are_its_cpus_in_whole_cores(fields, threads):
     """OMP_NUM_THREADS from the CPU limit, else the request, shared by the training's processes
@@ -76,8 +83,7 @@ def test_a_pods_threads_are_its_cpus_in_whole_cores(fields, threads):
 def test_a_profiles_file_overrides_fields_and_keeps_the_rest(tmp_path):
     path = tmp_path / "profiles.yaml"
     path.write_text(
-        "gpu:\n  gpus: 2\n  node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}\n"
-        "cpu:\n  memory: 2Gi\n"
+        "gpu:\n  gpus: 2\n  node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}\ncpu:\n  memory: 2Gi\n"
     )
     profiles = load_profiles(path)
     assert profiles["gpu"].gpus == 2 and profiles["gpu"].shm_size == DEFAULT_PROFILES["gpu"].shm_size
@@ -120,7 +126,9 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
         "cpu.retry_policy.max_retries, defs.resolve_job_def('finetune').executor_def.name]))"
     )
     env = {**os.environ, "TRAINCRAFT_POD_PROFILES": str(path), "TRAINCRAFT_DEPLOYMENT": "k8s"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     tag, retries, delay, cpu_retries, executor = json.loads(result.stdout.strip().splitlines()[-1])
     assert retries == 2 and delay == 5 and cpu_retries == 1 and executor == "k8s"
@@ -129,7 +137,8 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
     assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"
     # four ranks share the pod's 4 CPUs: one thread each
     assert tags["container_config"]["env"] == [
-        {"name": "OMP_NUM_THREADS", "value": "1"}, {"name": "TRAINCRAFT_TRAINING_PROCESSES", "value": "4"}
+        {"name": "OMP_NUM_THREADS", "value": "1"},
+        {"name": "TRAINCRAFT_TRAINING_PROCESSES", "value": "4"},
     ]
 
 

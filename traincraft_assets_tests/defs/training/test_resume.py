@@ -31,7 +31,9 @@ pytestmark = pytest.mark.integration
 EPOCHS = 30  # tiny epochs take a fraction of a second: enough of them to kill the step mid-way
 FINETUNE = {
     "ops": {
-        "finetuned_model": {"config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": EPOCHS}},
+        "finetuned_model": {
+            "config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": EPOCHS}
+        },
         "quality_gates": TINY_RUN_CONFIG["ops"]["quality_gates"],  # finetuned_model's checks run with it
     }
 }
@@ -87,7 +89,10 @@ def prepared(tmp_path_factory, graph_run):
         prepare_demo(instance, config, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
         upstream = {"ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset")}}
         project.materialize(["dataset", "split", "replay_subset"], upstream)
-        yield project, lambda: running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(project.store)}, tmp_path)
+        yield (
+            project,
+            lambda: running_daemon({"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(project.store)}, tmp_path),
+        )
 
 
 def _training_step_in_its_own_process(project: Project, finetune: dict) -> tuple[subprocess.Popen, Path]:
@@ -97,8 +102,17 @@ def _training_step_in_its_own_process(project: Project, finetune: dict) -> tuple
 
     before = set((project.store / ".training").glob("*"))
     step = subprocess.Popen(
-        [sys.executable, "-c", STEP, project.instance.root_directory, str(project.store), str(project.inbox), json.dumps(finetune)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            STEP,
+            project.instance.root_directory,
+            str(project.store),
+            str(project.inbox),
+            json.dumps(finetune),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     work = project.store / ".training"
     deadline = time.monotonic() + 300
@@ -161,7 +175,12 @@ def test_a_step_killed_mid_training_leaves_no_mace_is_marked_failed_and_the_reru
 def test_ctrl_c_during_training_stops_mace_and_ends_the_run_canceled(prepared):
     """Ctrl-C in the shell running `dagster asset materialize` (SIGINT to its process)."""
     project, _ = prepared
-    other_seed = {"ops": {**FINETUNE["ops"], "finetuned_model": {"config": {**FINETUNE["ops"]["finetuned_model"]["config"], "seed": 1}}}}
+    other_seed = {
+        "ops": {
+            **FINETUNE["ops"],
+            "finetuned_model": {"config": {**FINETUNE["ops"]["finetuned_model"]["config"], "seed": 1}},
+        }
+    }
     step, workdir = _training_step_in_its_own_process(project, other_seed)
     models = project.store / "finetuned_model"
     models_before = set(models.iterdir()) if models.exists() else set()

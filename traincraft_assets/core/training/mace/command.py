@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import ase.data
 
@@ -28,20 +28,57 @@ from traincraft_assets.core.training.mace.settings import TrainSettings
 # --lr would leave the typed `lr` saying one thing while MACE trained with another).
 # The value says where the setting comes from ("-": from the run itself).
 TYPED_FLAGS = (
-    "lr", "batch_size", "valid_batch_size", "max_num_epochs", "ema_decay", "weight_decay", "energy_weight",
-    "forces_weight", "stress_weight", "dipole_weight", "polarizability_weight", "lora_rank", "lora_alpha",
-    "num_channels", "max_L", "r_max", "num_interactions", "correlation",
+    "lr",
+    "batch_size",
+    "valid_batch_size",
+    "max_num_epochs",
+    "ema_decay",
+    "weight_decay",
+    "energy_weight",
+    "forces_weight",
+    "stress_weight",
+    "dipole_weight",
+    "polarizability_weight",
+    "lora_rank",
+    "lora_alpha",
+    "num_channels",
+    "max_L",
+    "r_max",
+    "num_interactions",
+    "correlation",
 )
 MANAGED_FLAGS = {
     **{flag: flag for flag in TYPED_FLAGS},
-    "name": "-", "work_dir": "-", "model_dir": "-", "log_dir": "-", "checkpoints_dir": "-",
-    "results_dir": "-", "downloads_dir": "-", "train_file": "the split", "valid_file": "the split",
-    "test_file": "the split", "pt_train_file": "the replay subset", "foundation_model": "the foundation model",
-    "multiheads_finetuning": "strategy", "force_mh_ft_lr": "lr / ema_decay",
-    "E0s": "e0s", "energy_key": "heads", "forces_key": "heads", "stress_key": "heads",
-    "dipole_key": "heads", "polarizability_key": "heads", "pseudolabel_replay": "replay_labels",
-    "freeze": "freeze", "lora": "lora", "seed": "seed", "device": "device", "default_dtype": "dtype",
-    "restart_latest": "-", "keep_checkpoints": "-", "distributed": "TRAINCRAFT_TRAINING_PROCESSES", "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
+    "name": "-",
+    "work_dir": "-",
+    "model_dir": "-",
+    "log_dir": "-",
+    "checkpoints_dir": "-",
+    "results_dir": "-",
+    "downloads_dir": "-",
+    "train_file": "the split",
+    "valid_file": "the split",
+    "test_file": "the split",
+    "pt_train_file": "the replay subset",
+    "foundation_model": "the foundation model",
+    "multiheads_finetuning": "strategy",
+    "force_mh_ft_lr": "lr / ema_decay",
+    "E0s": "e0s",
+    "energy_key": "heads",
+    "forces_key": "heads",
+    "stress_key": "heads",
+    "dipole_key": "heads",
+    "polarizability_key": "heads",
+    "pseudolabel_replay": "replay_labels",
+    "freeze": "freeze",
+    "lora": "lora",
+    "seed": "seed",
+    "device": "device",
+    "default_dtype": "dtype",
+    "restart_latest": "-",
+    "keep_checkpoints": "-",
+    "distributed": "TRAINCRAFT_TRAINING_PROCESSES",
+    "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
 }
 
 
@@ -113,13 +150,17 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
                 f"multihead replay fits energy/forces replay labels; heads {sorted(heads)} need "
                 f"{plan.model}: use strategy 'scratch' (or 'naive' from a {plan.model} foundation)"
             )
-    if s.strategy == "naive" and plan.model is not None and inputs.foundation:
-        if inputs.foundation.get("model_class") != plan.model:
-            errors.append(
-                f"heads {sorted(heads)} need a {plan.model} model, but the foundation is a "
-                f"{inputs.foundation.get('model_class')}; use strategy 'scratch' or a "
-                f"{plan.model} foundation"
-            )
+    if (
+        s.strategy == "naive"
+        and plan.model is not None
+        and inputs.foundation
+        and inputs.foundation.get("model_class") != plan.model
+    ):
+        errors.append(
+            f"heads {sorted(heads)} need a {plan.model} model, but the foundation is a "
+            f"{inputs.foundation.get('model_class')}; use strategy 'scratch' or a "
+            f"{plan.model} foundation"
+        )
     if s.strategy == "scratch":
         if s.freeze is not None or s.lora:
             errors.append("freeze and lora modify a foundation model; strategy 'scratch' has none")
@@ -130,8 +171,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             missing = [e for e in inputs.data_elements if e not in known]
             if missing:
                 errors.append(
-                    f"e0s 'foundation': the foundation has no E0s for {missing}; "
-                    "give them with e0s 'dict' or 'file'"
+                    f"e0s 'foundation': the foundation has no E0s for {missing}; give them with e0s 'dict' or 'file'"
                 )
         if plan.model == "AtomicDielectricMACE" and s.shape.max_L < 2:
             errors.append("polarizability needs max_L >= 2 (hidden irreps with 2e)")
@@ -163,8 +203,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             e0s = _read_e0s_file(s.e0s_file)
         except (OSError, TypeError, ValueError, AttributeError) as exc:
             errors.append(
-                f"e0s 'file' needs e0s_file pointing at a JSON object of atomic number -> eV; "
-                f"{s.e0s_file!r}: {exc}"
+                f"e0s 'file' needs e0s_file pointing at a JSON object of atomic number -> eV; {s.e0s_file!r}: {exc}"
             )
         else:
             missing = [e for e in inputs.data_elements if ase.data.atomic_numbers[e] not in e0s]
@@ -173,8 +212,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
     for flag in sorted(k.removeprefix("--") for k in s.extra if k.removeprefix("--") in MANAGED_FLAGS):
         field = MANAGED_FLAGS[flag]
         errors.append(
-            f"extra may not set --{flag}: it is managed here"
-            + ("" if field == "-" else f" (set through {field})")
+            f"extra may not set --{flag}: it is managed here" + ("" if field == "-" else f" (set through {field})")
         )
 
     processes = load_settings().training_processes
@@ -194,9 +232,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             )
 
     if errors:
-        raise TrainConfigError(
-            "these training settings cannot train:\n" + "\n".join(f"  - {e}" for e in errors)
-        )
+        raise TrainConfigError("these training settings cannot train:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
 def _read_e0s_file(path) -> dict[int, float]:
@@ -323,7 +359,13 @@ def command_prefix() -> list[str]:
         return list(settings.train_command)
     if settings.training_processes > 1:
         return [
-            sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc_per_node", str(settings.training_processes), "-m", "mace.cli.run_train",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(settings.training_processes),
+            "-m",
+            "mace.cli.run_train",
         ]
     return [sys.executable, "-m", "mace.cli.run_train"]

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from traincraft_assets.core.quiet import child_warning_filters
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
@@ -40,7 +40,7 @@ EVALUATION = re.compile(
 
 
 def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
+    minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
@@ -81,9 +81,7 @@ class EpochProgress:
         )
 
 
-def run_training(
-    argv: Sequence[str], workdir: Path, on_line: Callable[[str], None], env: dict | None = None
-) -> None:
+def run_training(argv: Sequence[str], workdir: Path, on_line: Callable[[str], None], env: dict | None = None) -> None:
     """Run MACE's command line `argv`, streaming each output line to `on_line`.
 
     MACE runs in its own process group under core/training/guard.py, so no training keeps a GPU

@@ -4,11 +4,10 @@ the settings MACE actually used."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from traincraft_assets.core.training.base import TrainingFailed
 
@@ -47,9 +46,11 @@ def parse_results(results_dir: Path) -> list[dict]:
             head = str(entry.get("head", TARGET_HEAD))
             if head == TARGET_HEAD:
                 evaluated.add(epoch)
-            rows[(epoch, head)] = {"epoch": epoch, "head": head, **{
-                k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k != "epoch"
-            }}
+            rows[(epoch, head)] = {
+                "epoch": epoch,
+                "head": head,
+                **{k: float(v) for k, v in entry.items() if isinstance(v, (int, float)) and k != "epoch"},
+            }
     for (epoch, head), row in rows.items():
         if head == TARGET_HEAD and train.get(epoch):
             row["train_loss"] = sum(train[epoch]) / len(train[epoch])
@@ -159,7 +160,7 @@ def effective_settings(log_dir: Path) -> dict:
         frames = record.pop("counts")
         record["train_frames"] = {p: frames.get(LABEL_COUNTS[p], 0) for p in PROPERTIES}
         record["train_frames"]["virials"] = frames.get("virials", 0)
-        record["fitted"] = [
-            p for p in PROPERTIES if record["train_frames"][p] > 0 and weights.get(p, 0.0) > 0
-        ] + (["virials"] if record["train_frames"]["virials"] > 0 and weights.get("virials", 0.0) > 0 else [])
+        record["fitted"] = [p for p in PROPERTIES if record["train_frames"][p] > 0 and weights.get(p, 0.0) > 0] + (
+            ["virials"] if record["train_frames"]["virials"] > 0 and weights.get("virials", 0.0) > 0 else []
+        )
     return found

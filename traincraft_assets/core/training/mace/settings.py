@@ -7,8 +7,9 @@ multihead replay, no weight decay, EMA 0.995, energy and force weights 10. The D
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 from traincraft_assets.core.device import Device, DType
 from traincraft_assets.core.frames import Label

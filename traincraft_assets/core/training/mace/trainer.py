@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from traincraft_assets.core.frames import read_frames, set_label, write_frames
 from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, Uses
@@ -15,14 +15,14 @@ from traincraft_assets.core.training.mace.results import (
     best_epoch,
     effective_settings,
     final_model,
-    prune_checkpoints,
     latest_checkpoint_epoch,
     parse_results,
+    prune_checkpoints,
 )
+from traincraft_assets.core.training.mace.settings import TrainSettings
 
 # What MACE leaves in its work directory that is not part of a published model.
 SCRATCH = ("checkpoints", "downloads")
-from traincraft_assets.core.training.mace.settings import TrainSettings
 
 
 def pseudolabel_placeholders(src: Path, dst: Path) -> Path:

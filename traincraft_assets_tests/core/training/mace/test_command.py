@@ -78,7 +78,7 @@ def _render(settings, inputs, workdir, mace_parser=None):
 
 
 def test_multihead_defaults(files, make_inputs, mace_parser):
-    argv, f, parsed = _render(TrainSettings(), make_inputs(), files["workdir"], mace_parser)
+    _, f, parsed = _render(TrainSettings(), make_inputs(), files["workdir"], mace_parser)
     assert f["foundation_model"] == str(files["foundation"])
     assert f["multiheads_finetuning"] == "True"
     assert f["pt_train_file"] == str(files["replay"])
@@ -444,7 +444,9 @@ def test_reject_average_e0s_when_training_frames_lack_energy(files, make_inputs)
     inputs = replace(make_inputs(replay=False), n_frames_without_energy=2)
     message = _rejected(TrainSettings(strategy="scratch", e0s="average"), inputs, files["workdir"])
     assert "2 training frame(s) lacking REF_energy" in message and "NaN" in message
-    render_args(TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"], "finetuned")
+    render_args(
+        TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"], "finetuned"
+    )
 
 
 @pytest.mark.parametrize(
@@ -467,7 +469,13 @@ def test_reject_freeze_that_would_freeze_everything(files, make_inputs):
 
 @pytest.mark.parametrize(
     "flag, field",
-    [("force_mh_ft_lr", "lr / ema_decay"), ("--train_file", "the split"), ("E0s", "e0s"), ("--lr", "lr"), ("max_num_epochs", "max_num_epochs")],
+    [
+        ("force_mh_ft_lr", "lr / ema_decay"),
+        ("--train_file", "the split"),
+        ("E0s", "e0s"),
+        ("--lr", "lr"),
+        ("max_num_epochs", "max_num_epochs"),
+    ],
 )
 def test_reject_extra_overriding_managed_flags(files, make_inputs, flag, field):
     message = _rejected(TrainSettings(extra={flag: "False"}), make_inputs(), files["workdir"])
@@ -487,9 +495,16 @@ def test_several_gpus_run_one_torchrun_rank_each(files, make_inputs, mace_parser
     monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
     monkeypatch.setenv("TRAINCRAFT_TRAINING_PROCESSES", "4")
     assert command_prefix() == [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4", "-m", "mace.cli.run_train",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "4",
+        "-m",
+        "mace.cli.run_train",
     ]
-    argv, f, parsed = _render(TrainSettings(device="cuda"), make_inputs(), files["workdir"], mace_parser)
+    _, f, parsed = _render(TrainSettings(device="cuda"), make_inputs(), files["workdir"], mace_parser)
     assert "distributed" in f and f["launcher"] == "torchrun"
     assert parsed.distributed is True and parsed.launcher == "torchrun"
     message = _rejected(TrainSettings(device="cpu"), make_inputs(), files["workdir"])

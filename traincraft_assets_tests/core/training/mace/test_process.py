@@ -47,7 +47,7 @@ def test_run_training_streams_lines_in_order(tmp_path, monkeypatch):
     )
     workdir = tmp_path / "not_yet" / "run"
     lines = []
-    argv = command_prefix() + ["--name", "finetuned", "--seed", "0"]
+    argv = [*command_prefix(), "--name", "finetuned", "--seed", "0"]
     assert argv == [sys.executable, str(script), "--name", "finetuned", "--seed", "0"]
     run_training(argv, workdir, lines.append)
 
@@ -79,7 +79,7 @@ def test_run_training_failure_reports_code_and_tail(tmp_path, monkeypatch):
     )
     lines = []
     with pytest.raises(TrainingFailed) as info:
-        run_training(command_prefix() + ["--name", "x"], tmp_path / "w", lines.append)
+        run_training([*command_prefix(), "--name", "x"], tmp_path / "w", lines.append)
     message = str(info.value)
     assert "code 3" in message
     assert "log line 59" in message and "RuntimeError: CUDA out of memory" in message
@@ -159,10 +159,14 @@ def test_a_killed_step_takes_its_training_down(tmp_path, monkeypatch):
         monkeypatch,
     )
     step = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from traincraft_assets.core.training.mace.command import command_prefix; "
-         "from traincraft_assets.core.training.mace.process import EpochProgress, run_training; "
-         "run_training(command_prefix(), sys.argv[1], print)", str(tmp_path / "w")],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from traincraft_assets.core.training.mace.command import command_prefix; "
+            "from traincraft_assets.core.training.mace.process import EpochProgress, run_training; "
+            "run_training(command_prefix(), sys.argv[1], print)",
+            str(tmp_path / "w"),
+        ],
     )
     for _ in range(600):
         if pid_file.exists() and len(pid_file.read_text().split()) == 2:

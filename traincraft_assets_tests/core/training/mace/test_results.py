@@ -113,7 +113,7 @@ def test_no_results_means_no_epochs(tmp_path):
 
 
 def test_final_model_missing_is_reported(tmp_path):
-    with pytest.raises(TrainingFailed, match="finetuned.model"):
+    with pytest.raises(TrainingFailed, match=r"finetuned\.model"):
         final_model(tmp_path, "finetuned")
     (tmp_path / "finetuned.model").write_bytes(b"m")
     assert final_model(tmp_path, "finetuned") == tmp_path / "finetuned.model"
@@ -175,7 +175,9 @@ def test_a_kill_while_the_next_checkpoint_is_written_resumes_from_the_previous_o
             swa.write_bytes(b"stage two")
         prune_checkpoints(tmp_path)
     assert sorted(p.name for p in checkpoints.glob("*.pt")) == [
-        "finetuned_run-0_epoch-1_swa.pt", "finetuned_run-0_epoch-2.pt", "finetuned_run-0_epoch-3.pt"
+        "finetuned_run-0_epoch-1_swa.pt",
+        "finetuned_run-0_epoch-2.pt",
+        "finetuned_run-0_epoch-3.pt",
     ]
     _checkpoint(checkpoints, 4, complete=False)  # the kill, mid-write; the pruning ran once more
     prune_checkpoints(tmp_path)

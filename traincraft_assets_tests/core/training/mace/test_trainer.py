@@ -21,7 +21,13 @@ def test_uses_follow_the_strategy():
 
 def _inputs(tmp_path):
     replay = tmp_path / "replay.xyz"
-    write_frames(replay, [labelled(cu_bulk(rattle=0.05, seed=k, repeat=1), energy=-14.0, forces=0.3, stress=np.ones(9)) for k in range(2)])
+    write_frames(
+        replay,
+        [
+            labelled(cu_bulk(rattle=0.05, seed=k, repeat=1), energy=-14.0, forces=0.3, stress=np.ones(9))
+            for k in range(2)
+        ],
+    )
     return TrainInputs(train_file=tmp_path / "t.xyz", valid_file=tmp_path / "v.xyz", replay_file=replay)
 
 
