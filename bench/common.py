@@ -162,11 +162,15 @@ class Project:
             else:
                 os.environ[key] = value
 
+    @property
+    def inbox(self) -> Path:
+        return Path(self.env["TRAINCRAFT_INBOX"])
+
     def add_batches(self, paths: list[Path]) -> list[str]:
         """Register batch files as partitions (`traincraft ingest`)."""
-        from traincraft_assets.cli import ingest
+        from traincraft_assets.app.batches import ingest
 
-        return ingest(paths, self.instance, Path(self.env["TRAINCRAFT_INBOX"]))
+        return [batch.name for batch in ingest(self.instance, self.inbox, paths)]
 
     def label(self, batch: str) -> int:
         """Materialize labelled_frames for one batch; returns the frames labelled."""

@@ -13,7 +13,7 @@ import dagster as dg
 def main() -> int:
     import torch
 
-    from traincraft_assets.cli import run_demo
+    from traincraft_assets.app import demo
     from traincraft_assets.defs.definitions import build_defs
     from traincraft_assets.defs.resources import InboxResource, StoreResource
     from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
@@ -24,9 +24,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test(temp_dir=tmp) as instance:
         root = Path(tmp)
         defs = build_defs(
-            {"store": StoreResource(root=str(root / "store")), "inbox": InboxResource(path=str(root / "inbox"))}
+            resources={
+                "store": StoreResource(root=str(root / "store")),
+                "inbox": InboxResource(path=str(root / "inbox")),
+            }
         )
-        report = run_demo(instance, TINY_RUN_CONFIG, root / "batches", defs, root / "inbox", frames_per_kind=4)
+        report = demo.run(instance, defs, TINY_RUN_CONFIG, root / "batches", root / "inbox", frames_per_kind=4)
         model = instance.get_latest_materialization_event(dg.AssetKey("finetuned_model")).asset_materialization
         device = model.metadata["device"].value
         print(f"finetuned_model trained on: {device}; parity_report keys: {sorted(report)[:5]}...")

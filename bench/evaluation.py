@@ -26,7 +26,8 @@ def measure(
 ) -> list[Row]:
     from mace.calculators import MACECalculator
 
-    from traincraft_assets.core.evaluation import load_model, predict
+    from traincraft_assets.core.evaluation import predict
+    from traincraft_assets.core.models import load_model
 
     frames = demo_frames(N_FRAMES[mode])
     model = load_model(model_path, device)

@@ -35,9 +35,9 @@ WRAPPER = f'{STAMP.replace("$1", "start")}; "$@"; rc=$?; {STAMP.replace("$1", "e
 
 def prepare(project: Project, config: dict, frames_per_kind: int) -> None:
     """Everything finetuned_model reads: labelled batches, foundation, dataset, split, replay."""
-    from traincraft_assets.cli import prepare_demo
+    from traincraft_assets.app import demo
 
-    prepare_demo(project.instance, config, project.root / "batches", project.defs, None, frames_per_kind)
+    demo.prepare(project.instance, project.defs, config, project.root / "batches", project.inbox, frames_per_kind)
     project.materialize(["dataset", "split", "replay_subset"], config)
 
 
@@ -94,7 +94,7 @@ def _step_times(project: Project, step_key: str) -> tuple[float, float]:
 
 def direct_argv(project: Project) -> list[str]:
     """The argv the latest finetuned_model ran, from its manifest, without the timing wrapper."""
-    from traincraft_assets.cli import latest_metadata
+    from traincraft_assets.defs.instance import latest_metadata
 
     manifest = json.loads(Path(latest_metadata(project.instance, "finetuned_model")["manifest_path"]).read_text())
     argv = manifest["argv"]

@@ -1,4 +1,4 @@
-"""Row 6: the demo end to end (`run_demo`: label, stage the foundation, dataset, split, replay,
+"""Row 6: the demo end to end (`traincraft demo`'s code: label, stage the foundation, dataset, split, replay,
 fine-tune, parity report) at 1x, 4x and 16x its target data, each on a fresh project. The ratio
 is wall time against the 1x run; the exponent b in time ~ size^b says how it grows."""
 
@@ -16,12 +16,11 @@ SCALES = (1, 4, 16)
 
 
 def end_to_end(config: dict, frames_per_kind: int) -> float:
-    from traincraft_assets.cli import run_demo
+    from traincraft_assets.app import demo
 
     with tempfile.TemporaryDirectory() as tmp, Project(Path(tmp)) as project:
-        return timed(
-            lambda: run_demo(project.instance, config, project.root / "batches", project.defs, None, frames_per_kind)
-        )
+        batches = project.root / "batches"
+        return timed(lambda: demo.run(project.instance, project.defs, config, batches, project.inbox, frames_per_kind))
 
 
 def measure(mode: str, repeats: int) -> list[Row]:

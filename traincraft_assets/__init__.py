@@ -1,35 +1,27 @@
 """traincraft_assets: labelled atomistic data -> fine-tuned MACE potentials, as Dagster assets.
 
-`from traincraft_assets import defs` (or `dagster dev -m traincraft_assets`) gives the one
-Definitions object; the Dagster wrappers live in the `defs/` subpackage, the science in `core/`.
-`defs` is built on first use, not on import: processes that need only the science (labelling
-workers, which are spawned) would otherwise each pay Dagster's import and the graph's
-construction, about 3 s.
+`traincraft_assets.definitions` is what Dagster loads (`dagster dev -m traincraft_assets`): the
+definitions, built when Dagster calls it (defs/definitions.py). The Dagster wrappers live in
+the `defs/` subpackage, the science in `core/`, what a person does in `app/`. Importing the
+package imports no Dagster: processes that need only the science (labelling workers, which are
+spawned) would otherwise each pay Dagster's import and the graph's construction, about 3 s.
 """
-
-import sys
-import types
 
 from traincraft_assets.core.quiet import silence_unactionable_warnings
 
 silence_unactionable_warnings()
 
-__all__ = ["defs"]
+__all__ = ["definitions"]
 
 
-class _Package(types.ModuleType):
-    @property
-    def defs(self):
+def __getattr__(name: str):
+    """`definitions`, imported on first use rather than with the package."""
+    if name == "definitions":
         from traincraft_assets.defs.definitions import defs
 
         return defs
-
-    @defs.setter
-    def defs(self, subpackage):
-        """Importing the `defs` subpackage binds it here; the name stays the Definitions."""
-
-    def __dir__(self):  # Dagster's loader (`-m traincraft_assets`) looks for Definitions in dir()
-        return sorted({*super().__dir__(), "defs"})
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-sys.modules[__name__].__class__ = _Package
+def __dir__() -> list[str]:  # Dagster's loader looks for the definitions among the module's names
+    return sorted({*globals(), "definitions"})

@@ -1,11 +1,15 @@
 """Shared fixtures: one real, tiny run of the whole graph on a throwaway Dagster instance.
 
 Everything is real: EMT-labelled frames, MACE training (tiny models, 2 epochs, CPU), Dagster
-runs on a sqlite instance. The session-wide graph run is reused by the tests that only read it.
+runs on a sqlite instance. The session-wide graph run (`graph_run`) is for tests that only read
+it, and it checks that they did; a test that runs anything on it takes `graph_copy` instead (or
+`copied_project` for a module's own copy), so what a test sees never depends on which test
+file ran before it on its worker.
 """
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +20,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from traincraft_assets.cli import ingest, run_demo
+from traincraft_assets.app import demo
+from traincraft_assets.app.batches import ingest
 from traincraft_assets.core.settings import DATA_ROOTS_ENV
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
@@ -104,12 +109,12 @@ class Project:
         self.store = root / "store"
         self.inbox = root / "inbox"
         self.defs = build_defs(
-            {"store": StoreResource(root=str(self.store)), "inbox": InboxResource(path=str(self.inbox))}
+            resources={"store": StoreResource(root=str(self.store)), "inbox": InboxResource(path=str(self.inbox))}
         )
 
     def add_batch(self, path: Path) -> str:
         """Place a batch file in the inbox and register its partition (`traincraft ingest`)."""
-        return ingest([path], self.instance, self.inbox)[0]
+        return ingest(self.instance, self.inbox, [path])[0].name
 
     def label(self, batch: str, run_config: dict | None = None, raise_on_error: bool = True):
         return self.defs.resolve_job_def("label_batch").execute_in_process(
@@ -145,13 +150,40 @@ def project(tmp_path):
         yield Project(tmp_path, instance)
 
 
+def _runs(project: Project) -> dict[str, str]:
+    return {record.dagster_run.run_id: record.dagster_run.job_name for record in project.instance.get_run_records()}
+
+
 @pytest.fixture(scope="session")
 def graph_run(tmp_path_factory):
-    """The whole graph materialized once by `traincraft demo`'s own code, with tiny settings."""
+    """The whole graph materialized once by `traincraft demo`'s own code, with tiny settings.
+    Read-only: a test that ran anything on it fails the session at teardown, naming the runs."""
     root = tmp_path_factory.mktemp("graph")
     with _instance(root) as instance:
         project = Project(root, instance)
-        run_demo(instance, TINY_RUN_CONFIG, root / "batches", project.defs, project.inbox, frames_per_kind=4)
+        demo.run(instance, project.defs, TINY_RUN_CONFIG, root / "batches", project.inbox, frames_per_kind=4, say=print)
+        made = _runs(project)
+        yield project
+        added = {run: job for run, job in _runs(project).items() if run not in made}
+        assert not added, (
+            f"graph_run is shared and read-only, but runs were added to it: {added}. "
+            "A test that runs anything takes `graph_copy` (or `copied_project`) instead."
+        )
+
+
+@contextlib.contextmanager
+def copied_project(source: Project, root: Path):
+    """A project of its own at `root`: the files of `source` (store, inbox, Dagster home) copied,
+    its own instance on the copy, with every run and materialization `source` had."""
+    shutil.copytree(source.root, root, dirs_exist_ok=True)
+    with _instance(root) as instance:
+        yield Project(root, instance)
+
+
+@pytest.fixture
+def graph_copy(graph_run, tmp_path):
+    """The session's graph run, copied for a test that writes to it."""
+    with copied_project(graph_run, tmp_path / "graph") as project:
         yield project
 
 

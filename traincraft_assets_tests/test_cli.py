@@ -1,9 +1,14 @@
 """The shell paths a user takes: `traincraft ingest` and `dagster asset materialize`, as real
 subprocesses against a real on-disk instance (DAGSTER_HOME in a temp dir)."""
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -11,10 +16,12 @@ import pytest
 import yaml
 
 from traincraft_assets.core.demo import write_target_batches
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
+from traincraft_assets.core.processes import descendants, process_alive
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, free_port, with_session_foundation
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -194,20 +201,23 @@ def test_verify_rehashes_the_store_and_fails_on_a_changed_artifact_or_an_orphan(
     assert f"{orphan}: orphan: no materialization" in found.stdout
 
 
-def test_traincraft_ui_serves_this_directory_s_instance_and_leaves_no_temporary_home(tmp_path, monkeypatch):
+def _gone(pid: int, seen_at: float) -> bool:
+    """Exited (a zombie waiting for a reaper counts), or its pid now belongs to a later process."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "State:\tZ" in status.read_text() or not process_alive(pid, seen_at)
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_traincraft_ui_serves_this_directory_s_instance_and_ends_whole(tmp_path, monkeypatch, stop):
     """`traincraft ui` is `dagster dev` on ./.dagster_home, configured by ./dagster.yaml: the
-    instance the other verbs use. A closed terminal (SIGHUP) kills dagster dev without its
-    cleanup; plain `dagster dev` then leaves its `.tmp_dagster_home_*` folder behind."""
-    import json
-    import signal
-    import time
-    import urllib.request
-
-    from dagster._core.instance.ref import InstanceRef
-
-    from traincraft_assets_tests.conftest import free_port
-
-    (tmp_path / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    instance the other verbs use. Stopped by a service manager or `kill` (SIGTERM) or by its
+    closing terminal (SIGHUP), sent to the traincraft process alone, it ends the whole `dagster
+    dev` tree: its webserver, daemon and code servers are gone, the port is free again, and no
+    temporary Dagster home is left behind."""
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(TRAINCRAFT_STORE=str(tmp_path / "store"), TRAINCRAFT_INBOX=str(tmp_path / "inbox"))
     port = free_port()
@@ -229,20 +239,29 @@ def test_traincraft_ui_serves_this_directory_s_instance_and_leaves_no_temporary_
                 request = urllib.request.Request(
                     f"http://127.0.0.1:{port}/graphql", query, {"Content-Type": "application/json"}
                 )
-                launcher = json.load(urllib.request.urlopen(request, timeout=5))["data"]["instance"]["runLauncher"][
-                    "name"
-                ]
+                launcher = json.load(urllib.request.urlopen(request, timeout=5))["data"]["instance"]["runLauncher"]
                 break
             except OSError:
                 assert time.monotonic() < deadline and ui.poll() is None, "traincraft ui did not serve the UI"
                 time.sleep(1)
-        assert launcher == "LocalRunLauncher"  # ./dagster.yaml's, not Dagster's default
+        assert launcher["name"] == "LocalRunLauncher"  # ./dagster.yaml's, not Dagster's default
         monkeypatch.chdir(tmp_path)  # dagster.yaml's storage paths are relative to the directory
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / ".dagster_home"))) as instance:
+        with dg.DagsterInstance.from_config(str(tmp_path / ".dagster_home")) as instance:
             while not instance.get_daemon_heartbeats():  # the UI's daemon writes to this very instance
                 assert time.monotonic() < deadline, "no daemon heartbeat in ./.dagster_home"
                 time.sleep(1)
+        tree, seen_at = descendants(ui.pid), time.time()
+        assert len(tree) >= 3, tree  # dagster dev, its webserver and its daemon at least
+        os.kill(ui.pid, stop)
+        assert ui.wait(timeout=90) == 128 + stop
     finally:
-        os.killpg(ui.pid, signal.SIGHUP)  # the terminal closes
-        ui.wait(timeout=60)
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+    left = [pid for pid in tree if not _gone(pid, seen_at)]
+    assert not left, f"processes of dagster dev still running: {left}"
+    with socket.socket() as listener:  # nothing listens on the port: a server may take it again
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do (TIME_WAIT is fine)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
     assert not list(tmp_path.glob(".tmp_dagster_home_*"))

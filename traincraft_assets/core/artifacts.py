@@ -15,7 +15,7 @@ from pathlib import Path
 from traincraft_assets.core.split import SIDES
 from traincraft_assets.core.store import Artifact
 
-MANIFEST_FILE = "manifest.json"  # CONTRACT (design.md)
+MANIFEST_FILE = "manifest.json"  # a contract with users: every model directory has one
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def common_valid(challenger_valid: Sequence[Atoms], champion_valid: Sequence[Ato
 
 def head_to_head(challenger: FinetunedModel, champion: FinetunedModel, frames: Sequence[Atoms], device: str) -> dict:
     """Both models on the same frames: RMSEs in meV units."""
-    from traincraft_assets.core.evaluation import evaluate, load_model
+    from traincraft_assets.core.evaluation import evaluate
+    from traincraft_assets.core.models import load_model
 
     numbers = {"n_common_valid": len(frames)}
     for name, model in (("challenger", challenger), ("champion", champion)):
@@ -127,5 +128,8 @@ def fill_champion(out: ChampionModel, model: FinetunedModel, report: ParityRepor
 
 @dataclass(frozen=True)
 class HandDecision:
-    promote: str = ""  # a finetuned_model version (sha256) or the run that made it; empty: the rule decides
-    reason: str = ""  # why, for a decision by hand (kept in the champion's history)
+    promote: str = field(
+        default="",
+        metadata={"help": "a finetuned_model version (sha256) or the run that made it; empty: the rule decides"},
+    )
+    reason: str = field(default="", metadata={"help": "why, for a decision by hand (kept in the champion's history)"})

@@ -22,17 +22,17 @@ import numpy as np
 
 from traincraft_assets.core.artifacts import StrategyComparison
 from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
-from traincraft_assets.core.foundation import REPLAY_HEAD
+from traincraft_assets.core.evaluation import evaluate
 from traincraft_assets.core.frames import read_frames, write_frames
 from traincraft_assets.core.metrics import to_mev
+from traincraft_assets.core.models import REPLAY_HEAD, known_frames, load_model, model_heads
 from traincraft_assets.core.plots import (
     error_vs_frames_figure,
     figure_thumbnail_base64,
     forgetting_vs_accuracy_figure,
     save_figure,
 )
-from traincraft_assets.core.training.base import OnOutput, Trainer
+from traincraft_assets.core.training.base import Launch, OnOutput, Trainer
 from traincraft_assets.core.training.finetune import Upstream, plan_training
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 from traincraft_assets.core.training.workdir import WorkdirLock
@@ -63,7 +63,7 @@ class CompareSettings:
         default_factory=lambda: TrainSettings(max_num_epochs=50),
         metadata={"help": "the budget every arm shares; each arm changes only its strategy (ARMS)"},
     )
-    eval_batch_size: int = 32
+    eval_batch_size: int = field(default=32, metadata={"help": "frames per evaluation batch"})
 
 
 # What `--quick` changes: small enough for CI on 2 CPU cores, still every arm at two sizes.
@@ -93,7 +93,7 @@ def _scores(model, valid, forgetting, settings: CompareSettings, device: str) ->
     model's replay head on the forgetting frames (NaN without one): the forgetting frames carry
     the foundation's theory, which only the replay head predicts (evaluation.Parity)."""
     forgetting = known_frames(forgetting, model)
-    replay_head = REPLAY_HEAD in getattr(model, "heads", [])
+    replay_head = REPLAY_HEAD in model_heads(model)
     out = {}
     for name, frames, head in (
         ("valid", valid, None),
@@ -112,6 +112,7 @@ def run_arm(
     settings: CompareSettings,
     upstream: Upstream,
     work_root: Path,
+    launch: Launch,
     on_output: OnOutput,
 ) -> list[dict]:
     """Train (or, zero-shot, only evaluate) one arm at every size; one row per model."""
@@ -123,7 +124,7 @@ def run_arm(
         model = load_model(upstream.foundation.model_path, device)
         return [{"arm": arm, "n_train": 0, "wall_s": 0.0, **_scores(model, valid, forgetting, settings, device)}]
     train_settings = arm_settings(arm, settings.training, upstream.foundation.info if upstream.foundation else None)
-    plan = plan_training(trainer, train_settings, upstream, work_root)
+    plan = plan_training(trainer, train_settings, upstream, work_root, launch)
     train = read_frames(upstream.split.train_path)
     order = np.random.default_rng(train_settings.seed).permutation(len(train))  # nested subsets
     rows = []
@@ -135,7 +136,7 @@ def run_arm(
             write_frames(subset, [train[i] for i in sorted(order[:n])])
             inputs = dataclasses.replace(plan.inputs, train_file=subset)
             started = time.monotonic()
-            result = trainer.train(train_settings, inputs, workdir / "run", on_output, arm)
+            result = trainer.train(train_settings, inputs, launch, workdir / "run", on_output, arm)
             wall_s = time.monotonic() - started
             model = load_model(result.model_path, device)
             rows.append(

@@ -13,19 +13,13 @@ So the foundation is good on its own theory and wrong on the target's in a learn
 fine-tuning is for.
 
 The demo foundation ships with the package (traincraft_assets/demo/foundation/: the model and a
-manifest saying how it was made); `make_demo_foundation` remakes it. Frames drawn with
-`heldout=True` come from the pool's distribution but a separate random stream: the foundation
-never trained on them, so they measure what fine-tuning makes it forget.
+manifest saying how it was made); `python -m traincraft_assets.demo.make_foundation` remakes it.
+Frames drawn with `heldout=True` come from the pool's distribution but a separate random stream:
+the foundation never trained on them, so they measure what fine-tuning makes it forget.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import shutil
-import time
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +30,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.mixing import SumCalculator
 from ase.calculators.morse import MorsePotential
 
-from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.frames import CONFIG_TYPE_KEY, elements, read_frames, write_frames
+from traincraft_assets.core.frames import CONFIG_TYPE_KEY, write_frames
 from traincraft_assets.core.labelling import LabelOptions, label_with_calculator
-from traincraft_assets.core.metrics import to_mev
-from traincraft_assets.core.split import split_frames
-from traincraft_assets.core.store import file_sha256
-from traincraft_assets.core.training import TrainInputs, TrainResult, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 
 PRETRAINING_METALS = ("Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al")
@@ -185,76 +174,3 @@ def write_target_batches(directory: Path, frames_per_kind: int = 30, seed: int =
         write_frames(path, frames)
         paths.append(path)
     return paths
-
-
-def train_foundation(
-    pool: Path, settings: TrainSettings, workdir: Path, on_output: Callable[[str], None]
-) -> TrainResult:
-    """Train a foundation from scratch on the pool file (90/10 split)."""
-    frames = read_frames(pool)
-    sides = split_frames(frames, valid_fraction=0.1, salt="demo-foundation")
-    files = {}
-    for side in ("train", "valid"):
-        files[side] = workdir / f"{side}.xyz"
-        write_frames(files[side], [frames[i] for i in sides[side]])
-    inputs = TrainInputs(
-        train_file=files["train"],
-        valid_file=files["valid"],
-        data_labels=("energy", "forces", "stress"),
-        data_elements=elements(frames),
-    )
-    return get_trainer("mace").train(settings, inputs, workdir / "mace", on_output, "foundation")
-
-
-def make_demo_foundation(
-    out: Path, workdir: Path, settings: TrainSettings = DEMO_FOUNDATION, on_output: Callable[[str], None] = print
-) -> dict:
-    """Train the demo foundation on the demo pool and write `out`/foundation.model and
-    `out`/manifest.json: how it was made and how accurate it is on held-out frames of its own
-    distribution. Returns the manifest."""
-    import torch
-
-    from traincraft_assets.core.evaluation import evaluate, load_model
-    from traincraft_assets.core.manifest import utc_now, write_manifest
-
-    started, clock = utc_now(), time.monotonic()
-    workdir.mkdir(parents=True, exist_ok=True)
-    pool_path = workdir / "pool.xyz"
-    write_frames(pool_path, pretraining_frames())
-    result = train_foundation(pool_path, settings, workdir, on_output)
-    wall_s = time.monotonic() - clock
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(result.model_path, out / "foundation.model")
-    heldout = pretraining_frames(HELDOUT_FRAMES_PER_METAL, heldout=True)
-    accuracy = evaluate(load_model(out / "foundation.model"), heldout).overall
-    manifest = {
-        "remake": "python -m traincraft_assets.demo.make_foundation",
-        "pool": {
-            "generator": "traincraft_assets.core.demo.pretraining_frames",
-            "frames_per_metal": POOL_FRAMES_PER_METAL,
-            "seed": 0,
-            "metals": list(PRETRAINING_METALS),
-            "kinds": list(POOL_KINDS),
-        },
-        "settings": asdict(settings),
-        "argv": result.argv,
-        "effective": result.effective,
-        "best_epoch": result.best,
-        "heldout_errors": {
-            "n_frames": len(heldout),
-            "rmse_e_mev_per_atom": to_mev(accuracy["rmse_e_per_atom"]),
-            "rmse_f_mev_per_a": to_mev(accuracy["rmse_f"]),
-            "rmse_s_mev_per_a3": to_mev(accuracy["rmse_s"]),
-        },
-        "started": started,
-        "wall_time_s": round(wall_s, 1),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "device": resolve_device(settings.device),
-        },
-        "sha256": file_sha256(out / "foundation.model"),
-    }
-    write_manifest(out / "manifest.json", manifest)
-    return manifest

@@ -7,7 +7,6 @@ GPU pods never download.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -19,15 +18,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import ase.data
 from ase import Atoms
 
 from traincraft_assets.core import demo
 from traincraft_assets.core.artifacts import FoundationModel
-from traincraft_assets.core.frames import read_frames
+from traincraft_assets.core.frames import elements, read_frames, write_frames
 from traincraft_assets.core.labelling import LabelOptions, prelabelled
+from traincraft_assets.core.models import describe_file, describe_model
 from traincraft_assets.core.paths import input_path, path_problems
+from traincraft_assets.core.split import split_frames
 from traincraft_assets.core.store import file_sha256
+from traincraft_assets.core.training import Launch, TrainInputs, TrainResult, get_trainer
 from traincraft_assets.core.training.mace import TrainSettings
 
 # MACE fetches these inside run_train (mace/tools/multihead_tools.py) without exposing the
@@ -46,7 +47,9 @@ FoundationSource = Literal["demo", "scratch", "path", "named"]
 
 @dataclass
 class PoolSettings:
-    source: PoolSource = "demo"
+    source: PoolSource = field(
+        default="demo", metadata={"help": "demo: EMT frames made here; file: path; named: one of MACE's replay sets"}
+    )
     path: str | None = field(
         default=None, metadata=input_path("source 'file': any ASE-readable file with energy/forces labels")
     )
@@ -58,8 +61,11 @@ class PoolSettings:
             "forgetting (source 'demo' makes its own); without them, unselected pool frames are used"
         ),
     )
-    demo_frames_per_metal: int = demo.POOL_FRAMES_PER_METAL
-    seed: int = 0
+    demo_frames_per_metal: int = field(
+        default=demo.POOL_FRAMES_PER_METAL,
+        metadata={"help": "source 'demo': EMT frames per metal (100: the pool the shipped foundation trained on)"},
+    )
+    seed: int = field(default=0, metadata={"help": "source 'demo': the generator's seed"})
 
 
 @dataclass
@@ -71,7 +77,10 @@ class Pool:
 
 @dataclass
 class FoundationSettings:
-    source: FoundationSource = "demo"
+    source: FoundationSource = field(
+        default="demo",
+        metadata={"help": "demo: the shipped demo foundation; scratch: train one here on the pool; path; named"},
+    )
     path: str | None = field(default=None, metadata=input_path("source 'path': a MACE .model file"))
     name: str | None = field(
         default=None, metadata={"help": "source 'named': a MACE foundation name (small, medium, large, ...)"}
@@ -166,19 +175,43 @@ def load_pool(settings: PoolSettings) -> Pool:
     return Pool(prelabelled(read_frames(source), LabelOptions()), heldout, str(source))
 
 
+def train_from_scratch(
+    pool: Path, settings: TrainSettings, launch: Launch, workdir: Path, on_output: Callable[[str], None]
+) -> TrainResult:
+    """Train a MACE from scratch on the pool file: 90% to train on, 10% to validate (a stable
+    split of its own), energy, forces and stress."""
+    frames = read_frames(pool)
+    sides = split_frames(frames, valid_fraction=0.1, salt="demo-foundation")
+    files = {}
+    for side in ("train", "valid"):
+        files[side] = workdir / f"{side}.xyz"
+        write_frames(files[side], [frames[i] for i in sides[side]])
+    inputs = TrainInputs(
+        train_file=files["train"],
+        valid_file=files["valid"],
+        data_labels=("energy", "forces", "stress"),
+        data_elements=elements(frames),
+    )
+    return get_trainer("mace").train(settings, inputs, launch, workdir / "mace", on_output, "foundation")
+
+
 def stage_foundation(
-    settings: FoundationSettings, pool: Path | None, out: FoundationModel, on_output: Callable[[str], None]
+    settings: FoundationSettings,
+    pool: Path | None,
+    out: FoundationModel,
+    on_output: Callable[[str], None],
+    launch: Launch,
 ) -> dict:
-    """Copy (or, from scratch, train on `pool`) the model into `out`, with foundation.json
-    describing it; return that description. A file that is not a MACE model is refused, naming
-    it, before anything is copied."""
+    """Copy (or, from scratch, train on `pool`, started as `launch` says) the model into `out`,
+    with foundation.json describing it; return that description. A file that is not a MACE
+    model is refused, naming it, before anything is copied."""
     made = {}
     if settings.source == "scratch":
         if pool is None:
             raise ValueError("a foundation from scratch is trained on a pretraining pool; none was given.")
         # MACE's checkpoints and logs stay out of the artifact: only the model is kept.
         with tempfile.TemporaryDirectory(dir=out.path.parent, prefix="foundation-train-") as scratch:
-            model = demo.train_foundation(pool, settings.scratch, Path(scratch), on_output).model_path
+            model = train_from_scratch(pool, settings.scratch, launch, Path(scratch), on_output).model_path
             shutil.copyfile(model, out.model_path)
         origin, source = "scratch", out.model_path
     elif settings.source == "demo":
@@ -243,79 +276,6 @@ def foundation_preview(settings: FoundationSettings, roots: Sequence[Path]) -> t
     else:
         return None, []  # trained by the run
     try:
-        return _described(str(model.resolve()), model.stat().st_mtime_ns), []
+        return describe_file(model), []
     except (OSError, ValueError) as exc:
         return None, [str(exc)]
-
-
-@functools.lru_cache(maxsize=8)
-def _described(path: str, mtime_ns: int) -> dict:
-    """describe_model, once per file version in a process: every step of a run previews."""
-    return describe_model(path)
-
-
-REPLAY_HEAD = "pt_head"
-
-
-def model_head(heads) -> str:
-    """The head MACE fine-tunes from and deploys: the first that is not the replay head
-    (mace.tools.scripts_utils.remove_pt_head's rule). Single-head models have "Default"."""
-    heads = list(heads)
-    return next((h for h in heads if h != REPLAY_HEAD), heads[0])
-
-
-def describe_model(model_path: str | Path) -> dict:
-    """What the rest of the graph needs to know about a MACE model, read from the file itself."""
-    import mace  # noqa: F401  (sets torch.load defaults MACE models need)
-    import torch
-
-    expected = (
-        "Expected a .model file written by MACE (mace_run_train's <name>.model or a downloaded "
-        "foundation); a checkpoint (.pt) or a state_dict will not do."
-    )
-    try:
-        model = torch.load(str(model_path), map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises pickle, zip and IO errors alike for a foreign file
-        raise ValueError(
-            f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {expected}"
-        ) from exc
-    missing = [name for name in ("atomic_numbers", "atomic_energies_fn", "r_max") if not hasattr(model, name)]
-    if missing:
-        raise ValueError(f"{model_path}: not a MACE model: a {type(model).__name__} without {missing}. {expected}")
-    numbers = [int(z) for z in model.atomic_numbers]
-    e0s = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
-    heads = list(getattr(model, "heads", ["Default"]))
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    # E0s are stored per head ([n_heads, n_elements]) in recent MACE, flat in older models.
-    e0_rows = e0s.reshape(len(heads), -1) if e0s.ndim == 2 else e0s.reshape(1, -1)
-    head = model_head(heads)
-    row = e0_rows[heads.index(head)] if len(e0_rows) == len(heads) else e0_rows[0]
-    return {
-        "shape": _shape(model),
-        "model_class": type(model).__name__,
-        "atomic_numbers": numbers,
-        "elements": [ase.data.chemical_symbols[z] for z in numbers],
-        "r_max": float(model.r_max),
-        "heads": heads,
-        "head": head,
-        "dtype": dtype,
-        "e0s": {str(z): float(e) for z, e in zip(numbers, row)},
-    }
-
-
-def _shape(model) -> dict | None:
-    """The architecture as core.training.mace.ModelShape's fields (to train another model like
-    it from scratch), read with MACE's own extractor; None for a model it cannot read."""
-    from mace.tools.scripts_utils import extract_config_mace_model
-
-    config = extract_config_mace_model(model)
-    if "error" in config:
-        return None
-    correlation = config["correlation"]
-    return {
-        "num_channels": int(config["hidden_irreps"][0].mul),
-        "max_L": int(config["hidden_irreps"].lmax),
-        "r_max": float(config["r_max"]),
-        "num_interactions": int(config["num_interactions"]),
-        "correlation": int(correlation[0] if isinstance(correlation, (list, tuple)) else correlation),
-    }

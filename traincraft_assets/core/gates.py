@@ -7,7 +7,7 @@ Four gates, each a verdict with its reason and numbers:
   `forgetting_ratio`. Multihead replay can keep forces while energies drift tenfold; both are
   gated. A multihead model is judged on its replay head, which predicts the foundation's theory
   as those labels do: its target head has learned the target's theory, and its errors there
-  hold that change too (README, Known limits). Other models are judged on their one head;
+  hold that change too (docs: Known limits). Other models are judged on their one head;
 - learning curve: no NaN or infinite loss or error in any epoch;
 - MD stability: a short Langevin run (ASE) from a few valid structures with the deployable
   model: temperature bounded, no two atoms closer than a floor, no force above a ceiling.
@@ -39,15 +39,19 @@ GATES = {
 
 @dataclass(frozen=True)
 class GateSettings:
-    forgetting_ratio: float = 1.5  # replay-set RMSE may be at most this times the foundation's
-    md_structures: int = 3  # valid structures to start MD from (evenly spaced through the set)
-    md_steps: int = 200
-    md_timestep_fs: float = 1.0
-    md_temperature_k: float = 300.0
-    md_max_temperature_k: float = 1500.0  # above this the run is exploding
-    md_min_distance_a: float = 0.6  # two atoms closer than this: the model let them collapse
-    md_max_force_ev_per_a: float = 50.0
-    md_seed: int = 0
+    forgetting_ratio: float = field(
+        default=1.5, metadata={"help": "held-out replay RMSE may be at most this times the foundation's"}
+    )
+    md_structures: int = field(default=3, metadata={"help": "valid structures to start MD from, evenly spaced"})
+    md_steps: int = field(default=200, metadata={"help": "Langevin steps from each structure"})
+    md_timestep_fs: float = field(default=1.0, metadata={"help": "MD time step (fs)"})
+    md_temperature_k: float = field(default=300.0, metadata={"help": "Langevin thermostat temperature (K)"})
+    md_max_temperature_k: float = field(default=1500.0, metadata={"help": "above this the run is exploding (K)"})
+    md_min_distance_a: float = field(
+        default=0.6, metadata={"help": "two atoms closer than this (Å): the model let them collapse"}
+    )
+    md_max_force_ev_per_a: float = field(default=50.0, metadata={"help": "a force above this (eV/Å) fails the gate"})
+    md_seed: int = field(default=0, metadata={"help": "initial velocities and thermostat noise"})
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
@@ -259,6 +259,16 @@ CORRELATED_SLOPE_BAND = (0.75, 1.5)
 # Below this RMS of the foundation's predictions the scale is noise: frames near equilibrium
 # (forces, eV/Å), or frames of one composition that barely differ (energy spread, eV/atom).
 MIN_SIGNAL = {"forces": 0.05, "energy": 0.005}
+
+
+@dataclass
+class UnitCheckSettings:
+    block_on_unit_mismatch: bool = field(
+        default=True,
+        metadata={
+            "help": "false: report labels on another scale than the foundation's without blocking (when the foundation, not the data, is off)"
+        },
+    )
 
 
 @dataclass(frozen=True)

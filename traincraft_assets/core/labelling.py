@@ -207,7 +207,7 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     if not options.command:
         raise ValueError(
             "labeller 'command' needs a command to run; set the `command` option, e.g. "
-            "command: 'python run_dft.py' (see README: Bring your own labeller)."
+            "command: 'python run_dft.py' (docs: Bring your own data, the `command` labeller)."
         )
     with tempfile.TemporaryDirectory(prefix="traincraft-label-") as tmp:
         workdir = Path(tmp)
@@ -286,7 +286,9 @@ def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path
     if labeller != "command":
         return []
     if not options.command:
-        return ["labeller 'command' needs `command`, the program to run (README: Bring your own labeller)."]
+        return [
+            "labeller 'command' needs `command`, the program to run (docs: Bring your own data, the `command` labeller)."
+        ]
     words = shlex.split(options.command)
     if shutil.which(words[0]) is None:
         return [f"labeller command {options.command!r}: program {words[0]!r} not found on PATH here."]

@@ -1,4 +1,4 @@
-"""manifest.json: everything needed to know exactly how a model was made (CONTRACT in design.md)."""
+"""manifest.json: everything needed to know exactly how a model was made (docs: Outputs and contracts)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from traincraft_assets.core.settings import DATA_ROOTS_ENV, load_settings
+from traincraft_assets.core.settings import DATA_ROOTS_ENV, Settings
 
 INPUT_PATH = "input_path"  # metadata key marking a settings field as an input file
 
@@ -24,9 +24,8 @@ def input_path(help_text: str) -> dict:
     return {"help": help_text, INPUT_PATH: True}
 
 
-def allowed_roots(store: Path) -> list[Path]:
+def allowed_roots(store: Path, settings: Settings) -> list[Path]:
     """Where config may point at input files: the store, the inbox and the data roots."""
-    settings = load_settings()
     return [Path(store), settings.inbox, *settings.data_roots]
 
 

@@ -34,3 +34,21 @@ def process_alive(pid: int, seen_at: float | None = None) -> bool:
         if started is not None and started > seen_at + 1.0:  # /proc's btime is whole seconds
             return False
     return True
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, theirs, ...) on this host, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # exited while we looked
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found

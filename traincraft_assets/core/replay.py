@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -25,13 +26,21 @@ Filtering = Literal["combinations", "exclusive", "inclusive", "none"]
 @dataclass
 class ReplaySettings:
     num_samples: int = field(default=10000, metadata={"help": "MACE's guide: as many as affordable (~30000 with mp)"})
-    subselect: Subselect = "fps"
-    filtering: Filtering = "combinations"
+    subselect: Subselect = field(
+        default="fps", metadata={"help": "fps: farthest-point sampling on the foundation's descriptors; or random"}
+    )
+    filtering: Filtering = field(
+        default="combinations",
+        metadata={
+            "help": "MACE's element filter: combinations (only dataset elements), exclusive (exactly the "
+            "dataset's set), inclusive (all dataset elements, others allowed), none"
+        },
+    )
     num_heldout: int = field(
         default=200, metadata={"help": "held-out frames (of the target's elements) to measure forgetting on"}
     )
-    seed: int = 0
-    device: Device = "auto"
+    seed: int = field(default=0, metadata={"help": "FPS start point and random choices"})
+    device: Device = field(default="auto", metadata={"help": "where FPS descriptors are computed; auto: cuda if there"})
 
 
 @dataclass
@@ -46,7 +55,7 @@ class ReplaySelection:
 def replay_shortfall(n_replay: int, n_train: int) -> str | None:
     """Advice when multihead replay trains on fewer replay frames than target frames: each epoch
     then updates the replay head less often than the shared layers move toward the target, and
-    it forgets. On the demo (README), 24 replay frames for 94 target training frames ended at
+    it forgets. On the demo (docs: Overview), 24 replay frames for 94 target training frames ended at
     1.46x the foundation's force error on its held-out frames, 96 at 0.79x."""
     if n_replay >= n_train:
         return None
@@ -79,10 +88,10 @@ def _fps_indices(frames: list[Atoms], n: int, model_path: str, device: str, dtyp
     from mace.cli import fine_tuning_select
     from mace.cli.fine_tuning_select import FPS, calculate_descriptors
 
-    from traincraft_assets.core.foundation import describe_model
+    from traincraft_assets.core.models import describe_file
     from traincraft_assets.core.quiet import without_progress_bars
 
-    head = describe_model(model_path)["head"]
+    head = describe_file(Path(model_path))["head"]
     calc = MACECalculator(model_paths=model_path, device=device, default_dtype=dtype, head=head)
     work = [atoms.copy() for atoms in frames]
     with without_progress_bars(fine_tuning_select):

@@ -21,8 +21,8 @@ SIDES = ("train", "valid", "test")
 
 @dataclass
 class SplitSettings:
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.0
+    valid_fraction: float = field(default=0.1, metadata={"help": "fraction of frames on the valid side (> 0)"})
+    test_fraction: float = field(default=0.0, metadata={"help": "fraction on the test side; valid + test < 1"})
     salt: str = field(default="traincraft", metadata={"help": "change it to draw a different (but again stable) split"})
 
 

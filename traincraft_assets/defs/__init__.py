@@ -1,5 +1,2 @@
-"""Dagster wrappers around traincraft_assets.core; `defs` is the one Definitions object."""
-
-from traincraft_assets.defs.definitions import defs
-
-__all__ = ["defs"]
+"""Dagster wrappers around traincraft_assets.core, one package per domain; definitions.py builds
+the one Definitions object from them (`traincraft_assets.defs`, the package attribute, is it)."""

@@ -76,12 +76,15 @@ def settings_config(
     *,
     only: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
-    extra: dict[str, tuple[Any, Any]] | None = None,
+    extra: dict[str, tuple[Any, Any, str]] | None = None,
 ) -> type[SettingsConfig]:
     """A Config class with one field per leaf of `settings_type` (or those in `only`, minus
-    `exclude`), defaults and help from the dataclass, plus `extra` fields {name: (type, default)}
-    that are not settings (e.g. which trainer or labeller)."""
-    fields: dict[str, Any] = {key: (tp, default) for key, (tp, default) in (extra or {}).items()}
+    `exclude`), defaults and help from the dataclass, plus `extra` fields
+    {name: (type, default, help)} that are not settings (e.g. which trainer or labeller)."""
+    fields: dict[str, Any] = {
+        key: (tp, pydantic.Field(default=default, description=help_text))
+        for key, (tp, default, help_text) in (extra or {}).items()
+    }
     for leaf, tp, default, help_text in _leaves(settings_type, settings_type()):
         if (only is None or leaf in only) and leaf not in exclude:
             fields[leaf] = (tp, pydantic.Field(default=default, description=help_text))

@@ -10,12 +10,18 @@ config. A run that configures a step replaces that step's entry whole; other ste
 import dagster as dg
 import yaml
 
+from traincraft_assets.core.artifacts import (
+    Dataset,
+    FinetunedModel,
+    FoundationModel,
+    LabelledFrames,
+    ParityReport,
+    PretrainingFrames,
+    ReplaySubset,
+    Split,
+    StrategyArm,
+)
 from traincraft_assets.core.settings import RUN_CONFIG_ENV, Settings, SettingsError
-from traincraft_assets.defs.comparison.assets import strategy_arm
-from traincraft_assets.defs.data.assets import dataset, labelled_frames, split
-from traincraft_assets.defs.foundation.assets import foundation_model, pretraining_frames, replay_subset
-from traincraft_assets.defs.reports.assets import parity_report
-from traincraft_assets.defs.training.assets import finetuned_model
 
 LABEL_BATCH = "label_batch"
 STAGE_FOUNDATION = "stage_foundation"
@@ -49,18 +55,19 @@ def read_run_config(settings: Settings) -> dict | None:
 def build(settings: Settings, graph: dg.Definitions) -> dg.Definitions:
     """The jobs over `graph`'s assets, with their default config from the run config file."""
     selections = {
-        LABEL_BATCH: [labelled_frames],
-        STAGE_FOUNDATION: [pretraining_frames, foundation_model],
-        FINETUNE: [dataset, split, replay_subset, finetuned_model, parity_report],
-        COMPARE: [strategy_arm],
+        LABEL_BATCH: [LabelledFrames],
+        STAGE_FOUNDATION: [PretrainingFrames, FoundationModel],
+        FINETUNE: [Dataset, Split, ReplaySubset, FinetunedModel, ParityReport],
+        COMPARE: [StrategyArm],
     }
     run_config = read_run_config(settings)
     jobs = []
-    for name, assets in selections.items():
+    for name, kinds in selections.items():
+        selection = dg.AssetSelection.assets(*(kind.asset for kind in kinds))
         config = None
         if run_config is not None:
-            bare = dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets))
+            bare = dg.define_asset_job(name, selection=selection)
             steps = dg.Definitions.merge(graph, dg.Definitions(jobs=[bare])).resolve_job_def(name)
             config = run_config_for(steps, run_config)
-        jobs.append(dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), config=config))
+        jobs.append(dg.define_asset_job(name, selection=selection, config=config))
     return dg.Definitions(jobs=jobs)

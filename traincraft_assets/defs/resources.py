@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from traincraft_assets.core.inbox import Inbox
-from traincraft_assets.core.settings import DEFAULT_INBOX_SETTLE_S, Settings, load_settings
+from traincraft_assets.core.settings import DEFAULT_INBOX_SETTLE_S, Settings
 from traincraft_assets.core.store import ArtifactStore
 
 
@@ -28,8 +28,8 @@ class InboxResource(dg.ConfigurableResource):
         return Inbox(self.path, self.settle_s)
 
 
-def default_resources(settings: Settings | None = None) -> dict:
-    settings = settings or load_settings()
+def default_resources(settings: Settings) -> dict:
+    """The store and inbox the settings name."""
     return {
         "store": StoreResource(root=str(settings.store)),
         "inbox": InboxResource(path=str(settings.inbox), settle_s=settings.inbox_settle_s),

@@ -38,7 +38,7 @@ def test_deploy_model_is_the_one_the_manifest_names(tmp_path):
 
     model, _ = store.write(FinetunedModel, fill)
     assert model.deploy_model_path.read_bytes() == b"one head"
-    assert model.manifest_path.name == "manifest.json"  # CONTRACT (design.md)
+    assert model.manifest_path.name == "manifest.json"  # a contract with users (docs: Outputs and contracts)
 
 
 def test_every_asset_has_its_own_folder():

@@ -8,9 +8,11 @@ import pytest
 
 from traincraft_assets.core import demo
 from traincraft_assets.core.artifacts import FoundationModel
-from traincraft_assets.core.evaluation import evaluate, load_model
-from traincraft_assets.core.foundation import FoundationSettings, describe_model, stage_foundation
+from traincraft_assets.core.evaluation import evaluate
+from traincraft_assets.core.foundation import FoundationSettings, stage_foundation
+from traincraft_assets.core.models import describe_model, load_model
 from traincraft_assets.core.store import file_sha256
+from traincraft_assets.core.training import Launch
 from traincraft_assets.core.training.mace import ModelShape
 
 SHIPPED = demo.SHIPPED_FOUNDATION_DIR
@@ -45,22 +47,7 @@ def test_the_shipped_foundation_is_accurate_on_its_own_distribution_where_it_nev
 def test_source_demo_stages_the_shipped_model_with_how_it_was_made(tmp_path):
     out = FoundationModel(tmp_path / "staging")
     out.path.mkdir()
-    info = stage_foundation(FoundationSettings(source="demo"), None, out, print)
+    info = stage_foundation(FoundationSettings(source="demo"), None, out, print, Launch())
     assert info["sha256"] == _manifest()["sha256"] == file_sha256(out.model_path)
     assert info["made"]["heldout_errors"] == _manifest()["heldout_errors"]
     assert json.loads(out.info_path.read_text())["origin"].startswith("demo (shipped")
-
-
-@pytest.mark.integration
-def test_the_remake_path_trains_and_writes_a_model_and_its_manifest(tmp_path):
-    """What `python -m traincraft_assets.demo.make_foundation` runs, with a tiny budget."""
-    tiny = dataclasses.replace(
-        demo.DEMO_FOUNDATION, max_num_epochs=1, batch_size=20, shape=ModelShape(8, 0, 4.0, 1, 1), device="cpu"
-    )
-    manifest = demo.make_demo_foundation(tmp_path / "out", tmp_path / "work", tiny, on_output=lambda line: None)
-    assert (tmp_path / "out" / "foundation.model").is_file()
-    written = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert written["sha256"] == manifest["sha256"] == file_sha256(tmp_path / "out" / "foundation.model")
-    assert written["settings"]["max_num_epochs"] == 1 and "--max_num_epochs" in written["argv"]
-    assert written["heldout_errors"]["n_frames"] == demo.HELDOUT_FRAMES_PER_METAL * len(demo.PRETRAINING_METALS)
-    assert written["package_versions"]["mace-torch"]

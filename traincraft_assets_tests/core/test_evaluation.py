@@ -5,7 +5,6 @@ against MACE's own ASE calculator there).
 """
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from traincraft_assets.core.evaluation import (
     Evaluation,
     Parity,
     compare_rows,
-    known_frames,
 )
 from traincraft_assets.core.metrics import Prediction, errors_by_config_type
 from traincraft_assets_tests.core.helpers import labelled
@@ -86,9 +84,3 @@ def test_a_multihead_models_replay_head_is_reported_beside_its_target_head_on_th
     single_head = Parity("Default", valid, valid, target_head, replay_foundation, [])
     assert single_head.replay_head_errors == {}
     assert "replay_head_forgetting_f_ratio" not in single_head.report({}, {})["replay_heldout"]
-
-
-def test_known_frames_drops_frames_with_elements_the_model_lacks():
-    model = SimpleNamespace(atomic_numbers=[29, 28])  # Cu, Ni
-    frames = [Atoms("Cu2"), Atoms("CuNi"), Atoms("CuAl"), Atoms("Zr")]
-    assert [a.get_chemical_formula() for a in known_frames(frames, model)] == ["Cu2", "CuNi"]

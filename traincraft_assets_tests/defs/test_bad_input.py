@@ -522,8 +522,9 @@ def test_the_data_root_setting_admits_a_directory_and_nothing_above_it(good, tmp
         path.write_text(json.dumps({"29": -0.5}))
     monkeypatch.setenv(DATA_ROOTS_ENV, str(inside.parent))
     from traincraft_assets.core.paths import allowed_roots, path_problem
+    from traincraft_assets.core.settings import load_settings
 
-    roots = allowed_roots(good.store)
+    roots = allowed_roots(good.store, load_settings())
     assert path_problem("e0s_file", str(inside), roots) is None
     assert "outside the directories" in path_problem("e0s_file", str(beside), roots)
 

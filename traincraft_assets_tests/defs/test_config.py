@@ -6,15 +6,15 @@ from typing import get_args
 import dagster as dg
 import pytest
 
-from traincraft_assets import defs
 from traincraft_assets.core.demo import DEMO_FOUNDATION, DEMO_FOUNDATION_OPTIONS
 from traincraft_assets.core.labelling import LABELLERS
 from traincraft_assets.core.training import TRAINERS
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 from traincraft_assets.core.training.mace.settings import E0sMode, Strategy
-from traincraft_assets.defs.data.assets import LabelledFramesConfig, labelled_frames
+from traincraft_assets.defs.data.assets import LabelledFramesConfig
+from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.foundation.assets import FoundationConfig
-from traincraft_assets.defs.training.assets import FinetuneConfig, finetuned_model
+from traincraft_assets.defs.training.assets import FinetuneConfig
 
 
 def _leaf_defaults(instance) -> dict:
@@ -41,23 +41,24 @@ def test_finetune_config_has_every_training_setting_with_its_default():
     )
 
 
-def _choices(asset, field):
-    choice = asset.op.config_schema.config_type.fields[field].config_type
+def _choices(asset: str, field: str) -> set:
+    op = build_defs().resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.op
+    choice = op.config_schema.config_type.fields[field].config_type
     return {value.config_value for value in choice.enum_values}
 
 
 def test_config_choices_come_from_core():
     """The launchpad offers exactly the choices core defines (and a new one appears there
     without editing defs)."""
-    assert _choices(finetuned_model, "strategy") == set(get_args(Strategy))
-    assert _choices(finetuned_model, "e0s") == set(get_args(E0sMode))
-    assert _choices(finetuned_model, "trainer") == set(TRAINERS)
-    assert _choices(labelled_frames, "labeller") == set(LABELLERS)
+    assert _choices("finetuned_model", "strategy") == set(get_args(Strategy))
+    assert _choices("finetuned_model", "e0s") == set(get_args(E0sMode))
+    assert _choices("finetuned_model", "trainer") == set(TRAINERS)
+    assert _choices("labelled_frames", "labeller") == set(LABELLERS)
     assert LabelledFramesConfig().labeller == "prelabelled"
 
 
 def test_an_unknown_choice_is_refused_before_the_run():
-    job = defs.resolve_job_def("finetune")
+    job = build_defs().resolve_job_def("finetune")
     with pytest.raises(dg.DagsterInvalidConfigError, match="sideways"):
         dg.validate_run_config(job, {"ops": {"finetuned_model": {"config": {"strategy": "sideways"}}}})
 

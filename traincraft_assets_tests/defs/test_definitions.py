@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from traincraft_assets import defs
 from traincraft_assets.core.settings import SettingsError
+from traincraft_assets.defs.definitions import build_defs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,19 +25,20 @@ def test_dagster_loads_the_module_without_errors():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_defs_stays_the_definitions_once_the_defs_subpackage_is_imported():
-    """Python binds an imported subpackage on its parent: `traincraft_assets.defs` the package
-    must not replace `traincraft_assets.defs` the Definitions, which `defs` builds lazily."""
+def test_the_package_offers_dagster_one_lazy_definitions_whatever_was_imported_before():
+    """What `-m traincraft_assets` finds: one loader of the definitions, even once the `defs`
+    subpackage is imported (Python binds a subpackage on its parent), and it builds them."""
     program = (
-        "import traincraft_assets.defs.jobs\nimport dagster\nimport traincraft_assets\n"
-        "from traincraft_assets import defs\n"
-        "print(type(defs).__name__, type(traincraft_assets.defs).__name__, 'defs' in dir(traincraft_assets))"
+        "import inspect, traincraft_assets.defs.jobs, traincraft_assets, dagster as dg\n"
+        "found = [n for n, v in inspect.getmembers(traincraft_assets) if isinstance(v, type(dg.definitions(lambda: dg.Definitions())))]\n"
+        "print(found, type(traincraft_assets.definitions()).__name__)"
     )
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
-    assert run.stdout.split() == ["Definitions", "Definitions", "True"]
+    assert run.stdout.split() == ["['definitions']", "Definitions"]
 
 
 def test_assets_have_typed_config_code_versions_and_jobs():
+    defs = build_defs()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
@@ -75,18 +76,18 @@ def test_assets_have_typed_config_code_versions_and_jobs():
 def test_example_run_configs_are_valid(path):
     """Each example is a valid -c file for `dagster asset materialize -m traincraft_assets`."""
     run_config = yaml.safe_load(path.read_text())
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = build_defs().resolve_implicit_global_asset_job_def()
     dg.validate_run_config(job, run_config)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples" / "jobs").glob("*.yaml")), ids=lambda p: p.name)
 def test_each_job_accepts_its_example_and_the_demo_settings_are_the_same(path):
-    """`dagster job execute -j <job> -c examples/jobs/<job>.yaml` (README: Jobs) is accepted as
+    """`dagster job execute -j <job> -c examples/jobs/<job>.yaml` (docs: the asset graph, Jobs) is accepted as
     is, and a job's example says what examples/demo.yaml says for its steps (label_batch's shows
     a labeller the demo does not need)."""
     from traincraft_assets.defs.jobs import run_config_for
 
-    job = defs.resolve_job_def(path.stem)
+    job = build_defs().resolve_job_def(path.stem)
     example = yaml.safe_load(path.read_text())
     dg.validate_run_config(job, example)
     assert example["ops"], path
@@ -94,13 +95,11 @@ def test_each_job_accepts_its_example_and_the_demo_settings_are_the_same(path):
         demo = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
         assert example == run_config_for(job, demo)
     command = f"-j {path.stem} -c examples/jobs/{path.name}"
-    assert command in path.read_text() and command in (REPO / "README.md").read_text()
+    assert command in path.read_text() and command in (REPO / "docs" / "graph.md").read_text()
 
 
 def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
     """What sensor and schedule runs (which carry no config) run with; a person's config still wins."""
-    from traincraft_assets.defs.definitions import build_defs
-
     monkeypatch.setenv("TRAINCRAFT_RUN_CONFIG", str(REPO / "examples" / "demo.yaml"))
     jobs = build_defs()
     demo = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())["ops"]
@@ -132,8 +131,6 @@ def test_the_run_config_file_gives_each_job_its_defaults(monkeypatch, tmp_path):
 
 
 def test_a_bad_nightly_cron_is_refused_by_name(monkeypatch):
-    from traincraft_assets.defs.definitions import build_defs
-
     monkeypatch.setenv("TRAINCRAFT_NIGHTLY_RETRAIN_CRON", "every night")
     with pytest.raises(SettingsError, match=r"TRAINCRAFT_NIGHTLY_RETRAIN_CRON.*'every night'"):
         build_defs()

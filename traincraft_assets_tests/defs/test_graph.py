@@ -9,7 +9,7 @@ import pytest
 
 from traincraft_assets.core.frames import elements, read_frames
 
-# Written out from design.md's CONTRACT, not imported from the code: renaming a key fails here.
+# The keys users read (a contract), written out here, not imported from the code: renaming one fails here.
 CONTRACT_PARITY_KEYS = {
     "rmse_e_mev_per_atom",
     "rmse_f_mev_per_a",
@@ -81,6 +81,34 @@ def test_model_lineage_records_the_exact_input_versions(graph_run):
     assert manifest["device"] == "cpu"
     assert manifest["resumed_from_epoch"] is None  # trained in one go
     assert not any((graph_run.store / ".training").glob("*"))  # published: work directory released
+
+
+def test_every_step_read_only_artifacts_of_its_dependencies(graph_run):
+    """Lineage by construction: each materialization lists the artifact versions its step read
+    (`read_artifacts`), and each is of an upstream the graph draws, or of the asset itself (the
+    champion reads the one serving), at a version that exists in the store."""
+    defs = graph_run.defs
+    graph = defs.resolve_asset_graph()
+    seen = set()
+    for key in graph.get_all_asset_keys():
+        asset = key.to_user_string()
+        parents = {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        for record in graph_run.instance.fetch_materializations(key, limit=100).records:
+            reads = record.asset_materialization.metadata["read_artifacts"].value
+            for read in reads:
+                assert read["asset"] in parents | {asset}, f"{asset} read {read['asset']}, not one of {parents}"
+                assert (graph_run.store / read["asset"] / read["data_version"]).is_dir()
+                seen.add((asset, read["asset"]))
+    assert {("finetuned_model", "split"), ("parity_report", "finetuned_model"), ("dataset", "labelled_frames")} <= seen
+
+
+def test_parity_report_reads_the_versions_the_model_was_trained_on(graph_run):
+    """Dagster's input tags name each upstream's latest version; the step records what it
+    really opened: the split, foundation and replay set in the model's manifest."""
+    report = graph_run.latest("parity_report")
+    manifest = json.loads(Path(graph_run.latest("finetuned_model").metadata["manifest_path"].value).read_text())
+    read = {r["asset"]: r["data_version"] for r in report.metadata["read_artifacts"].value}
+    assert {asset: read[asset] for asset in manifest["data_versions"]} == manifest["data_versions"]
 
 
 def test_finetuned_model_metadata_and_learning_curve(graph_run):
@@ -194,13 +222,9 @@ def test_checks_ran_and_passed_on_demo_data(graph_run):
         assert record.status.value == "SUCCEEDED", check
 
 
-def test_parity_report_evaluates_the_split_the_model_was_trained_on(project, graph_run, tmp_path):
+def test_parity_report_evaluates_the_split_the_model_was_trained_on(graph_copy):
     """Re-splitting after training must not put the model's training frames into 'valid'."""
-    from traincraft_assets.cli import run_demo
-    from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
-
-    config = with_session_foundation(graph_run, TINY_RUN_CONFIG)
-    run_demo(project.instance, config, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+    project = graph_copy
     trained_on = project.latest("split").tags["dagster/data_version"]
     project.materialize(["split"], {"ops": {"split": {"config": {"valid_fraction": 0.5, "salt": "other"}}}})
     assert project.latest("split").tags["dagster/data_version"] != trained_on
@@ -212,9 +236,9 @@ def test_parity_report_evaluates_the_split_the_model_was_trained_on(project, gra
     assert report["n_valid"] == len(trained_valid)
 
 
-def test_impossible_training_settings_fail_the_step_before_any_training(graph_run):
-    before = graph_run.latest("finetuned_model").tags["dagster/data_version"]
-    result = graph_run.materialize(
+def test_impossible_training_settings_fail_the_step_before_any_training(graph_copy):
+    before = graph_copy.latest("finetuned_model").tags["dagster/data_version"]
+    result = graph_copy.materialize(
         ["finetuned_model"],
         {"ops": {"finetuned_model": {"config": {"strategy": "naive", "freeze": 9, "lora": True}}}},
         raise_on_error=False,
@@ -223,47 +247,51 @@ def test_impossible_training_settings_fail_the_step_before_any_training(graph_ru
     data = failure.step_failure_data
     description = data.user_failure_data.description
     assert "freeze must be 1-6" in description and "choose freeze or lora" in description  # all at once
-    assert graph_run.latest("finetuned_model").tags["dagster/data_version"] == before
-    assert not any((graph_run.store / ".training").glob("*"))  # nothing started
+    assert graph_copy.latest("finetuned_model").tags["dagster/data_version"] == before
+    assert not any((graph_copy.store / ".training").glob("*"))  # nothing started
 
 
-def test_the_demo_ends_with_a_plain_summary_of_the_report_and_the_gates(graph_run):
-    from traincraft_assets.cli import demo_summary, latest_metadata
+def test_the_demo_ends_with_a_plain_summary_that_leads_with_what_to_read(graph_run):
+    """Valid errors against zero-shot first, then what the replay head kept of the foundation,
+    the gates; the fine-tuned head's figures on the foundation's frames only after the words
+    that say they hold the change of theory it learned."""
+    from traincraft_assets.app import demo
     from traincraft_assets.core.gates import GATES
-    from traincraft_assets.defs.deploy.assets import gate_verdicts
+    from traincraft_assets.defs.instance import latest_metadata
 
     report = latest_metadata(graph_run.instance, "parity_report")
-    verdicts = gate_verdicts(graph_run.instance, graph_run.latest("finetuned_model").tags["dagster/data_version"])
-    summary = demo_summary(report, verdicts)
-    assert f"{report['rmse_f_mev_per_a']:7.1f} vs {report['foundation_rmse_f_mev_per_a']:7.1f} meV/Å" in summary
+    verdicts = demo.verdicts(graph_run.instance)
+    summary = demo.summary(report, verdicts)
+    lines = summary.splitlines()
+    assert f"{report['rmse_f_mev_per_a']:7.1f} vs {report['foundation_rmse_f_mev_per_a']:7.1f} meV/Å" in lines[1]
     f, f0 = report["rmse_f_mev_per_a"], report["foundation_rmse_f_mev_per_a"]
     factor = max(f, f0) / min(f, f0)
-    assert f"({factor:.1f}x {'better' if f < f0 else 'WORSE'})" in summary.splitlines()[1]  # a factor >= 1, either way
-    assert f"{report['forgetting_f_ratio']:.2f}x (forces)" in summary
-    # the session's model is multihead: its replay head is scored on the same frames
+    assert f"({factor:.1f}x {'better' if f < f0 else 'WORSE'})" in lines[1]  # a factor >= 1, either way
+    # the session's model is multihead: its replay head is scored on the same frames, and comes next
     assert math.isfinite(report["replay_head_forgetting_f_ratio"])
-    assert (
-        f"Its replay head, which predicts the foundation's theory as those labels do: {report['replay_head_forgetting_f_ratio']:.2f}x"
-        in summary
-    )
+    assert f"{report['replay_head_forgetting_f_ratio']:.2f}x the foundation's force error" in lines[3]
     assert f"{sum(v['passed'] for v in verdicts)} of {len(GATES)} passed" in summary
     assert all(v["reason"] in summary for v in verdicts if not v["passed"])
+    raw = f"{report['forgetting_f_ratio']:.2f}x (forces)"
+    [explained] = [line for line in lines if raw in line]
+    assert "change of theory" in explained and explained.index("change of theory") < explained.index(raw)
+    assert lines.index(explained) > lines.index(next(line for line in lines if line.startswith("Quality gates")))
     assert str(report["report_path"]) in summary and "{" not in summary  # words, not a JSON dump
 
 
-def test_a_foundation_trained_here_is_not_trained_again_for_the_same_recipe(graph_run):
+def test_a_foundation_trained_here_is_not_trained_again_for_the_same_recipe(graph_copy):
     """`--select 'not group:comparison'` re-materializes foundation_model: an unchanged scratch
     recipe (settings and pool) re-records the stored model instead of training again."""
     from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
 
-    first = graph_run.instance.fetch_materializations(dg.AssetKey("foundation_model"), limit=1).records[0]
+    first = graph_copy.instance.fetch_materializations(dg.AssetKey("foundation_model"), limit=1).records[0]
     assert first.asset_materialization.metadata["recipe"].value
-    result = graph_run.materialize(
+    result = graph_copy.materialize(
         ["foundation_model"], {"ops": {"foundation_model": TINY_RUN_CONFIG["ops"]["foundation_model"]}}
     )
-    again = graph_run.latest("foundation_model")
+    again = graph_copy.latest("foundation_model")
     assert again.metadata["reused_from_run"].value == first.run_id
     assert again.tags["dagster/data_version"] == first.asset_materialization.tags["dagster/data_version"]
-    logs = [entry.user_message for entry in graph_run.instance.all_logs(result.run_id)]
+    logs = [entry.user_message for entry in graph_copy.instance.all_logs(result.run_id)]
     assert any("instead of training again" in line for line in logs)
     assert not any(line.startswith("epoch ") for line in logs)  # no MACE epoch ran

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from websockets.sync.client import connect
 
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_webserver
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, copied_project, running_webserver
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -23,16 +23,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def webserver(graph_run):
+def ui_graph(graph_run, tmp_path_factory):
+    """The session's graph, copied: a run is launched from the UI into it."""
+    with copied_project(graph_run, tmp_path_factory.mktemp("ui")) as project:
+        yield project
+
+
+@pytest.fixture(scope="module")
+def webserver(ui_graph):
     # A run launched from the UI starts at once; `dagster dev` queues it for its daemon instead.
-    home = graph_run.root / "dagster_home"
+    home = ui_graph.root / "dagster_home"
     with (home / "dagster.yaml").open("a") as config:
         config.write("run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n")
-    env = {
-        "DAGSTER_HOME": str(graph_run.root / "dagster_home"),
-        "TRAINCRAFT_STORE": str(graph_run.store),
-        "TRAINCRAFT_INBOX": str(graph_run.inbox),
-    }
+    env = {"DAGSTER_HOME": str(home), "TRAINCRAFT_STORE": str(ui_graph.store), "TRAINCRAFT_INBOX": str(ui_graph.inbox)}
     with running_webserver(env) as url:
         yield url
 
@@ -139,12 +142,12 @@ FIGURES = {
 }
 
 
-def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_size(webserver, graph_run, page):
+def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_size(webserver, ui_graph, page):
     """The asset page as a user sees it: every per-config_type row (NaN cells used to make the UI
     drop a row with "Could not parse record"), and each figure opened from its
     `[Show Markdown]` link, decoded by the browser at the width it was drawn."""
     text = page.open(f"{webserver}/assets/parity_report", "per_config_type")
-    report = json.loads(Path(graph_run.latest("parity_report").metadata["report_path"].value).read_text())
+    report = json.loads(Path(ui_graph.latest("parity_report").metadata["report_path"].value).read_text())
     table = text[text.index("per_config_type") :]
     for row in report["rows"]:
         assert re.search(rf"^{re.escape(row['config_type'])}\t{row['n_frames']}\t", table, re.MULTILINE), row[
@@ -175,9 +178,9 @@ def test_parity_report_page_shows_every_table_row_and_opens_each_figure_at_full_
     assert not expected, f"not shown: {expected}"
 
 
-def test_parity_report_page_shows_the_contract_metrics(webserver, graph_run, tmp_path):
+def test_parity_report_page_shows_the_contract_metrics(webserver, ui_graph, tmp_path):
     dom = _render(f"{webserver}/assets/parity_report", tmp_path)
-    meta = graph_run.latest("parity_report").metadata
+    meta = ui_graph.latest("parity_report").metadata
     for key in ("rmse_f_mev_per_a", "foundation_rmse_f_mev_per_a", "replay_rmse_f_mev_per_a", "n_valid"):
         assert key in dom, key
     assert repr(meta["rmse_f_mev_per_a"].value) in dom  # the value of this very materialization
@@ -192,7 +195,7 @@ def test_lineage_page_shows_the_models_inputs(webserver, tmp_path):
         assert unrelated not in dom, unrelated
 
 
-def test_a_user_launches_finetune_from_the_launchpad_with_its_example_config(webserver, graph_run, page):
+def test_a_user_launches_finetune_from_the_launchpad_with_its_example_config(webserver, ui_graph, page):
     """The mission's "materialize from the Dagster UI" path: the finetune job's Launchpad, its
     editor given examples/jobs/finetune.yaml (with the tests' tiny budget), the Launch Run
     button; the webserver's run launcher runs it in its own process, to success. The editor is
@@ -215,7 +218,7 @@ def test_a_user_launches_finetune_from_the_launchpad_with_its_example_config(web
     run_id = match[1]
     page.call("Page.navigate", url="about:blank")  # the live run page would take a core while we wait
     deadline = time.monotonic() + 600
-    while (run := graph_run.instance.get_run_by_id(run_id)).status not in (
+    while (run := ui_graph.instance.get_run_by_id(run_id)).status not in (
         dg.DagsterRunStatus.SUCCESS,
         dg.DagsterRunStatus.FAILURE,
         dg.DagsterRunStatus.CANCELED,
@@ -225,5 +228,21 @@ def test_a_user_launches_finetune_from_the_launchpad_with_its_example_config(web
     assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
     assert run.job_name == "finetune"
     for asset in ("finetuned_model", "parity_report"):  # the job's model and its report, from this run
-        assert graph_run.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0].run_id == run_id, asset
+        assert ui_graph.instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0].run_id == run_id, asset
     page.open(f"{webserver}/runs/{run_id}", "Success")  # and the run page says so
+
+
+COMMUNITY_DIALOG = "Join the Dagster community"
+
+
+def test_the_ui_opens_on_the_project_not_on_dagster_s_community_dialog(webserver, tmp_path):
+    """A first visit in a fresh browser: with the repository's dagster.yaml (`nux: enabled:
+    false`) the UI shows the project, not Dagster's "Join the Dagster community" dialog, which
+    an instance without that setting (the tests' own) does show."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = {"DAGSTER_HOME": str(tmp_path / "home"), "TRAINCRAFT_STORE": str(tmp_path / "store")}
+    with running_webserver(env, cwd=tmp_path) as shipped:  # its storage paths are relative to the directory
+        ours = _render(f"{shipped}/", tmp_path / "first")
+    assert "Overview" in ours and COMMUNITY_DIALOG not in ours
+    assert COMMUNITY_DIALOG in _render(f"{webserver}/", tmp_path / "second")

@@ -39,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from traincraft_assets.core.processes import descendants
+
 NVIDIA_GPU = "nvidia.com/gpu"
 
 
@@ -442,7 +444,7 @@ class Cluster:
         if proc is None:
             return
         for _ in range(20):  # the whole tree, as when a container's cgroup is killed
-            tree = _descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set())
+            tree = descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set())
             if not tree:
                 break
             for pid in tree:
@@ -552,23 +554,6 @@ class Cluster:
                 self._route("DELETE")
 
         return Handler
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def image_env(dockerfile: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from traincraft_assets.cli import ingest
+from traincraft_assets.app.batches import ingest
 from traincraft_assets.core.artifacts import FinetunedModel
 from traincraft_assets.core.demo import write_target_batches
 from traincraft_assets.core.store import ArtifactStore
@@ -153,10 +153,10 @@ def deployment(tmp_path_factory, graph_run):
         # labelled batches and the session's tiny foundation (what `stage_foundation` would have made).
         with dg.DagsterInstance.from_config(str(home)) as instance:
             defs = build_defs(
-                {"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))}
+                resources={"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))}
             )
-            for key in ingest(write_target_batches(root / "batches", 4), instance, store / "inbox"):
-                defs.resolve_job_def("label_batch").execute_in_process(instance=instance, partition_key=key)
+            for batch in ingest(instance, store / "inbox", write_target_batches(root / "batches", 4)):
+                defs.resolve_job_def("label_batch").execute_in_process(instance=instance, partition_key=batch.name)
             stage = with_session_foundation(
                 graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}}
             )

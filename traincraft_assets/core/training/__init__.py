@@ -7,6 +7,7 @@ outside core/training talks to the interface and this registry, never to a backe
 from __future__ import annotations
 
 from traincraft_assets.core.training.base import (
+    Launch,
     TrainConfigError,
     Trainer,
     TrainingDiverged,
@@ -32,6 +33,7 @@ def get_trainer(name: str) -> Trainer:
 __all__ = [
     "DEFAULT_TRAINER",
     "TRAINERS",
+    "Launch",
     "TrainConfigError",
     "TrainInputs",
     "TrainResult",

@@ -4,8 +4,10 @@ A backend validates its settings against the inputs before anything starts, rend
 command, runs it (streaming each output line to a callback), reads the learning curve and the
 trained model back, and exports a deployable model. It also says where a killed run can be
 resumed from. `Trainer.train` composes those steps in a work directory that survives the
-process (core/training/workdir.py); a backend implements them. The backend's settings type is a dataclass: the Dagster config of
-`finetuned_model` is derived from its fields, so a setting is declared once.
+process (core/training/workdir.py); a backend implements them. The backend's settings type is a
+dataclass: the Dagster config of `finetuned_model` is derived from its fields, so a setting is
+declared once. How the training is started on this machine (`Launch`) is given, never read
+from the environment here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from traincraft_assets.core.settings import Settings
 
 OnOutput = Callable[[str], None]
 DONE_FILE = ".done"  # in a work directory: the training finished; its argv and resume point
@@ -50,6 +54,20 @@ class TrainInputs:
 
 
 @dataclass(frozen=True)
+class Launch:
+    """How a training is started where it runs: one process per GPU, and optionally a command
+    that replaces the trainer's own program (a container, a wrapper). The caller decides, from
+    the step's environment (core.settings); the backend only renders it."""
+
+    processes: int = 1
+    command: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Launch:
+        return cls(settings.training_processes, settings.train_command)
+
+
+@dataclass(frozen=True)
 class Uses:
     """Which upstream artifacts a run with given settings reads."""
 
@@ -80,7 +98,7 @@ class Trainer(ABC):
         """The upstream artifacts these settings need."""
 
     @abstractmethod
-    def validate(self, settings: Any, inputs: TrainInputs) -> None:
+    def validate(self, settings: Any, inputs: TrainInputs, launch: Launch) -> None:
         """Raise TrainConfigError naming every problem, before any compute is spent."""
 
     def prepare(self, settings: Any, inputs: TrainInputs, scratch: Path) -> TrainInputs:
@@ -88,9 +106,11 @@ class Trainer(ABC):
         return inputs
 
     @abstractmethod
-    def render(self, settings: Any, inputs: TrainInputs, workdir: Path, run_name: str, resume: bool) -> list[str]:
-        """The whole command line (validated first); with `resume`, one that continues from the
-        latest checkpoint in `workdir`."""
+    def render(
+        self, settings: Any, inputs: TrainInputs, launch: Launch, workdir: Path, run_name: str, resume: bool
+    ) -> list[str]:
+        """The whole command line (validated first), started as `launch` says; with `resume`,
+        one that continues from the latest checkpoint in `workdir`."""
 
     @abstractmethod
     def resume_epoch(self, workdir: Path, run_name: str) -> int | None:
@@ -130,7 +150,13 @@ class Trainer(ABC):
         """The manifest's record of the strategy, heads and E0s as they were run."""
 
     def train(
-        self, settings: Any, inputs: TrainInputs, workdir: Path, on_output: OnOutput, run_name: str
+        self,
+        settings: Any,
+        inputs: TrainInputs,
+        launch: Launch,
+        workdir: Path,
+        on_output: OnOutput,
+        run_name: str,
     ) -> TrainResult:
         """Prepare, render, run, then read back the curve and the model.
 
@@ -148,7 +174,7 @@ class Trainer(ABC):
                 on_output(f"resuming the training in {workdir} from its checkpoint of epoch {resume_from}")
             with tempfile.TemporaryDirectory(prefix="traincraft-inputs-") as scratch:
                 prepared = self.prepare(settings, inputs, Path(scratch))
-                argv = self.render(settings, prepared, workdir, run_name, resume=resume_from is not None)
+                argv = self.render(settings, prepared, launch, workdir, run_name, resume=resume_from is not None)
                 self.run(argv, workdir, on_output)
             record = {"argv": argv, "resumed_from_epoch": resume_from}
             done.write_text(json.dumps(record))

@@ -23,8 +23,7 @@ from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import REF_KEYS, count_frames, elements, get_label, labels_present, read_frames
 from traincraft_assets.core.manifest import utc_now, write_manifest
 from traincraft_assets.core.replay import replay_shortfall
-from traincraft_assets.core.settings import load_settings
-from traincraft_assets.core.training.base import OnOutput, TrainConfigError, Trainer, TrainInputs, TrainResult
+from traincraft_assets.core.training.base import Launch, OnOutput, TrainConfigError, Trainer, TrainInputs, TrainResult
 from traincraft_assets.core.training.workdir import WorkdirLock
 
 
@@ -53,6 +52,7 @@ class TrainingPlan:
     settings: Any
     upstream: Upstream
     inputs: TrainInputs
+    launch: Launch
     split_sizes: dict[str, int]
     workdir: Path  # survives the process: a rerun of the same training resumes here
 
@@ -69,17 +69,18 @@ class TrainingPlan:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def training_key(trainer: Trainer, settings: Any, upstream: Upstream) -> str:
+def training_key(trainer: Trainer, settings: Any, upstream: Upstream, processes: int) -> str:
     """Names a training by what determines its result: trainer, settings, input versions and
-    the number of processes (the global batch size depends on it). The device is left out, so
-    a training resumes on whichever GPU its retry lands on."""
+    the number of processes (the global batch size depends on it). The device and the command
+    that starts the trainer are left out, so a training resumes on whichever GPU its retry
+    lands on."""
     record = {k: v for k, v in dataclasses.asdict(settings).items() if k != "device"}
     text = json.dumps(
         {
             "trainer": trainer.name,
             "settings": record,
             "inputs": upstream.data_versions,
-            "processes": load_settings().training_processes,
+            "processes": processes,
         },
         sort_keys=True,
         default=str,
@@ -87,9 +88,9 @@ def training_key(trainer: Trainer, settings: Any, upstream: Upstream) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root: Path) -> TrainingPlan:
-    """Gather what the trainer is told about its files and validate the settings against them,
-    so impossible settings fail before any compute is spent."""
+def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root: Path, launch: Launch) -> TrainingPlan:
+    """Gather what the trainer is told about its files and validate the settings against them
+    and the way it is launched, so impossible settings fail before any compute is spent."""
     sides = {side: read_frames(path) for side, path in upstream.split.present_sides().items()}
     train = sides["train"]
     foundation = upstream.foundation
@@ -105,10 +106,10 @@ def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root
         data_elements=elements([a for frames in sides.values() for a in frames]),
         n_frames_without_energy=sum(get_label(a, "energy") is None for a in train),
     )
-    trainer.validate(settings, inputs)
+    trainer.validate(settings, inputs, launch)
     sizes = {side: len(f) for side, f in sides.items()}
-    workdir = Path(work_root) / training_key(trainer, settings, upstream)
-    return TrainingPlan(trainer, settings, upstream, inputs, sizes, workdir)
+    workdir = Path(work_root) / training_key(trainer, settings, upstream, launch.processes)
+    return TrainingPlan(trainer, settings, upstream, inputs, launch, sizes, workdir)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ class DataFacts:
     labels: tuple[str, ...]
 
 
-def preflight_training(trainer: Trainer, settings: Any, data: DataFacts | None, foundation: dict | None) -> str | None:
+def preflight_training(
+    trainer: Trainer, settings: Any, data: DataFacts | None, foundation: dict | None, launch: Launch
+) -> str | None:
     """The trainer's own validation (`plan_training`), run before the run's first step on what
     is known then; None when nothing is wrong. The files the run makes (split, replay subset)
     are placeholders; unknown data or a foundation this run makes (from scratch, say) stand in
@@ -143,7 +146,7 @@ def preflight_training(trainer: Trainer, settings: Any, data: DataFacts | None, 
         data_elements=data.elements if data else (),
     )
     try:
-        trainer.validate(settings, inputs)
+        trainer.validate(settings, inputs, launch)
     except TrainConfigError as exc:
         return str(exc)
     return None
@@ -157,7 +160,7 @@ def train_model(plan: TrainingPlan, out: FinetunedModel, on_output: OnOutput, co
     trainer, settings, inputs = plan.trainer, plan.settings, plan.inputs
     started = utc_now()
     with WorkdirLock(plan.workdir):
-        result = trainer.train(settings, inputs, plan.workdir, on_output, FinetunedModel.RUN_NAME)
+        result = trainer.train(settings, inputs, plan.launch, plan.workdir, on_output, FinetunedModel.RUN_NAME)
         for entry in trainer.outputs(plan.workdir, FinetunedModel.RUN_NAME):
             copy = shutil.copytree if entry.is_dir() else shutil.copy2
             copy(entry, out.path / entry.name)

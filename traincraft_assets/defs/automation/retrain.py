@@ -18,72 +18,34 @@ import json
 import time
 
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
 
-from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames
 from traincraft_assets.core.settings import NIGHTLY_RETRAIN_CRON_ENV, RETRAIN_DEBOUNCE_ENV, Settings, SettingsError
-from traincraft_assets.defs.data import data_batches
+from traincraft_assets.defs import instance
 from traincraft_assets.defs.jobs import FINETUNE, LABEL_BATCH
-from traincraft_assets.defs.lineage import latest_data_version
 
-UNFINISHED = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 TRIGGER_TAG = "traincraft/trigger"
 
 
-def labelled_batches(instance: dg.DagsterInstance) -> list[dict]:
-    """Every registered batch's latest labelling, in the form dataset records what it merged."""
-    batches = []
-    for batch in instance.get_dynamic_partitions(data_batches.name):
-        version = latest_data_version(instance, LabelledFrames.asset, batch)
-        if version is not None:
-            batches.append({"batch": batch, "data_version": version})
-    return batches
-
-
-def dataset_batches(instance: dg.DagsterInstance) -> list[dict] | None:
-    """The batches the latest dataset was built from; None if there is no dataset yet."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(Dataset.asset))
-    batches = event.asset_materialization.metadata.get("batches") if event else None
-    return None if batches is None else batches.value
-
-
-def last_batch_change(instance: dg.DagsterInstance) -> float:
-    """When a batch was last labelled or retired (a retirement is an observation), epoch s."""
-    key = dg.AssetKey(LabelledFrames.asset)
-    labelled = instance.get_latest_materialization_event(key)
-    retired = instance.fetch_observations(key, limit=1).records
-    return max([0.0] + [e.timestamp for e in [labelled, *retired] if e is not None])
-
-
-def _unfinished(instance: dg.DagsterInstance, job: str) -> str | None:
-    runs = instance.get_run_ids(dg.RunsFilter(job_name=job, statuses=UNFINISHED), limit=1)
-    return runs[0] if runs else None
-
-
-def retrain_request(instance: dg.DagsterInstance, now: float, debounce_s: float, trigger: str):
+def retrain_request(dagster_instance: dg.DagsterInstance, now: float, debounce_s: float, trigger: str):
     """A RunRequest for the finetune job if the labelled batches changed since the latest
-    dataset and have settled; otherwise a SkipReason saying what it waits for."""
-    current = labelled_batches(instance)
+    dataset and have settled (unchanged for `debounce_s` at `now`); otherwise a SkipReason
+    saying what it waits for."""
+    current = instance.labelled_batches(dagster_instance)
     if not current:
         return dg.SkipReason("no labelled batch yet")
-    if current == dataset_batches(instance):
+    if current == instance.dataset_batches(dagster_instance):
         return dg.SkipReason(f"nothing changed: the latest dataset has the {len(current)} labelled batches")
-    if instance.get_latest_materialization_event(dg.AssetKey(FoundationModel.asset)) is None:
+    if not instance.foundation_staged(dagster_instance):
         return dg.SkipReason("batches changed, but no foundation is staged: run the stage_foundation job first")
-    if labelling := _unfinished(instance, LABEL_BATCH):
+    if labelling := instance.unfinished_run(dagster_instance, LABEL_BATCH):
         return dg.SkipReason(f"batches changed; waiting for labelling run {labelling} to finish")
-    quiet_s = now - last_batch_change(instance)
+    quiet_s = now - instance.last_batch_change(dagster_instance)
     if quiet_s < debounce_s:
         return dg.SkipReason(
             f"batches changed {quiet_s:.0f} s ago; retraining once they have been unchanged for "
             f"{debounce_s:g} s ({RETRAIN_DEBOUNCE_ENV})"
         )
-    if running := _unfinished(instance, FINETUNE):
+    if running := instance.unfinished_run(dagster_instance, FINETUNE):
         return dg.SkipReason(f"batches changed; a finetune run is under way ({running}), looking again after it")
     versions = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()
     return dg.RunRequest(
@@ -94,23 +56,12 @@ def retrain_request(instance: dg.DagsterInstance, now: float, debounce_s: float,
 
 def build(settings: Settings) -> list:
     """retrain_sensor and nightly_retrain with the settings' window and cron."""
-    if not is_valid_cron_string(settings.nightly_retrain_cron):
-        raise SettingsError(
-            f"{NIGHTLY_RETRAIN_CRON_ENV} must be a cron expression such as '0 2 * * *' (02:00 UTC "
-            f"every day); got {settings.nightly_retrain_cron!r}."
-        )
 
     @dg.sensor(job_name=FINETUNE, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
     def retrain_sensor(context: dg.SensorEvaluationContext):
         """Retrains once labelled batches have settled after a change."""
         return retrain_request(context.instance, time.time(), settings.retrain_debounce_s, "retrain_sensor")
 
-    @dg.schedule(
-        name="nightly_retrain",
-        cron_schedule=settings.nightly_retrain_cron,
-        job_name=FINETUNE,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-    )
     def nightly_retrain(context: dg.ScheduleEvaluationContext):
         """Retrains if the labelled batches changed since the latest dataset."""
         now = context.scheduled_execution_time.timestamp()
@@ -118,4 +69,16 @@ def build(settings: Settings) -> list:
         # no run_key: for a schedule it only dedupes within one tick; each night looks afresh
         return request if isinstance(request, dg.SkipReason) else dg.RunRequest(tags=request.tags)
 
-    return [retrain_sensor, nightly_retrain]
+    try:
+        schedule = dg.schedule(
+            name="nightly_retrain",
+            cron_schedule=settings.nightly_retrain_cron,
+            job_name=FINETUNE,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+        )(nightly_retrain)
+    except dg.DagsterInvalidDefinitionError as exc:  # Dagster's own judgement of the cron string
+        raise SettingsError(
+            f"{NIGHTLY_RETRAIN_CRON_ENV} must be a cron expression such as '0 2 * * *' (02:00 UTC "
+            f"every day); got {settings.nightly_retrain_cron!r}."
+        ) from exc
+    return [retrain_sensor, schedule]

@@ -13,8 +13,9 @@ import json
 
 import dagster as dg
 
-from traincraft_assets.defs.data import data_batches
+from traincraft_assets.defs import instance
 from traincraft_assets.defs.jobs import LABEL_BATCH
+from traincraft_assets.defs.partitions import data_batches
 from traincraft_assets.defs.resources import InboxResource
 
 
@@ -22,8 +23,7 @@ from traincraft_assets.defs.resources import InboxResource
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource) -> dg.SensorResult:
     """Registers new batch files in the inbox and requests their labelling."""
     seen = json.loads(context.cursor) if context.cursor else {}
-    known = set(context.instance.get_dynamic_partitions(data_batches.name))
-    scan = inbox.inbox().scan(known, seen)
+    scan = inbox.inbox().scan(set(instance.registered_batches(context.instance)), seen)
     for why in scan.refused.values():
         context.log.warning(why)
     for batch in scan.new:

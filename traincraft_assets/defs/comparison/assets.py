@@ -19,14 +19,8 @@ from traincraft_assets.core.comparison import (
 from traincraft_assets.core.training import DEFAULT_TRAINER, TrainConfigError, get_trainer
 from traincraft_assets.core.training.finetune import Upstream, preflight_training
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.data.assets import split
-from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
-from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
-from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
-from traincraft_assets.defs.preflight import preflight, register_preflight
 from traincraft_assets.defs.reports.assets import table_cell
-from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.runs import training_step
+from traincraft_assets.defs.steps import EveryPartition, Step, artifact_asset
 
 strategy_arms = dg.StaticPartitionsDefinition(list(ARM_NAMES))
 
@@ -60,14 +54,14 @@ def _arm_fits(config, run) -> list[str]:
     problems = [
         (
             arm,
-            preflight_training(trainer, arm_settings(arm, settings.training, run.foundation), run.data, run.foundation),
+            preflight_training(
+                trainer, arm_settings(arm, settings.training, run.foundation), run.data, run.foundation, run.launch
+            ),
         )
         for arm in arms
     ]
     return [f"arm {arm!r}: {problem}" for arm, problem in problems if problem]
 
-
-register_preflight("strategy_arm", CompareConfig, _arm_fits)
 
 ROW_COLUMNS = (
     ("n_train", "int", "training frames"),
@@ -89,61 +83,52 @@ def _rows_table(rows: list[dict], with_arm: bool) -> dg.MetadataValue:
     )
 
 
-@dg.asset(
+@artifact_asset(
+    StrategyArm,
+    reads=[Split, ReplaySubset, FoundationModel],
+    config=CompareConfig,
+    preflight=_arm_fits,
+    profile="gpu",
     partitions_def=strategy_arms,
-    deps=[split, replay_subset, foundation_model],
-    code_version="1",
     group_name="comparison",
     kinds={"pytorch"},
-    **GPU_STEP,
 )
-def strategy_arm(
-    context: dg.AssetExecutionContext, config: CompareConfig, store: StoreResource
-) -> dg.MaterializeResult:
+def strategy_arm(step: Step, config) -> dg.MaterializeResult:
     """One strategy trained at every training-set size with the shared budget, scored on the
     target's valid frames and on frames the foundation never trained on (forgetting)."""
-    artifacts = store.store()
     settings = config.to_settings()
-    upstream = Upstream(
-        split=require_artifact(context, artifacts, Split),
-        foundation=require_artifact(context, artifacts, FoundationModel),
-        replay=require_artifact(context, artifacts, ReplaySubset),
-    )
-    preflight(context, store)
-    arm = context.partition_key
-    try:  # impossible settings fail before any training, and a retry would not help
-        subset_sizes(settings.sizes, 1)
-        with training_step(context, f"arm {arm!r}: "):
-            rows = run_arm(arm, get_trainer(DEFAULT_TRAINER), settings, upstream, artifacts.work_root, context.log.info)
-    except (TrainConfigError, ValueError) as exc:
-        raise dg.Failure(description=f"arm {arm!r}: {exc}", allow_retries=False) from exc
+    upstream = Upstream(split=step.read(Split), foundation=step.read(FoundationModel), replay=step.read(ReplaySubset))
+    arm = step.partition
+    prefix = f"arm {arm!r}: "
+    with step.refusing(TrainConfigError, ValueError, prefix=prefix), step.training(prefix):
+        subset_sizes(settings.sizes, 1)  # impossible settings fail before any training
+        trainer = get_trainer(DEFAULT_TRAINER)
+        rows = run_arm(arm, trainer, settings, upstream, step.store.work_root, step.launch, step.log.info)
     record = arm_record(arm, rows, settings, upstream)
-    artifact, _ = artifacts.write(StrategyArm, lambda out: out.results_path.write_text(json.dumps(record, indent=1)))
+    artifact, _ = step.write(lambda out: out.results_path.write_text(json.dumps(record, indent=1)))
     for row in rows:
-        context.log.info(
+        step.log.info(
             f"{arm} on {row['n_train']} frames: valid F {row['valid_rmse_f_mev_per_a']:.1f} meV/Å, "
             f"forgetting F {row['forgetting_rmse_f_mev_per_a']:.1f} meV/Å"
         )
-    return materialized(artifact, {"arm": arm, "n_models": len(rows), "results": _rows_table(rows, with_arm=False)})
+    return step.materialized(
+        artifact, {"arm": arm, "n_models": len(rows), "results": _rows_table(rows, with_arm=False)}
+    )
 
 
-@dg.asset(deps=[strategy_arm], code_version="1", group_name="comparison", kinds={"pandas"}, **CPU_STEP)
-def strategy_comparison(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+@artifact_asset(StrategyComparison, reads=[EveryPartition(StrategyArm)], group_name="comparison", kinds={"pandas"})
+def strategy_comparison(step: Step) -> dg.MaterializeResult:
     """Every arm side by side: valid and forgetting-set errors and wall time per strategy and
     training-set size, error vs frames, and forgetting vs target accuracy."""
-    preflight(context, store)
-    artifacts = store.store()
-    found = {arm: latest_artifact(context, artifacts, StrategyArm, partition=arm) for arm in ARM_NAMES}
+    found = {arm: step.latest(StrategyArm, partition=arm) for arm in ARM_NAMES}
     missing = [arm for arm, artifact in found.items() if artifact is None]
     if missing:
-        context.log.warning(f"arms never run, left out of the table: {missing}")
+        step.log.warning(f"arms never run, left out of the table: {missing}")
     records = [artifact.results for artifact in found.values() if artifact is not None]
-    try:
-        artifact, content = artifacts.write(StrategyComparison, lambda out: write_comparison(records, out))
-    except ValueError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    with step.refusing(ValueError):
+        artifact, content = step.write(lambda out: write_comparison(records, out))
     thumbs = content["thumbnails"]
-    return materialized(
+    return step.materialized(
         artifact,
         {
             "table": _rows_table(content["rows"], with_arm=True),

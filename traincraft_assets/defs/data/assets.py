@@ -12,12 +12,10 @@ from traincraft_assets.core.health import BatchError
 from traincraft_assets.core.labelling import DEFAULT_LABELLER, LABELLERS, LabelOptions, label_batch, labeller_problems
 from traincraft_assets.core.split import SplitSettings, split_frames
 from traincraft_assets.core.store import file_sha256
+from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.k8s import CPU_STEP
-from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
 from traincraft_assets.defs.partitions import data_batches
-from traincraft_assets.defs.preflight import preflight, register_preflight
-from traincraft_assets.defs.resources import InboxResource, StoreResource
+from traincraft_assets.defs.steps import EveryPartition, Step, artifact_asset
 
 
 def summary_metadata(summary: dict) -> dict:
@@ -34,38 +32,37 @@ def summary_metadata(summary: dict) -> dict:
 LabelledFramesConfig = settings_config(
     "LabelledFramesConfig",
     LabelOptions,
-    "How a batch is labelled (README: Bring your own labeller).",
+    "How a batch is labelled (docs: Bring your own data, labellers).",
     exclude=("env",),
-    extra={"labeller": (Literal[tuple(LABELLERS)], DEFAULT_LABELLER)},
-)
-
-register_preflight(
-    "labelled_frames",
-    LabelledFramesConfig,
-    lambda config, run: labeller_problems(config.labeller, config.to_settings(), run.roots),
-)
-
-
-@dg.asset(partitions_def=data_batches, code_version="1", group_name="data", kinds={"ase"}, **CPU_STEP)
-def labelled_frames(
-    context: dg.AssetExecutionContext,
-    config: LabelledFramesConfig,
-    store: StoreResource,
-    inbox: InboxResource,
-) -> dg.MaterializeResult:
-    """One data batch, read from the inbox and labelled, with every label under a REF_* key."""
-    preflight(context, store)
-    batch = context.partition_key
-    source = inbox.inbox().batch_file(batch)
-    try:  # bad input: a retry would fail the same way, and the store keeps nothing of it
-        artifact, summary = store.store().write(
-            LabelledFrames,
-            lambda out: label_batch(source, batch, config.labeller, config.to_settings(), out.frames_path),
+    extra={
+        "labeller": (
+            Literal[tuple(LABELLERS)],
+            DEFAULT_LABELLER,
+            "prelabelled: the file's own labels; emt, xtb: computed here; command: your program",
         )
-    except (FrameError, BatchError) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    context.log.info(f"labelled {summary['n_frames']} frames of batch {batch!r} with {config.labeller!r}")
-    return materialized(
+    },
+)
+
+
+@artifact_asset(
+    LabelledFrames,
+    config=LabelledFramesConfig,
+    preflight=lambda config, run: labeller_problems(config.labeller, config.to_settings(), run.roots),
+    resources=["inbox"],
+    partitions_def=data_batches,
+    group_name="data",
+    kinds={"ase"},
+)
+def labelled_frames(step: Step, config) -> dg.MaterializeResult:
+    """One data batch, read from the inbox and labelled, with every label under a REF_* key."""
+    batch = step.partition
+    source = step.context.resources.inbox.inbox().batch_file(batch)
+    with step.refusing(FrameError, BatchError):  # bad input: a retry would fail the same way
+        artifact, summary = step.write(
+            lambda out: label_batch(source, batch, config.labeller, config.to_settings(), out.frames_path)
+        )
+    step.log.info(f"labelled {summary['n_frames']} frames of batch {batch!r} with {config.labeller!r}")
+    return step.materialized(
         artifact,
         {
             **summary_metadata(summary),
@@ -76,21 +73,13 @@ def labelled_frames(
     )
 
 
-@dg.asset(
-    deps=[dg.AssetDep(labelled_frames, partition_mapping=dg.AllPartitionMapping())],
-    code_version="1",
-    group_name="data",
-    kinds={"ase"},
-    **CPU_STEP,
-)
-def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+@artifact_asset(Dataset, reads=[EveryPartition(LabelledFrames)], group_name="data", kinds={"ase"})
+def dataset(step: Step) -> dg.MaterializeResult:
     """Every labelled batch merged in partition order, exact duplicates removed."""
-    preflight(context, store)
-    artifacts = store.store()
-    batches = context.instance.get_dynamic_partitions(data_batches.name)
+    batches = instance.registered_batches(step.context.instance)
     labelled, used, unlabelled = [], [], []
     for batch in batches:
-        artifact = latest_artifact(context, artifacts, LabelledFrames, batch)
+        artifact = step.latest(LabelledFrames, batch)
         if artifact is None:
             unlabelled.append(batch)
             continue
@@ -102,7 +91,7 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
             "with `traincraft ingest` and materialize labelled_frames for their partitions."
         )
     if unlabelled:
-        context.log.warning(
+        step.log.warning(
             f"batches registered but not yet labelled, left out of this dataset: {unlabelled}. "
             "Materialize labelled_frames for them and then dataset again to include them."
         )
@@ -115,11 +104,9 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
         out.batches_path.write_text(json.dumps(used, indent=1))
         return report
 
-    try:
-        artifact, report = artifacts.write(Dataset, fill)
-    except LabelConflict as exc:  # a retry would find the same batches
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    return materialized(
+    with step.refusing(LabelConflict):  # a retry would find the same batches
+        artifact, report = step.write(fill)
+    return step.materialized(
         artifact,
         {
             **summary_metadata(report.tally.summary()),
@@ -131,15 +118,12 @@ def dataset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mater
 
 
 SplitConfig = settings_config("SplitConfig", SplitSettings, "Stable train/valid(/test) fractions.")
-register_preflight("split", SplitConfig)
 
 
-@dg.asset(deps=[dataset], code_version="1", group_name="data", kinds={"ase"}, **CPU_STEP)
-def split(context: dg.AssetExecutionContext, config: SplitConfig, store: StoreResource) -> dg.MaterializeResult:
+@artifact_asset(Split, reads=[Dataset], config=SplitConfig, group_name="data", kinds={"ase"})
+def split(step: Step, config) -> dg.MaterializeResult:
     """Train/valid(/test) by a hash of each frame's structure: a frame never changes side."""
-    preflight(context, store)
-    artifacts = store.store()
-    frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
+    frames = read_frames(step.read(Dataset).frames_path)
     settings = config.to_settings()
     sides = split_frames(frames, settings.valid_fraction, settings.test_fraction, settings.salt)
 
@@ -159,5 +143,5 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, store: StoreRe
             )
         )
 
-    artifact, _ = artifacts.write(Split, fill)
-    return materialized(artifact, {f"n_{side}": len(idx) for side, idx in sides.items()})
+    artifact, _ = step.write(fill)
+    return step.materialized(artifact, {f"n_{side}": len(idx) for side, idx in sides.items()})

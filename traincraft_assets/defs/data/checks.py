@@ -6,21 +6,19 @@ import dagster as dg
 import numpy as np
 
 from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames
-from traincraft_assets.core.evaluation import evaluate, known_frames, load_model
+from traincraft_assets.core.evaluation import evaluate
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.health import (
     LabelScale,
+    UnitCheckSettings,
     dataset_problems,
     energy_scales,
     force_scales,
     unlabelled_frames,
 )
-from traincraft_assets.defs.data.assets import dataset, labelled_frames
-from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
-from traincraft_assets.defs.lineage import latest_artifact, require_artifact
-from traincraft_assets.defs.resources import StoreResource
-
-FOUNDATION_MODEL = dg.AssetKey(FoundationModel.asset)
+from traincraft_assets.core.models import known_frames, load_model
+from traincraft_assets.defs.config import settings_config
+from traincraft_assets.defs.steps import CheckSpec, Step, artifact_check
 
 MAX_LISTED = 20
 # MACE's multihead guide: an initial error above 0.4 eV/atom usually means the data's E0s do
@@ -28,12 +26,12 @@ MAX_LISTED = 20
 E0_WARNING_EV_PER_ATOM = 0.4
 
 
-@dg.asset_check(asset=labelled_frames, **CPU_STEP)
-def batch_fully_labelled(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+@artifact_check(LabelledFrames)
+def batch_fully_labelled(step: Step) -> dg.AssetCheckResult:
     """Every frame of the batch came back from the labeller with energy and forces; a batch with
     frames the labeller could not label is partial (dataset_health then stops training on it)."""
-    batch = context.partition_key
-    frames = read_frames(require_artifact(context, store.store(), LabelledFrames, batch).frames_path)
+    batch = step.partition
+    frames = read_frames(step.read(LabelledFrames, batch).frames_path)
     missing = unlabelled_frames(frames)
     listed = "\n".join(f"- {p}" for p in missing[:MAX_LISTED])
     return dg.AssetCheckResult(
@@ -50,15 +48,14 @@ def batch_fully_labelled(context: dg.AssetCheckExecutionContext, store: StoreRes
     )
 
 
-@dg.asset_check(asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True, **CPU_STEP)
-def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+@artifact_check(Dataset, reads=[FoundationModel], blocking=True)
+def dataset_health(step: Step) -> dg.AssetCheckResult:
     """NaN/inf or missing labels, empty frames, overlapping atoms, elements the foundation lacks.
 
     Blocking: training on any of these is silently wrong, so nothing downstream runs.
     """
-    artifacts = store.store()
-    frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
-    foundation = latest_artifact(context, artifacts, FoundationModel)
+    frames = read_frames(step.read(Dataset).frames_path)
+    foundation = step.latest(FoundationModel)
     covered = foundation.info["elements"] if foundation else None
     problems = dataset_problems(frames, covered)
     if problems:
@@ -85,17 +82,20 @@ def dataset_health(context: dg.AssetCheckExecutionContext, store: StoreResource)
     )
 
 
-class LabelUnitsConfig(dg.Config):
-    block_on_unit_mismatch: bool = True  # false: only report (when the foundation, not the data, is off)
-
-
-ENERGY_CHECK = dg.AssetCheckSpec("foundation_energy_consistency", asset=dataset, additional_deps=[FOUNDATION_MODEL])
-UNITS_CHECK = dg.AssetCheckSpec(
-    "label_units_match_foundation", asset=dataset, additional_deps=[FOUNDATION_MODEL], blocking=True
+LabelUnitsConfig = settings_config(
+    "LabelUnitsConfig", UnitCheckSettings, "Whether labels on another scale than the foundation's block training."
 )
 
 
-def _not_checked(spec: dg.AssetCheckSpec, severity: dg.AssetCheckSeverity, why: str) -> dg.AssetCheckResult:
+ENERGY_CHECK = CheckSpec(
+    "foundation_energy_consistency", "the zero-shot foundation's energy error on the dataset (E0s that match)"
+)
+UNITS_CHECK = CheckSpec(
+    "label_units_match_foundation", "force and energy labels on the zero-shot foundation's scale (units)", blocking=True
+)
+
+
+def _not_checked(spec: CheckSpec, severity: dg.AssetCheckSeverity, why: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=spec.name,
         passed=True,
@@ -106,20 +106,21 @@ def _not_checked(spec: dg.AssetCheckSpec, severity: dg.AssetCheckSeverity, why: 
 
 
 # both run the foundation over the whole dataset once, like parity_report: a GPU step
-@dg.multi_asset_check(specs=[ENERGY_CHECK, UNITS_CHECK], **GPU_STEP)
-def foundation_agreement(context: dg.AssetCheckExecutionContext, config: LabelUnitsConfig, store: StoreResource):
+@artifact_check(
+    Dataset, reads=[FoundationModel], specs=[ENERGY_CHECK, UNITS_CHECK], config=LabelUnitsConfig, profile="gpu"
+)
+def foundation_agreement(step: Step, config):
     """The labels next to the zero-shot foundation: energies off by more than 0.4 eV/atom mean
     inconsistent E0s (a warning); force labels, or the spread of energy labels, on another scale
     than its predictions (core.health.LabelScale) mean a unit mix-up (blocking, unless
     block_on_unit_mismatch is false)."""
-    artifacts = store.store()
-    foundation = latest_artifact(context, artifacts, FoundationModel)
+    foundation = step.latest(FoundationModel)
     if foundation is None:  # a warning check must not fail the run: say it could not look yet
         why = "no foundation_model yet (materialize it, then this check again)."
         yield _not_checked(ENERGY_CHECK, dg.AssetCheckSeverity.WARN, why)
         yield _not_checked(UNITS_CHECK, dg.AssetCheckSeverity.ERROR, why)
         return
-    frames = read_frames(require_artifact(context, artifacts, Dataset).frames_path)
+    frames = read_frames(step.read(Dataset).frames_path)
     frames = known_frames(frames, model := load_model(foundation.model_path))
     evaluation = evaluate(model, frames)
     yield _energy_consistency(evaluation.overall["rmse_e_per_atom"], len(frames))

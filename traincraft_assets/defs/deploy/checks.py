@@ -11,39 +11,48 @@ from traincraft_assets.core.artifacts import FinetunedModel, ParityReport, Split
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.gates import GATES, GateSettings, judge
+from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.k8s import GPU_STEP
-from traincraft_assets.defs.lineage import latest_artifact, require_artifact
-from traincraft_assets.defs.reports.assets import parity_report
-from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.training.assets import finetuned_model
+from traincraft_assets.defs.steps import CheckSpec, Step, artifact_check
 
 GateConfig = settings_config("GateConfig", GateSettings, "Thresholds of the quality gates (core/gates.py).")
+GATE_CHECKS = {gate: f"gate_{gate}" for gate in GATES}
+JUDGED_MODEL = "model_sha256"  # each verdict's metadata names the model it judged
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(f"gate_{gate}", asset=finetuned_model, additional_deps=[parity_report], description=doc)
-        for gate, doc in GATES.items()
-    ],
-    **GPU_STEP,
+def gate_verdicts(dagster_instance: dg.DagsterInstance, model_sha: str) -> list[dict] | None:
+    """Every gate's latest verdict on this model, or None if some gate has not judged it."""
+    verdicts = instance.check_verdicts(
+        dagster_instance, FinetunedModel.asset, list(GATE_CHECKS.values()), JUDGED_MODEL, model_sha
+    )
+    if verdicts is None:
+        return None
+    return [
+        {"gate": gate, **{k: v for k, v in verdict.items() if k != "check"}} for gate, verdict in zip(GATES, verdicts)
+    ]
+
+
+@artifact_check(
+    FinetunedModel,
+    reads=[ParityReport, Split],
+    specs=[CheckSpec(GATE_CHECKS[gate], description) for gate, description in GATES.items()],
+    config=GateConfig,
+    profile="gpu",
 )
-def quality_gates(context: dg.AssetCheckExecutionContext, config: GateConfig, store: StoreResource):
+def quality_gates(step: Step, config):
     """Accuracy, forgetting, learning curve and MD stability of the latest fine-tuned model."""
-    artifacts = store.store()
-    model = require_artifact(context, artifacts, FinetunedModel)
-    evaluated = latest_artifact(context, artifacts, ParityReport)
+    model = step.read(FinetunedModel)
+    evaluated = step.latest(ParityReport)
     report = evaluated.report if evaluated else None
     if report is not None and report["data_versions"].get(FinetunedModel.asset) != model.sha256:
         report = None  # the latest report is of another model
-    valid = read_frames(artifacts.open(Split, model.manifest["data_versions"][Split.asset]).valid_path)
-    settings = config.to_settings()
-    for verdict in judge(model, report, valid, settings, resolve_device("auto")):
+    valid = read_frames(step.open(Split, model.manifest["data_versions"][Split.asset]).valid_path)
+    for verdict in judge(model, report, valid, config.to_settings(), resolve_device("auto")):
         yield dg.AssetCheckResult(
-            check_name=f"gate_{verdict.gate}",
-            asset_key=finetuned_model.key,
+            check_name=GATE_CHECKS[verdict.gate],
+            asset_key=dg.AssetKey(FinetunedModel.asset),
             passed=verdict.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=verdict.reason,
-            metadata={"model_sha256": model.sha256, **{k: v for k, v in verdict.numbers.items() if v is not None}},
+            metadata={JUDGED_MODEL: model.sha256, **{k: v for k, v in verdict.numbers.items() if v is not None}},
         )

@@ -14,30 +14,22 @@ from traincraft_assets.core.foundation import (
 )
 from traincraft_assets.core.frames import elements, read_frames, summarize, write_frames
 from traincraft_assets.core.replay import ReplaySettings, select_replay
-from traincraft_assets.core.store import ArtifactStore
+from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.data.assets import dataset, summary_metadata
-from traincraft_assets.defs.k8s import CPU_STEP, GPU_STEP
-from traincraft_assets.defs.lineage import DATA_VERSION_TAG, latest_with, materialized, require_artifact
-from traincraft_assets.defs.preflight import preflight, register_preflight
-from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.runs import training_step
+from traincraft_assets.defs.data.assets import summary_metadata
+from traincraft_assets.defs.steps import Step, artifact_asset
 
 PretrainingFramesConfig = settings_config(
     "PretrainingFramesConfig", PoolSettings, "The replay pool: the demo generator, a file or a MACE named set."
 )
-register_preflight("pretraining_frames", PretrainingFramesConfig)
 
 
-@dg.asset(code_version="1", group_name="foundation", kinds={"ase"}, **CPU_STEP)
-def pretraining_frames(
-    context: dg.AssetExecutionContext, config: PretrainingFramesConfig, store: StoreResource
-) -> dg.MaterializeResult:
+@artifact_asset(PretrainingFrames, config=PretrainingFramesConfig, group_name="foundation", kinds={"ase"})
+def pretraining_frames(step: Step, config) -> dg.MaterializeResult:
     """The pool replay frames are drawn from, and frames held out from the foundation's training,
     staged once into the store, labels as REF_*."""
-    preflight(context, store)
     pool = load_pool(config.to_settings())
-    context.log.info(
+    step.log.info(
         f"read {len(pool.frames)} pretraining frames and {len(pool.heldout)} held-out frames from {pool.origin}"
     )
 
@@ -46,8 +38,8 @@ def pretraining_frames(
         if pool.heldout:
             write_frames(out.heldout_path, pool.heldout)
 
-    artifact, _ = store.store().write(PretrainingFrames, fill)
-    return materialized(
+    artifact, _ = step.write(fill)
+    return step.materialized(
         artifact, {"source": pool.origin, "n_heldout": len(pool.heldout), **summary_metadata(summarize(pool.frames))}
     )
 
@@ -59,61 +51,52 @@ FoundationConfig = settings_config(
     "MACE trained here from scratch on the pretraining pool.",
     only=("source", "path", "name", *DEMO_FOUNDATION_OPTIONS),
 )
-register_preflight(
-    "foundation_model", FoundationConfig, lambda config, run: foundation_preview(config.to_settings(), run.roots)[1]
-)
 
 
-def _trained_before(context: dg.AssetExecutionContext, artifacts: ArtifactStore, recipe: str):
+def _trained_before(step: Step, recipe: str):
     """The latest materialization of this recipe and its model, if the store still holds it."""
-    earlier = latest_with(context.instance, FoundationModel.asset, "recipe", recipe)
+    earlier = instance.latest_with(step.context.instance, FoundationModel.asset, "recipe", recipe)
     if earlier is None:
         return None, None
     try:
-        return earlier, artifacts.open(FoundationModel, earlier.asset_materialization.tags[DATA_VERSION_TAG])
+        return earlier, step.open(FoundationModel, instance.version_of(earlier))
     except FileNotFoundError:  # the store was cleaned since: train it again
         return None, None
 
 
-@dg.asset(
-    deps=[pretraining_frames],
-    code_version="1",
+@artifact_asset(
+    FoundationModel,
+    reads=[PretrainingFrames],
+    config=FoundationConfig,
+    preflight=lambda config, run: foundation_preview(config.to_settings(), run.roots)[1],
+    profile="gpu",
     group_name="foundation",
     kinds={"pytorch"},
-    **GPU_STEP,
 )
-def foundation_model(
-    context: dg.AssetExecutionContext, config: FoundationConfig, store: StoreResource
-) -> dg.MaterializeResult:
+def foundation_model(step: Step, config) -> dg.MaterializeResult:
     """The model to fine-tune, staged once into the store so training pods never download it.
     A foundation trained here is trained once per recipe (settings and pool): materializing it
     again (`--select 'not group:comparison'`) re-records the stored one instead of retraining."""
-    preflight(context, store)
-    artifacts = store.store()
     settings = config.to_settings()
-    pool = require_artifact(context, artifacts, PretrainingFrames) if settings.source == "scratch" else None
+    pool = step.read(PretrainingFrames) if settings.source == "scratch" else None
     recipe = scratch_recipe(settings, pool.sha256) if pool else None
-    earlier, artifact = _trained_before(context, artifacts, recipe) if recipe else (None, None)
+    earlier, artifact = _trained_before(step, recipe) if recipe else (None, None)
     if artifact is not None:
-        context.log.info(
+        step.log.info(
             f"this foundation's recipe (settings and pool) was trained in run {earlier.run_id}; reusing its "
             f"model {artifact.sha256[:12]} instead of training again. Change `seed` or any setting to train a new one."
         )
         metadata = {
             k: v
             for k, v in earlier.asset_materialization.metadata.items()
-            if k not in ("artifact_path", "artifact_sha256")
+            if k not in ("artifact_path", "artifact_sha256", "read_artifacts")
         }
-        return materialized(artifact, {**metadata, "reused_from_run": earlier.run_id})
-    try:
-        with training_step(context):
-            artifact, info = artifacts.write(
-                FoundationModel,
-                lambda out: stage_foundation(settings, pool and pool.frames_path, out, context.log.info),
-            )
-    except (ValueError, FileNotFoundError) as exc:  # wrong input: a retry would not help
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    return materialized(
+        return step.materialized(artifact, {**metadata, "reused_from_run": earlier.run_id})
+    with step.refusing(ValueError, FileNotFoundError), step.training():  # wrong input: a retry would not help
+        artifact, info = step.write(
+            lambda out: stage_foundation(settings, pool and pool.frames_path, out, step.log.info, step.launch)
+        )
+    return step.materialized(
         artifact,
         {
             "origin": info["origin"],
@@ -132,33 +115,28 @@ def foundation_model(
 ReplayConfig = settings_config(
     "ReplayConfig", ReplaySettings, "How replay frames are chosen from the pool for the dataset's elements."
 )
-register_preflight("replay_subset", ReplayConfig)
 
 
-@dg.asset(
-    deps=[pretraining_frames, dataset, foundation_model],
-    code_version="1",
+@artifact_asset(
+    ReplaySubset,
+    reads=[PretrainingFrames, Dataset, FoundationModel],
+    config=ReplayConfig,
     group_name="foundation",
     kinds={"ase"},
-    **CPU_STEP,
 )
-def replay_subset(
-    context: dg.AssetExecutionContext, config: ReplayConfig, store: StoreResource
-) -> dg.MaterializeResult:
+def replay_subset(step: Step, config) -> dg.MaterializeResult:
     """Replay frames for the dataset's elements, chosen here because MACE uses a replay file whole."""
-    preflight(context, store)
-    artifacts = store.store()
     settings = config.to_settings()
-    pretraining = require_artifact(context, artifacts, PretrainingFrames)
+    pretraining = step.read(PretrainingFrames)
     pool = read_frames(pretraining.frames_path)
     heldout_pool = read_frames(pretraining.heldout_path) if pretraining.heldout_path.is_file() else []
-    target_elements = elements(read_frames(require_artifact(context, artifacts, Dataset).frames_path))
-    foundation = require_artifact(context, artifacts, FoundationModel)
+    target_elements = elements(read_frames(step.read(Dataset).frames_path))
+    foundation = step.read(FoundationModel)
     selection = select_replay(
         pool, target_elements, settings, str(foundation.model_path), foundation.info["dtype"], heldout_pool
     )
     if len(selection.selected) < settings.num_samples:
-        context.log.warning(
+        step.log.warning(
             f"asked for {settings.num_samples} replay frames but only {selection.n_filtered} of the "
             f"{selection.n_pool} pretraining frames pass filtering {settings.filtering!r}; using "
             f"{len(selection.selected)}."
@@ -169,8 +147,8 @@ def replay_subset(
         if selection.heldout:
             write_frames(out.heldout_path, selection.heldout)
 
-    artifact, _ = artifacts.write(ReplaySubset, fill)
-    return materialized(
+    artifact, _ = step.write(fill)
+    return step.materialized(
         artifact,
         {
             "n_selected": len(selection.selected),

@@ -16,39 +16,32 @@ from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity
 from traincraft_assets.core.manifest import trained_properties
 from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.core.training import get_trainer
+from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.data.assets import split
-from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
-from traincraft_assets.defs.k8s import GPU_STEP
-from traincraft_assets.defs.lineage import latest_artifact, materialized, require_artifact
-from traincraft_assets.defs.preflight import preflight
-from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.training.assets import finetuned_model
+from traincraft_assets.defs.steps import Step, artifact_asset
 
 ParityConfig = settings_config("ParityConfig", EvalSettings, "How the models are evaluated.")
 
 
-def _inputs_of_model(context, artifacts, finetuned: FinetunedModel) -> dict:
+def _inputs_of_model(step: Step, finetuned: FinetunedModel) -> dict:
     """The split, foundation and replay versions the model was trained with (its manifest), so
     a split rematerialized since cannot put training frames into "valid". A foundation or
     replay set the strategy did not use (scratch, naive) falls back to the latest one."""
     used = finetuned.manifest["data_versions"]
     return {
-        kind: artifacts.open(kind, used[kind.asset])
-        if used.get(kind.asset)
-        else latest_artifact(context, artifacts, kind)
+        kind: step.open(kind, used[kind.asset]) if used.get(kind.asset) else step.latest(kind)
         for kind in (Split, FoundationModel, ReplaySubset)
     }
 
 
-def _serving_champion(context, artifacts, finetuned: FinetunedModel) -> FinetunedModel | None:
+def _serving_champion(step: Step, finetuned: FinetunedModel) -> FinetunedModel | None:
     """The champion serving now, to compare against; None before the first or when this model
     is the champion."""
-    record = context.instance.get_latest_materialization_event(dg.AssetKey(ChampionModel.asset))
-    serving = record.asset_materialization.metadata.get("serving_finetuned_model") if record else None
-    if serving is None or serving.value == finetuned.sha256:
+    champion = instance.latest_metadata(step.context.instance, ChampionModel.asset) or {}
+    serving = champion.get("serving_finetuned_model")
+    if serving is None or serving == finetuned.sha256:
         return None
-    return artifacts.open(FinetunedModel, serving.value)
+    return step.open(FinetunedModel, serving)
 
 
 def table_cell(value):
@@ -73,21 +66,18 @@ def _image(name: str, png_base64: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{png_base64})")
 
 
-@dg.asset(
-    deps=[finetuned_model, foundation_model, split, replay_subset],
-    code_version="1",
+@artifact_asset(
+    ParityReport,
+    reads=[FinetunedModel, FoundationModel, Split, ReplaySubset],
+    config=ParityConfig,
+    profile="gpu",
     group_name="reports",
     kinds={"pytorch"},
-    **GPU_STEP,
 )
-def parity_report(
-    context: dg.AssetExecutionContext, config: ParityConfig, store: StoreResource
-) -> dg.MaterializeResult:
+def parity_report(step: Step, config) -> dg.MaterializeResult:
     """Fine-tuned vs zero-shot foundation on the valid set, and fine-tuned on held-out replay."""
-    preflight(context, store)
-    artifacts = store.store()
-    finetuned = require_artifact(context, artifacts, FinetunedModel)
-    inputs = _inputs_of_model(context, artifacts, finetuned)
+    finetuned = step.read(FinetunedModel)
+    inputs = _inputs_of_model(step, finetuned)
     split_artifact, foundation, replay = inputs[Split], inputs[FoundationModel], inputs[ReplaySubset]
     if foundation is None:
         raise RuntimeError("parity_report compares against the zero-shot foundation; materialize foundation_model.")
@@ -99,7 +89,7 @@ def parity_report(
         split_artifact.test_path,
         replay.heldout_path if replay is not None else None,
         config.to_settings(),
-        champion.model_path if (champion := _serving_champion(context, artifacts, finetuned)) else None,
+        champion.model_path if (champion := _serving_champion(step, finetuned)) else None,
     )
     data_versions = {
         FinetunedModel.asset: finetuned.sha256,
@@ -109,9 +99,7 @@ def parity_report(
     }
     trained = trained_properties(finetuned.manifest)
     curve = get_trainer(finetuned.manifest["trainer"]).learning_curve(finetuned.path)
-    artifact, figures = artifacts.write(
-        ParityReport, lambda out: write_parity_report(result, out, data_versions, trained, curve)
-    )
+    artifact, figures = step.write(lambda out: write_parity_report(result, out, data_versions, trained, curve))
     metrics, forgetting, kept = result.metrics, result.forgetting, result.replay_head_errors
     better = result.beats_foundation_on_forces
     kept_note = (
@@ -120,13 +108,13 @@ def parity_report(
         if kept
         else ""
     )
-    context.log.info(
+    step.log.info(
         f"valid force RMSE: fine-tuned {metrics['rmse_f_mev_per_a']:.1f} meV/Å vs zero-shot "
         f"foundation {metrics['foundation_rmse_f_mev_per_a']:.1f} meV/Å "
         f"({'better' if better else 'NOT better'}); held-out replay (forgetting) vs the foundation: "
         f"forces {forgetting['forgetting_f_ratio']:.2f}x, energies {forgetting['forgetting_e_ratio']:.2f}x{kept_note}"
     )
-    return materialized(
+    return step.materialized(
         artifact,
         {
             **metrics,

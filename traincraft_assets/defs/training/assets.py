@@ -10,29 +10,21 @@ from traincraft_assets.core.training import DEFAULT_TRAINER, TRAINERS, TrainConf
 from traincraft_assets.core.training.finetune import Upstream, plan_training, preflight_training, train_model
 from traincraft_assets.core.training.workdir import clean_abandoned
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.data.assets import split
-from traincraft_assets.defs.foundation.assets import foundation_model, replay_subset
-from traincraft_assets.defs.k8s import GPU_STEP
-from traincraft_assets.defs.lineage import materialized, require_artifact
-from traincraft_assets.defs.preflight import preflight, register_preflight
-from traincraft_assets.defs.resources import StoreResource
-from traincraft_assets.defs.runs import training_step
+from traincraft_assets.defs.steps import Step, artifact_asset
 
 FinetuneConfig = settings_config(
     "FinetuneConfig",
     TRAINERS[DEFAULT_TRAINER].settings_type,
-    "Defaults follow the fine-tuning strategies study (see README: Configuration).",
-    extra={"trainer": (Literal[tuple(TRAINERS)], DEFAULT_TRAINER)},
+    "Defaults follow the fine-tuning strategies study (docs: Training).",
+    extra={"trainer": (Literal[tuple(TRAINERS)], DEFAULT_TRAINER, "the training backend (core.training.TRAINERS)")},
 )
 
 
 def _training_fits(config, run) -> list[str]:
     """The trainer's own validation, on what the labelled batches and the foundation say."""
-    problem = preflight_training(get_trainer(config.trainer), config.to_settings(), run.data, run.foundation)
+    trainer = get_trainer(config.trainer)
+    problem = preflight_training(trainer, config.to_settings(), run.data, run.foundation, run.launch)
     return [problem] if problem else []
-
-
-register_preflight("finetuned_model", FinetuneConfig, _training_fits)
 
 
 def _mev(row: dict, key: str) -> float | None:
@@ -68,45 +60,39 @@ def _curve_table(curve: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.table(records, schema)
 
 
-@dg.asset(
-    deps=[split, replay_subset, foundation_model],
-    code_version="1",
+@artifact_asset(
+    FinetunedModel,
+    reads=[Split, ReplaySubset, FoundationModel],
+    config=FinetuneConfig,
+    preflight=_training_fits,
+    profile="gpu",
     group_name="training",
     kinds={"pytorch"},
-    **GPU_STEP,
 )
-def finetuned_model(
-    context: dg.AssetExecutionContext, config: FinetuneConfig, store: StoreResource
-) -> dg.MaterializeResult:
+def finetuned_model(step: Step, config) -> dg.MaterializeResult:
     """A model fine-tuned (or trained from scratch) by the trainer's own program (MACE's mace_run_train)."""
-    preflight(context, store)
-    artifacts = store.store()
     trainer = get_trainer(config.trainer)
     settings = config.to_settings()
     uses = trainer.uses(settings)
     upstream = Upstream(
-        split=require_artifact(context, artifacts, Split),
-        foundation=require_artifact(context, artifacts, FoundationModel) if uses.foundation else None,
-        replay=require_artifact(context, artifacts, ReplaySubset) if uses.replay else None,
+        split=step.read(Split),
+        foundation=step.read(FoundationModel) if uses.foundation else None,
+        replay=step.read(ReplaySubset) if uses.replay else None,
     )
-    try:  # impossible settings fail here, before training, and a retry would not help
-        plan = plan_training(trainer, settings, upstream, artifacts.work_root)
-    except TrainConfigError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    with step.refusing(TrainConfigError):  # impossible settings fail here, before training
+        plan = plan_training(trainer, settings, upstream, step.store.work_root, step.launch)
     shortfall = plan.replay_shortfall
     if shortfall:
-        context.log.warning(shortfall)
-    for abandoned in clean_abandoned(artifacts.work_root):
-        context.log.info(f"removed the work directory of an abandoned training: {abandoned}")
-    with training_step(context):
-        artifact, result = artifacts.write(
-            FinetunedModel, lambda out: train_model(plan, out, context.log.info, config.model_dump())
-        )
+        step.log.warning(shortfall)
+    for abandoned in clean_abandoned(step.store.work_root):
+        step.log.info(f"removed the work directory of an abandoned training: {abandoned}")
+    with step.training():
+        artifact, result = step.write(lambda out: train_model(plan, out, step.log.info, config.model_dump()))
     plan.release()  # published: the checkpoints are no longer needed
     if result.resumed_from_epoch is not None:
-        context.log.info(f"resumed an interrupted training from its checkpoint of epoch {result.resumed_from_epoch}")
+        step.log.info(f"resumed an interrupted training from its checkpoint of epoch {result.resumed_from_epoch}")
     best = result.best
-    return materialized(
+    return step.materialized(
         artifact,
         {
             "model_path": dg.MetadataValue.path(str(artifact.model_path)),

@@ -14,7 +14,7 @@ import dagster as dg
 
 from traincraft_assets.core.frames import write_frames
 from traincraft_assets.defs.automation.sensors import inbox_sensor
-from traincraft_assets.defs.data import data_batches
+from traincraft_assets.defs.partitions import data_batches
 from traincraft_assets.defs.resources import InboxResource
 from traincraft_assets_tests.core.helpers import labelled, random_pair
 

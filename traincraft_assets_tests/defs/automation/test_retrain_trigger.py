@@ -4,19 +4,19 @@ automation sensor's conditions, over a real instance, real labelling runs and a 
 for runs nobody configures comes from TRAINCRAFT_RUN_CONFIG, as in a deployment."""
 
 import datetime
-import time
 
 import dagster as dg
 import pytest
 import yaml
 
-from traincraft_assets.cli import retire
+from traincraft_assets.app.batches import retire
 from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets.defs.automation.retrain import retrain_request
 from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, Project, _instance
 
 pytestmark = pytest.mark.integration
 
-DEBOUNCE_S = 8.0
+DEBOUNCE_S = 600.0  # the window is crossed through `now`, not by waiting
 RUN_CONFIG = {
     "ops": {
         **TINY_RUN_CONFIG["ops"],
@@ -94,13 +94,22 @@ def test_a_burst_of_five_batches_causes_one_retraining(deployed, tmp_path):
         assert daemon.retrain() == []
     settled_at = deployed.instance.get_latest_materialization_event(dg.AssetKey("labelled_frames")).timestamp
     assert daemon.retrain() == [], "retraining must wait until the batches settle"
-    assert "unchanged for 8 s (TRAINCRAFT_RETRAIN_DEBOUNCE_S)" in daemon.skip_reasons[-1]
+    assert "unchanged for 600 s (TRAINCRAFT_RETRAIN_DEBOUNCE_S)" in daemon.skip_reasons[-1]
 
-    time.sleep(max(0.0, settled_at + DEBOUNCE_S + 0.5 - time.time()))
+    # the window's boundary, through `now`: a moment before it, it still waits; at it, it asks
+    waiting = retrain_request(deployed.instance, settled_at + DEBOUNCE_S - 0.01, DEBOUNCE_S, "retrain_sensor")
+    assert isinstance(waiting, dg.SkipReason) and "unchanged for 600 s" in waiting.skip_message
+    settled = retrain_request(deployed.instance, settled_at + DEBOUNCE_S, DEBOUNCE_S, "retrain_sensor")
+    assert isinstance(settled, dg.RunRequest)
+
+    # the sensor as the daemon ticks it, once the window has passed (here: no window at all)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TRAINCRAFT_RETRAIN_DEBOUNCE_S", "0")
+        daemon.project = Project(deployed.root, deployed.instance)
     [request] = daemon.retrain()  # one run of the whole fine-tuning graph, once settled
     [sensor] = [s for s in deployed.defs.sensors if s.name == "retrain_sensor"]
     assert sensor.job_name == "finetune" and request.job_name in (None, "finetune")
-    assert request.tags["traincraft/trigger"] == "retrain_sensor"
+    assert request.tags["traincraft/trigger"] == "retrain_sensor" and request.run_key == settled.run_key
     for _ in range(3):
         assert daemon.retrain() == [], "a settled change is retrained once"
 
@@ -128,6 +137,6 @@ def test_nightly_retrain_runs_only_when_the_batches_changed(deployed):
     quiet = tick()
     assert not quiet.run_requests and "nothing changed" in quiet.skip_message
     batch = deployed.instance.get_dynamic_partitions("data_batches")[0]
-    retire(batch, "test: taken out", deployed.instance, deployed.inbox)
+    retire(deployed.instance, deployed.inbox, batch, "test: taken out")
     [request] = tick().run_requests  # no debounce: it runs at its hour
     assert request.tags["traincraft/trigger"] == "nightly_retrain"

@@ -10,11 +10,12 @@ import math
 
 import pytest
 
-from traincraft_assets.cli import arm_run_config, print_comparison, run_compare
+from traincraft_assets.app import comparison as compare
+from traincraft_assets.app.comparison import arm_run_config
 from traincraft_assets.core.comparison import ARMS, QUICK, ZERO_SHOT
 from traincraft_assets.core.frames import read_frames
 from traincraft_assets.core.training.mace.settings import DEFAULT_LR
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, copied_project, with_session_foundation
 
 pytestmark = pytest.mark.integration
 
@@ -41,18 +42,21 @@ def _flag(argv, name):
 
 @pytest.fixture(scope="module")
 def comparison(graph_run, tmp_path_factory):
+    """The comparison run on a copy of the session's graph (its split, replay and foundation)."""
     config = with_session_foundation(
         graph_run, {**TINY_RUN_CONFIG, "ops": {**TINY_RUN_CONFIG["ops"], "strategy_arm": {"config": ARM_CONFIG}}}
     )
-    content = run_compare(
-        graph_run.instance,
-        config,
-        tmp_path_factory.mktemp("batches"),
-        arms=[ZERO_SHOT, *TRAINED],
-        defs=graph_run.defs,
-        inbox=graph_run.inbox,
-    )
-    return graph_run, content
+    with copied_project(graph_run, tmp_path_factory.mktemp("compare")) as project:
+        content = compare.run(
+            project.instance,
+            project.defs,
+            config,
+            tmp_path_factory.mktemp("batches"),
+            project.inbox,
+            arms=[ZERO_SHOT, *TRAINED],
+            say=print,
+        )
+        yield project, content
 
 
 def test_every_arm_is_one_run_of_its_own_partition(comparison):
@@ -65,7 +69,7 @@ def test_every_arm_is_one_run_of_its_own_partition(comparison):
     assert all(project.latest("strategy_arm", arm) is None for arm in LEFT_OUT)
 
 
-def test_each_arm_trains_its_strategy_at_every_size_on_the_same_budget(comparison, graph_run):
+def test_each_arm_trains_its_strategy_at_every_size_on_the_same_budget(comparison):
     project, _ = comparison
     store = project.defs.resources["store"].store()
     sizes = [len(read_frames(next((project.store / "split").glob("*/train.xyz"))))]
@@ -91,7 +95,7 @@ def test_each_arm_trains_its_strategy_at_every_size_on_the_same_budget(compariso
     assert len({_flag(a, "--batch_size") for a in argv.values()}) == 1
 
 
-def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comparison, capsys):
+def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comparison):
     project, content = comparison
     rows = content["rows"]
     assert rows[0]["arm"] == ZERO_SHOT and {r["arm"] for r in rows} == {ZERO_SHOT, *TRAINED}
@@ -112,6 +116,5 @@ def test_the_table_has_every_model_with_finite_errors_and_the_figures_exist(comp
     assert len(metadata["table"].value.records) == len(rows)
     assert metadata["arms_missing"].value == LEFT_OUT  # said, not silently dropped
     assert metadata["figures"].value.count("data:image/png;base64,") == 2
-    print_comparison(content)
-    printed = capsys.readouterr().out
+    printed = compare.text(content)
     assert "| naive_average_e0s |" in printed and str(artifact.error_plot_path) in printed

@@ -6,7 +6,7 @@ recorded the same way. (Retiring a batch is tested in test_cli.py.)"""
 
 import pytest
 
-from traincraft_assets.cli import decide_champion, previous_champion
+from traincraft_assets.app.champion import decide, previous_champion
 from traincraft_assets.core.champion import ChampionError
 from traincraft_assets.core.demo import write_target_batches
 from traincraft_assets.core.frames import get_label, read_frames, set_label, write_frames
@@ -33,7 +33,7 @@ CONFIG = {
 
 def _batches(directory, seed, prefix, scale_forces=1.0):
     """The demo's Cu structures, relabelled at the foundation's own level of theory (EMT): this
-    test is about the champion's rules, not about a change of theory (README: the demo's
+    test is about the champion's rules, not about a change of theory (docs: the demo's
     forgetting numbers)."""
     paths = []
     for path in write_target_batches(directory, frames_per_kind=4, seed=seed):
@@ -62,7 +62,7 @@ def test_the_champion_changes_only_on_evidence(project, graph_run, tmp_path):
 
     first = _retrain(project, _batches(tmp_path / "b1", 1, "b1"))
     assert "champion_model" not in project.latest("parity_report").metadata  # none serves yet
-    decision = decide_champion(project.instance, defs=project.defs)
+    decision = decide(project.instance, project.defs)
     assert decision["promoted"] and decision["serving"] == first, decision["reason"]
     champion = project.latest("champion_model").metadata
     assert champion["serving_finetuned_model"].value == first
@@ -75,7 +75,7 @@ def test_the_champion_changes_only_on_evidence(project, graph_run, tmp_path):
     assert "champion_rmse_f_mev_per_a" in {c.name for c in table.schema.columns}
     [every_frame] = [row for row in table.records if row.data["config_type"] == "all"]
     assert every_frame.data["champion_rmse_f_mev_per_a"] is not None
-    decision = decide_champion(project.instance, defs=project.defs)
+    decision = decide(project.instance, project.defs)
     numbers = project.latest("champion_model").metadata
     assert decision["challenger"] == second and "common valid frames" in decision["reason"], decision["reason"]
     better = numbers["challenger_rmse_f_mev_per_a"].value < numbers["champion_rmse_f_mev_per_a"].value and (
@@ -92,21 +92,21 @@ def test_the_champion_changes_only_on_evidence(project, graph_run, tmp_path):
         text = failure.step_failure_data.user_failure_data.description
         assert path.name in text and "frame 0, field REF_forces" in text and "unit mix-up" in text, text
     assert project.latest("finetuned_model").metadata["artifact_sha256"].value == second  # nothing trained
-    decision = decide_champion(project.instance, defs=project.defs)
+    decision = decide(project.instance, project.defs)
     assert not decision["promoted"] and decision["serving"] == serving
     assert project.latest("champion_model").metadata["serving_finetuned_model"].value == serving
     history = project.latest("champion_model").metadata["history"].value.records
     assert len(history) == 3 and history[0].data["promoted"] is False
 
     other = first if serving == second else second
-    decision = decide_champion(project.instance, promote=other, reason="trying the other by hand", defs=project.defs)
+    decision = decide(project.instance, project.defs, promote=other, reason="trying the other by hand")
     assert decision["promoted"] and decision["by"] == "hand" and decision["serving"] == other
     back = previous_champion(project.instance)
     assert back == serving
-    decision = decide_champion(project.instance, promote=back, reason="rollback", defs=project.defs)
+    decision = decide(project.instance, project.defs, promote=back, reason="rollback")
     assert (
         decision["serving"] == serving
         and project.latest("champion_model").metadata["serving_finetuned_model"].value == serving
     )
     with pytest.raises(ChampionError, match="no finetuned_model was materialized as version or by run 'nope'"):
-        decide_champion(project.instance, promote="nope", reason="x", defs=project.defs)
+        decide(project.instance, project.defs, promote="nope", reason="x")

@@ -4,16 +4,14 @@ parsed by `get_user_defined_k8s_config` and turned into a Kubernetes Job by
 needed to see what the API would receive."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
-from traincraft_assets import defs
+from traincraft_assets.core.settings import load_settings
+from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, PodProfile, ProfileError, load_profiles
 
 GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report", "champion_model", "strategy_arm"}
@@ -22,7 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _step_pod(asset: str):
     """The pod spec dagster-k8s builds for this asset's step."""
-    op = defs.resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.op
+    op = build_defs().resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.op
     job = construct_dagster_k8s_job(
         DagsterK8sJobConfig(job_image="traincraft:test", dagster_home="/opt/dagster/home"),
         args=["dagster", "api", "execute_step"],
@@ -115,24 +113,18 @@ def test_a_bad_profiles_file_names_the_file_and_the_field(tmp_path, text, expect
 
 def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tmp_path):
     """What the image and Helm values do: TRAINCRAFT_DEPLOYMENT=k8s and TRAINCRAFT_POD_PROFILES
-    set; the code location picks them up. A preempted GPU step is retried (and resumes)."""
+    set; the definitions built from those settings carry them (read when the definitions are
+    built, not when the code is imported). A preempted GPU step is retried (and resumes)."""
     path = tmp_path / "profiles.yaml"
     path.write_text("gpu:\n  gpus: 4\n  memory_limit: 200Gi\n  retry_delay_s: 5\ncpu:\n  retries: 1\n")
-    script = (
-        "import json, dagster as dg; from traincraft_assets import defs; "
-        "op = lambda a: defs.resolve_asset_graph().get(dg.AssetKey(a)).assets_def.op; "
-        "gpu, cpu = op('finetuned_model'), op('split'); "
-        "print(json.dumps([gpu.tags['dagster-k8s/config'], gpu.retry_policy.max_retries, gpu.retry_policy.delay, "
-        "cpu.retry_policy.max_retries, defs.resolve_job_def('finetune').executor_def.name]))"
-    )
-    env = {**os.environ, "TRAINCRAFT_POD_PROFILES": str(path), "TRAINCRAFT_DEPLOYMENT": "k8s"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    tag, retries, delay, cpu_retries, executor = json.loads(result.stdout.strip().splitlines()[-1])
-    assert retries == 2 and delay == 5 and cpu_retries == 1 and executor == "k8s"
-    tags = json.loads(tag)  # tags hold JSON text
+    settings = load_settings({"TRAINCRAFT_POD_PROFILES": str(path), "TRAINCRAFT_DEPLOYMENT": "k8s"})
+    defs = build_defs(settings)
+    gpu, cpu = (defs.resolve_asset_graph().get(dg.AssetKey(a)).assets_def.op for a in ("finetuned_model", "split"))
+    assert (gpu.retry_policy.max_retries, gpu.retry_policy.delay, cpu.retry_policy.max_retries) == (2, 5, 1)
+    assert defs.resolve_job_def("finetune").executor_def.name == "k8s"
+    local = build_defs().resolve_asset_graph().get(dg.AssetKey("finetuned_model")).assets_def.op
+    assert local.retry_policy is None  # on a laptop a failure is a real one
+    tags = json.loads(gpu.tags["dagster-k8s/config"])  # tags hold JSON text
     limits = tags["container_config"]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "4" and limits["memory"] == "200Gi"
     # four ranks share the pod's 4 CPUs: one thread each
@@ -147,7 +139,7 @@ def test_every_step_of_the_graph_has_a_pod_profile():
     requests. The foundation check evaluates the foundation on the dataset and the quality gates
     run MD with the model, so both are GPU steps."""
     # every job's steps: the whole graph spans two partitionings (batches, comparison arms)
-    ops = {op.name: op for job in defs.resolve_all_job_defs() for op in job.graph.node_defs}.values()
+    ops = {op.name: op for job in build_defs().resolve_all_job_defs() for op in job.graph.node_defs}.values()
     gpu = set()
     for op in ops:
         assert "dagster-k8s/config" in op.tags, f"step {op.name} has no pod profile"

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from traincraft_assets.cli import prepare_demo
+from traincraft_assets.app import demo
 from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, Project, running_daemon, with_session_foundation
 
@@ -42,13 +42,13 @@ STEP = textwrap.dedent(
     """\
     import json, sys
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
     from traincraft_assets.defs.definitions import build_defs
+    from traincraft_assets.defs.instance import open_instance
     from traincraft_assets.defs.resources import InboxResource, StoreResource
 
     home, store, inbox, config = sys.argv[1:5]
-    defs = build_defs({"store": StoreResource(root=store), "inbox": InboxResource(path=inbox)})
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(home)) as instance:
+    defs = build_defs(resources={"store": StoreResource(root=store), "inbox": InboxResource(path=inbox)})
+    with open_instance(home) as instance:
         defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("finetuned_model")], run_config=json.loads(config)
         )
@@ -86,7 +86,7 @@ def prepared(tmp_path_factory, graph_run):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         project = Project(tmp_path, instance)
         config = with_session_foundation(graph_run, TINY_RUN_CONFIG)
-        prepare_demo(instance, config, tmp_path / "batches", project.defs, project.inbox, frames_per_kind=4)
+        demo.prepare(instance, project.defs, config, tmp_path / "batches", project.inbox, frames_per_kind=4)
         upstream = {"ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset")}}
         project.materialize(["dataset", "split", "replay_subset"], upstream)
         yield (

@@ -1,8 +1,8 @@
 """MACE training settings -> one `mace_run_train` command line, and the rules checked first.
 
 Training itself is MACE's; this module decides the flags. The rules below come from the
-fine-tuning strategies study (design.md) and from MACE 0.3.16 behaviour that silently changes a
-strategy (notes/mace.md): multihead mode overrides lr/EMA unless `--force_mh_ft_lr True`, always
+fine-tuning strategies study (the defaults in settings.py) and from MACE 0.3.16 behaviour,
+measured, that silently changes a strategy: multihead mode overrides lr/EMA unless `--force_mh_ft_lr True`, always
 uses its universal loss (stress fitted wherever frames carry it), rejects `--E0s average`, and
 uses a replay file whole. What MACE really used is read back from its log (results.py).
 """
@@ -19,8 +19,7 @@ import ase.data
 
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import REF_KEYS
-from traincraft_assets.core.settings import load_settings
-from traincraft_assets.core.training.base import TrainConfigError, TrainInputs
+from traincraft_assets.core.training.base import Launch, TrainConfigError, TrainInputs
 from traincraft_assets.core.training.mace.settings import TrainSettings
 
 # Flags this module sets from typed config or needs to find MACE's outputs; `extra` may not
@@ -90,7 +89,7 @@ class HeadPlan:
 
 
 def plan_heads(heads: Sequence[str]) -> HeadPlan:
-    """Map a head set to MACE's model type, loss and error table (design.md's table)."""
+    """Map a head set to MACE's model type, loss and error table."""
     h = set(heads)
     energy = {"energy", "forces"} <= h
     if "polarizability" in h:
@@ -105,7 +104,7 @@ def plan_heads(heads: Sequence[str]) -> HeadPlan:
     return HeadPlan(None, "weighted", "PerAtomRMSE")
 
 
-def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
+def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> None:
     """Reject impossible combinations before MACE starts, naming every problem at once."""
     s, errors = settings, []
     heads = set(s.heads)
@@ -215,7 +214,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs) -> None:
             f"extra may not set --{flag}: it is managed here" + ("" if field == "-" else f" (set through {field})")
         )
 
-    processes = load_settings().training_processes
+    processes = launch.processes
     if processes > 1 and resolve_device(s.device) != "cuda":
         errors.append(
             f"{processes} training processes (one per GPU) need device 'cuda' (MACE's distributed "
@@ -259,11 +258,16 @@ def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
 
 
 def render_args(
-    settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str, resume: bool = False
+    settings: TrainSettings,
+    inputs: TrainInputs,
+    launch: Launch,
+    workdir: Path,
+    run_name: str,
+    resume: bool = False,
 ) -> list[str]:
     """The arguments after the `mace_run_train` program, in a stable order; with `resume`, MACE
     continues from the latest checkpoint in `workdir` (`--restart_latest`)."""
-    validate(settings, inputs)
+    validate(settings, inputs, launch)
     s, plan, w = settings, plan_heads(settings.heads), Path(workdir)
     args: dict[str, str | None] = {
         "name": run_name,
@@ -337,7 +341,7 @@ def render_args(
         args.update(lora="True", lora_rank=str(s.lora_rank), lora_alpha=str(s.lora_alpha))
     if resume:
         args["restart_latest"] = None
-    if load_settings().training_processes > 1:  # one rank per GPU, started by torchrun
+    if launch.processes > 1:  # one rank per GPU, started by torchrun
         args.update(distributed=None, launcher="torchrun")
     for key, value in s.extra.items():  # validate() refused MANAGED_FLAGS
         args[key.removeprefix("--")] = None if value in ("", None) else str(value)
@@ -350,21 +354,20 @@ def render_args(
     return argv
 
 
-def command_prefix() -> list[str]:
-    """How to start MACE: $TRAINCRAFT_MACE_TRAIN_COMMAND (a container, a wrapper) if set; else
+def command_prefix(launch: Launch) -> list[str]:
+    """How to start MACE: the launch's own command (a container, a wrapper) if it has one; else
     this interpreter's `mace.cli.run_train`, which works even when the venv's bin/ is not on
-    PATH, under torchrun with one process per GPU when TRAINCRAFT_TRAINING_PROCESSES > 1."""
-    settings = load_settings()
-    if settings.train_command:
-        return list(settings.train_command)
-    if settings.training_processes > 1:
+    PATH, under torchrun with one process per GPU when there are several."""
+    if launch.command:
+        return list(launch.command)
+    if launch.processes > 1:
         return [
             sys.executable,
             "-m",
             "torch.distributed.run",
             "--standalone",
             "--nproc_per_node",
-            str(settings.training_processes),
+            str(launch.processes),
             "-m",
             "mace.cli.run_train",
         ]

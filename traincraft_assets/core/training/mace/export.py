@@ -6,7 +6,7 @@ import importlib
 import threading
 from pathlib import Path
 
-from traincraft_assets.core.training.mace.results import TARGET_HEAD
+from traincraft_assets.core.models import TARGET_HEAD, load_model, model_heads
 
 
 def import_export_modules() -> threading.Thread:
@@ -24,12 +24,11 @@ def deployable_model(model_path: Path, deploy_path: Path) -> Path:
     """The model to run MD with: a multihead model reduced to its target head by MACE's own
     `remove_pt_head` (what `mace_select_head` does) and saved at `deploy_path`; a single-head
     model is already that, and is returned as it is."""
-    import mace  # noqa: F401  (sets the torch.load defaults MACE models need)
     import torch
     from mace.tools.scripts_utils import remove_pt_head
 
-    model = torch.load(str(model_path), map_location="cpu", weights_only=False)
-    if len(getattr(model, "heads", [TARGET_HEAD])) <= 1:
+    model = load_model(model_path, inference=False)
+    if len(model_heads(model)) <= 1:
         return Path(model_path)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(next(model.parameters()).dtype)  # remove_pt_head builds new layers

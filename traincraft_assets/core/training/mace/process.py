@@ -13,11 +13,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from traincraft_assets.core.models import TARGET_HEAD
 from traincraft_assets.core.quiet import child_warning_filters
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
 from traincraft_assets.core.training import guard
 from traincraft_assets.core.training.base import TrainingDiverged, TrainingFailed
-from traincraft_assets.core.training.mace.results import TARGET_HEAD
 
 # Log lines by which MACE reports that it quietly dropped part of the requested strategy.
 SILENT_FALLBACKS = {

@@ -9,9 +9,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from traincraft_assets.core.models import TARGET_HEAD
 from traincraft_assets.core.training.base import TrainingFailed
-
-TARGET_HEAD = "Default"  # MACE's name for the fine-tuning head; the replay head is "pt_head"
 
 
 def parse_results(results_dir: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """MACE training settings: every choice with its default, declared once.
 
-The defaults follow the fine-tuning strategies study (design.md): E0s from the foundation,
+The defaults follow the fine-tuning strategies study (docs: Training, why these defaults): E0s from the foundation,
 multihead replay, no weight decay, EMA 0.995, energy and force weights 10. The Dagster config of
 `finetuned_model` is derived from these fields; the `help` metadata becomes its description.
 """
@@ -42,35 +42,50 @@ class ModelShape:
 
 @dataclass
 class TrainSettings:
-    strategy: Strategy = "multihead"
+    strategy: Strategy = field(
+        default="multihead",
+        metadata=_help(
+            "multihead: replay the foundation's data on a second head; naive: fine-tune all weights; scratch: no foundation"
+        ),
+    )
     freeze: int | None = field(
         default=None, metadata=_help("MACE --freeze N: 1-4 embedding, 5 + interactions, 6 + products")
     )
-    lora: bool = False
-    lora_rank: int = 4
-    lora_alpha: float = 1.0
-    replay_labels: ReplayLabels = "reference"
+    lora: bool = field(
+        default=False, metadata=_help("MACE --lora: train low-rank adapters, merged into the saved model")
+    )
+    lora_rank: int = field(default=4, metadata=_help("MACE --lora_rank"))
+    lora_alpha: float = field(default=1.0, metadata=_help("MACE --lora_alpha"))
+    replay_labels: ReplayLabels = field(
+        default="reference",
+        metadata=_help("pseudo: replay frames relabelled by the foundation itself (multihead only)"),
+    )
     heads: Sequence[Head] = field(
         default=("energy", "forces"),
         metadata=_help(f"any of {', '.join(get_args(Head))}"),
     )
-    e0s: E0sMode = "foundation"
+    e0s: E0sMode = field(
+        default="foundation",
+        metadata=_help("isolated-atom energies: the foundation's, averaged from the data, e0s_dict or e0s_file"),
+    )
     e0s_dict: dict[str, float] | None = field(default=None, metadata=_help("element symbol -> eV"))
     e0s_file: str | None = field(default=None, metadata=input_path("JSON: atomic number -> eV"))
-    weight_decay: float = 0.0
-    ema_decay: float = 0.995
-    energy_weight: float = 10.0
-    forces_weight: float = 10.0
-    stress_weight: float = 1.0
-    dipole_weight: float = 1.0
-    polarizability_weight: float = 1.0
+    weight_decay: float = field(default=0.0, metadata=_help("0: no pull away from the pretrained weights"))
+    ema_decay: float = field(default=0.995, metadata=_help("exponential moving average of the weights (always on)"))
+    energy_weight: float = field(default=10.0, metadata=_help("loss weight, passed with the energy and forces heads"))
+    forces_weight: float = field(default=10.0, metadata=_help("loss weight, passed with the energy and forces heads"))
+    stress_weight: float = field(default=1.0, metadata=_help("loss weight, passed with the stress head"))
+    dipole_weight: float = field(default=1.0, metadata=_help("loss weight, passed with the dipole head"))
+    polarizability_weight: float = field(
+        default=1.0, metadata=_help("loss weight, passed with the polarizability head")
+    )
     lr: float | None = field(default=None, metadata=_help("default: multihead 1e-4, naive 1e-3, scratch 1e-2"))
-    batch_size: int = 10
-    valid_batch_size: int | None = None
-    max_num_epochs: int = 30
+    batch_size: int = field(default=10, metadata=_help("frames per batch, per process when several GPUs train"))
+    valid_batch_size: int | None = field(default=None, metadata=_help("frames per validation batch; unset: batch_size"))
+    max_num_epochs: int = field(default=30, metadata=_help("epochs to train; the kept model is the best on valid"))
     device: Device = field(default="auto", metadata=_help("auto: cuda when the step's machine has one"))
-    dtype: DType = "float64"
-    seed: int = 0
+    dtype: DType = field(default="float64", metadata=_help("MACE --default_dtype"))
+    seed: int = field(default=0, metadata=_help("MACE --seed: initialisation, shuffling"))
     shape: ModelShape = field(default_factory=ModelShape)
     extra: dict[str, str] = field(
         default_factory=dict, metadata=_help('any other mace_run_train flag, e.g. {"scheduler_patience": "5"}')

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from traincraft_assets.core.frames import read_frames, set_label, write_frames
-from traincraft_assets.core.training.base import OnOutput, Trainer, TrainInputs, Uses
+from traincraft_assets.core.training.base import Launch, OnOutput, Trainer, TrainInputs, Uses
 from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
 from traincraft_assets.core.training.mace.export import deployable_model, import_export_modules
 from traincraft_assets.core.training.mace.process import EpochProgress, run_training
@@ -27,7 +27,8 @@ SCRATCH = ("checkpoints", "downloads")
 
 def pseudolabel_placeholders(src: Path, dst: Path) -> Path:
     """Replay frames with zero labels: MACE's pseudolabelling replaces existing labels but leaves
-    frames without any at loss weight 0 (notes/mace.md), so every frame gets placeholders."""
+    frames without any at loss weight 0 (measured with mace-torch 0.3.16), so every frame gets
+    placeholders."""
     frames = read_frames(src)
     for atoms in frames:
         set_label(atoms, "energy", 0.0)
@@ -47,8 +48,8 @@ class MaceTrainer(Trainer):
             replay=settings.strategy == "multihead",
         )
 
-    def validate(self, settings: TrainSettings, inputs: TrainInputs) -> None:
-        validate(settings, inputs)
+    def validate(self, settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> None:
+        validate(settings, inputs, launch)
 
     def prepare(self, settings: TrainSettings, inputs: TrainInputs, scratch: Path) -> TrainInputs:
         if inputs.replay_file is not None and settings.replay_labels == "pseudo":
@@ -57,9 +58,9 @@ class MaceTrainer(Trainer):
         return inputs
 
     def render(
-        self, settings: TrainSettings, inputs: TrainInputs, workdir: Path, run_name: str, resume: bool
+        self, settings: TrainSettings, inputs: TrainInputs, launch: Launch, workdir: Path, run_name: str, resume: bool
     ) -> list[str]:
-        return command_prefix() + render_args(settings, inputs, workdir, run_name, resume)
+        return command_prefix(launch) + render_args(settings, inputs, launch, workdir, run_name, resume)
 
     def resume_epoch(self, workdir: Path, run_name: str) -> int | None:
         return latest_checkpoint_epoch(workdir, run_name)

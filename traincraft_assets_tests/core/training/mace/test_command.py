@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from traincraft_assets.core.frames import write_frames
-from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
-from traincraft_assets.core.training import TrainConfigError, TrainInputs, get_trainer
+from traincraft_assets.core.settings import TRAIN_COMMAND_ENV, load_settings
+from traincraft_assets.core.training import Launch, TrainConfigError, TrainInputs, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
 from traincraft_assets_tests.core.helpers import cu_bulk, flags, labelled
@@ -67,8 +67,11 @@ def mace_parser():
     return build_default_arg_parser()
 
 
-def _render(settings, inputs, workdir, mace_parser=None):
-    argv = render_args(settings, inputs, workdir, "finetuned")
+ONE_PROCESS = Launch()
+
+
+def _render(settings, inputs, workdir, mace_parser=None, launch=ONE_PROCESS):
+    argv = render_args(settings, inputs, launch, workdir, "finetuned")
     f = flags(argv)  # also asserts that no flag appears twice
     parsed = mace_parser.parse_args(argv) if mace_parser is not None else None
     return argv, f, parsed
@@ -279,9 +282,9 @@ def test_property_heads_from_scratch(files, make_inputs, mace_parser, heads, lab
 def test_extra_overrides_in_place_and_adds_flags(files, make_inputs, mace_parser):
     """Flags without a typed field (here --eval_interval, --error_table) are replaced where
     they were; new ones come after."""
-    plain = render_args(TrainSettings(), make_inputs(), files["workdir"], "finetuned")
+    plain = render_args(TrainSettings(), make_inputs(), ONE_PROCESS, files["workdir"], "finetuned")
     extra = {"eval_interval": "2", "--error_table": "PerAtomMAE", "num_workers": "2", "swa": ""}
-    argv = render_args(TrainSettings(extra=extra), make_inputs(), files["workdir"], "finetuned")
+    argv = render_args(TrainSettings(extra=extra), make_inputs(), ONE_PROCESS, files["workdir"], "finetuned")
     f = flags(argv)  # no duplicate flags
     assert argv.count("--eval_interval") == 1 and f["eval_interval"] == "2"
     assert argv.index("--eval_interval") == plain.index("--eval_interval")  # overridden where it was
@@ -299,14 +302,14 @@ def test_extra_overrides_in_place_and_adds_flags(files, make_inputs, mace_parser
 # ---- rejections ----------------------------------------------------------------------------
 
 
-def _rejected(settings, inputs, workdir):
+def _rejected(settings, inputs, workdir, launch=ONE_PROCESS):
     with pytest.raises(TrainConfigError) as info:
-        render_args(settings, inputs, workdir, "finetuned")
+        render_args(settings, inputs, launch, workdir, "finetuned")
     assert not Path(workdir).exists()  # nothing ran, nothing was created
     with pytest.raises(TrainConfigError):
-        validate(settings, inputs)
+        validate(settings, inputs, launch)
     with pytest.raises(TrainConfigError):
-        get_trainer("mace").validate(settings, inputs)
+        get_trainer("mace").validate(settings, inputs, launch)
     return str(info.value)
 
 
@@ -410,8 +413,8 @@ def test_several_problems_reported_together(files, make_inputs):
 
 
 def test_valid_settings_pass_check(make_inputs):
-    validate(TrainSettings(), make_inputs())  # no exception
-    get_trainer("mace").validate(replace(TrainSettings(), strategy="naive"), make_inputs())
+    validate(TrainSettings(), make_inputs(), ONE_PROCESS)  # no exception
+    get_trainer("mace").validate(replace(TrainSettings(), strategy="naive"), make_inputs(), ONE_PROCESS)
 
 
 def test_unknown_trainer():
@@ -423,14 +426,16 @@ def test_unknown_trainer():
 # ---- command prefix ------------------------------------------------------------------------
 
 
-def test_command_prefix_default(monkeypatch):
-    monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
-    assert command_prefix() == [sys.executable, "-m", "mace.cli.run_train"]
+def test_command_prefix_default():
+    assert command_prefix(ONE_PROCESS) == [sys.executable, "-m", "mace.cli.run_train"]
 
 
-def test_command_prefix_override(monkeypatch):
-    monkeypatch.setenv(TRAIN_COMMAND_ENV, "torchrun --standalone --nproc_per_node 4 '/opt/my mace/run_train.py'")
-    assert command_prefix() == [
+def test_command_prefix_override():
+    """TRAINCRAFT_MACE_TRAIN_COMMAND, split into words as the shell would, replaces the program."""
+    settings = load_settings(
+        {TRAIN_COMMAND_ENV: "torchrun --standalone --nproc_per_node 4 '/opt/my mace/run_train.py'"}
+    )
+    assert command_prefix(Launch.from_settings(settings)) == [
         "torchrun",
         "--standalone",
         "--nproc_per_node",
@@ -445,7 +450,11 @@ def test_reject_average_e0s_when_training_frames_lack_energy(files, make_inputs)
     message = _rejected(TrainSettings(strategy="scratch", e0s="average"), inputs, files["workdir"])
     assert "2 training frame(s) lacking REF_energy" in message and "NaN" in message
     render_args(
-        TrainSettings(strategy="scratch", e0s="average"), make_inputs(replay=False), files["workdir"], "finetuned"
+        TrainSettings(strategy="scratch", e0s="average"),
+        make_inputs(replay=False),
+        ONE_PROCESS,
+        files["workdir"],
+        "finetuned",
     )
 
 
@@ -490,11 +499,11 @@ def test_reject_e0s_dict_with_a_non_element_key(files, make_inputs):
 # ---- one process per GPU -------------------------------------------------------------------
 
 
-def test_several_gpus_run_one_torchrun_rank_each(files, make_inputs, mace_parser, monkeypatch):
+def test_several_gpus_run_one_torchrun_rank_each(files, make_inputs, mace_parser):
     """A GPU pod's profile sets TRAINCRAFT_TRAINING_PROCESSES to its GPU count."""
-    monkeypatch.delenv(TRAIN_COMMAND_ENV, raising=False)
-    monkeypatch.setenv("TRAINCRAFT_TRAINING_PROCESSES", "4")
-    assert command_prefix() == [
+    four = Launch.from_settings(load_settings({"TRAINCRAFT_TRAINING_PROCESSES": "4"}))
+    assert four == Launch(processes=4)
+    assert command_prefix(four) == [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -504,17 +513,16 @@ def test_several_gpus_run_one_torchrun_rank_each(files, make_inputs, mace_parser
         "-m",
         "mace.cli.run_train",
     ]
-    _, f, parsed = _render(TrainSettings(device="cuda"), make_inputs(), files["workdir"], mace_parser)
+    _, f, parsed = _render(TrainSettings(device="cuda"), make_inputs(), files["workdir"], mace_parser, four)
     assert "distributed" in f and f["launcher"] == "torchrun"
     assert parsed.distributed is True and parsed.launcher == "torchrun"
-    message = _rejected(TrainSettings(device="cpu"), make_inputs(), files["workdir"])
+    message = _rejected(TrainSettings(device="cpu"), make_inputs(), files["workdir"], four)
     assert "4 training processes" in message and "'cuda'" in message
     assert "TRAINCRAFT_TRAINING_PROCESSES" in _rejected(
-        TrainSettings(device="cuda", extra={"launcher": "slurm"}), make_inputs(), files["workdir"]
+        TrainSettings(device="cuda", extra={"launcher": "slurm"}), make_inputs(), files["workdir"], four
     )
 
 
-def test_one_process_is_a_plain_run(files, make_inputs, monkeypatch):
-    monkeypatch.delenv("TRAINCRAFT_TRAINING_PROCESSES", raising=False)
+def test_one_process_is_a_plain_run(files, make_inputs):
     _, f, _ = _render(TrainSettings(), make_inputs(), files["workdir"])
     assert "distributed" not in f and "launcher" not in f

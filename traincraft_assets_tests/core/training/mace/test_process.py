@@ -1,10 +1,10 @@
 """run_training: our wrapper's process handling (streaming, exit codes, error messages, no
-orphans) with a small stand-in program set through TRAINCRAFT_MACE_TRAIN_COMMAND.
+orphans) with a small stand-in program as the launch's command (what
+TRAINCRAFT_MACE_TRAIN_COMMAND sets).
 
 They do not run MACE; real training is covered by test_strategies.py.
 """
 
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from traincraft_assets.core.settings import TRAIN_COMMAND_ENV
-from traincraft_assets.core.training import TrainingFailed
+from traincraft_assets.core.training import Launch, TrainingFailed
 from traincraft_assets.core.training.mace.command import command_prefix
 from traincraft_assets.core.training.mace.process import EpochProgress, run_training
 
@@ -25,15 +25,15 @@ def _gone(pid: int) -> bool:
     return not status.exists() or "State:\tZ" in status.read_text()
 
 
-def _fake_trainer(tmp_path, body, monkeypatch):
+def _fake_trainer(tmp_path, body) -> list[str]:
+    """The command that starts a stand-in trainer running `body`, as a launch renders it."""
     script = tmp_path / "fake_run_train.py"
     script.write_text(textwrap.dedent(body))
-    monkeypatch.setenv(TRAIN_COMMAND_ENV, shlex.join([sys.executable, str(script)]))
-    return script
+    return command_prefix(Launch(command=(sys.executable, str(script))))
 
 
-def test_run_training_streams_lines_in_order(tmp_path, monkeypatch):
-    script = _fake_trainer(
+def test_run_training_streams_lines_in_order(tmp_path):
+    trainer = _fake_trainer(
         tmp_path,
         """\
         import os, sys
@@ -43,12 +43,11 @@ def test_run_training_streams_lines_in_order(tmp_path, monkeypatch):
             print(f"epoch {epoch} done", flush=True)
         print("warning on stderr", file=sys.stderr, flush=True)
         """,
-        monkeypatch,
     )
     workdir = tmp_path / "not_yet" / "run"
     lines = []
-    argv = [*command_prefix(), "--name", "finetuned", "--seed", "0"]
-    assert argv == [sys.executable, str(script), "--name", "finetuned", "--seed", "0"]
+    argv = [*trainer, "--name", "finetuned", "--seed", "0"]
+    assert argv == [sys.executable, str(tmp_path / "fake_run_train.py"), "--name", "finetuned", "--seed", "0"]
     run_training(argv, workdir, lines.append)
 
     assert lines[0] == "args: --name finetuned --seed 0"
@@ -58,15 +57,15 @@ def test_run_training_streams_lines_in_order(tmp_path, monkeypatch):
     assert workdir.is_dir()
 
 
-def test_run_training_passes_extra_environment(tmp_path, monkeypatch):
-    _fake_trainer(tmp_path, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])\n", monkeypatch)
+def test_run_training_passes_extra_environment(tmp_path):
+    trainer = _fake_trainer(tmp_path, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])\n")
     lines = []
-    run_training(command_prefix(), tmp_path / "w", lines.append, env={"CUDA_VISIBLE_DEVICES": "3"})
+    run_training(trainer, tmp_path / "w", lines.append, env={"CUDA_VISIBLE_DEVICES": "3"})
     assert lines == ["3"]
 
 
-def test_run_training_failure_reports_code_and_tail(tmp_path, monkeypatch):
-    _fake_trainer(
+def test_run_training_failure_reports_code_and_tail(tmp_path):
+    trainer = _fake_trainer(
         tmp_path,
         """\
         import sys
@@ -75,11 +74,10 @@ def test_run_training_failure_reports_code_and_tail(tmp_path, monkeypatch):
         print("RuntimeError: CUDA out of memory", file=sys.stderr, flush=True)
         sys.exit(3)
         """,
-        monkeypatch,
     )
     lines = []
     with pytest.raises(TrainingFailed) as info:
-        run_training([*command_prefix(), "--name", "x"], tmp_path / "w", lines.append)
+        run_training([*trainer, "--name", "x"], tmp_path / "w", lines.append)
     message = str(info.value)
     assert "code 3" in message
     assert "log line 59" in message and "RuntimeError: CUDA out of memory" in message
@@ -87,35 +85,33 @@ def test_run_training_failure_reports_code_and_tail(tmp_path, monkeypatch):
     assert len(lines) == 61  # every line still reached the callback
 
 
-def test_run_training_program_not_found(tmp_path, monkeypatch):
-    monkeypatch.setenv(TRAIN_COMMAND_ENV, str(tmp_path / "no_such_mace_run_train"))
+def test_run_training_program_not_found(tmp_path):
     with pytest.raises(TrainingFailed) as info:
-        run_training(command_prefix(), tmp_path / "w", lambda line: None)
+        run_training([str(tmp_path / "no_such_mace_run_train")], tmp_path / "w", lambda line: None)
     assert TRAIN_COMMAND_ENV in str(info.value)
 
 
-def test_run_training_fails_when_mace_logs_a_silent_fallback(tmp_path, monkeypatch):
+def test_run_training_fails_when_mace_logs_a_silent_fallback(tmp_path):
     """MACE 0.3.16 logs 'Pseudolabeling was not successful' and trains on the placeholders;
     the step must fail instead of publishing a model that is not pseudolabelled replay."""
-    _fake_trainer(
+    trainer = _fake_trainer(
         tmp_path,
         """\
         print("2026-11-21 INFO: Generating pseudolabels", flush=True)
         print("2026-11-21 WARNING: Pseudolabeling was not successful, continuing with original configurations", flush=True)
         print("2026-11-21 INFO: Done", flush=True)
         """,
-        monkeypatch,
     )
     with pytest.raises(TrainingFailed) as info:
-        run_training(command_prefix(), tmp_path / "w", lambda line: None)
+        run_training(trainer, tmp_path / "w", lambda line: None)
     assert "pseudolabelling failed" in str(info.value) and "exited" not in str(info.value)
 
 
-def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkeypatch):
+def test_interrupting_the_step_stops_the_training_process_group(tmp_path):
     """A run stopped from the UI raises in the step; MACE (and any torchrun workers it
     spawned) must not keep training."""
     pid_file = tmp_path / "child.pid"
-    _fake_trainer(
+    trainer = _fake_trainer(
         tmp_path,
         f"""\
         import subprocess, sys, time
@@ -124,7 +120,6 @@ def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkey
         print("training started", flush=True)
         time.sleep(120)
         """,
-        monkeypatch,
     )
 
     def stop_on_first_line(line):
@@ -132,7 +127,7 @@ def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkey
 
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        run_training(command_prefix(), tmp_path / "w", stop_on_first_line)
+        run_training(trainer, tmp_path / "w", stop_on_first_line)
     assert time.monotonic() - started < 30
     child = int(pid_file.read_text())
     for _ in range(50):
@@ -143,11 +138,11 @@ def test_interrupting_the_step_stops_the_training_process_group(tmp_path, monkey
         pytest.fail("the training's child process is still running")
 
 
-def test_a_killed_step_takes_its_training_down(tmp_path, monkeypatch):
+def test_a_killed_step_takes_its_training_down(tmp_path):
     """SIGKILL of the process running the step (an OOM kill, a lost run worker) gives it no
     chance to clean up; the guard must still stop the training and everything it started."""
     pid_file = tmp_path / "pids"
-    _fake_trainer(
+    trainer = _fake_trainer(
         tmp_path,
         f"""\
         import os, subprocess, sys, time
@@ -156,16 +151,15 @@ def test_a_killed_step_takes_its_training_down(tmp_path, monkeypatch):
         print("training started", flush=True)
         time.sleep(120)
         """,
-        monkeypatch,
     )
     step = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys; from traincraft_assets.core.training.mace.command import command_prefix; "
-            "from traincraft_assets.core.training.mace.process import EpochProgress, run_training; "
-            "run_training(command_prefix(), sys.argv[1], print)",
+            "import sys; from traincraft_assets.core.training.mace.process import run_training; "
+            "run_training(sys.argv[2:], sys.argv[1], print)",
             str(tmp_path / "w"),
+            *trainer,
         ],
     )
     for _ in range(600):

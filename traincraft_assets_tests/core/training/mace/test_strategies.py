@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from traincraft_assets.core.artifacts import FoundationModel, ReplaySubset, Split
-from traincraft_assets.core.evaluation import load_model, predict
+from traincraft_assets.core.evaluation import predict
 from traincraft_assets.core.frames import elements, labels_present, read_frames
-from traincraft_assets.core.training import TrainInputs, get_trainer
+from traincraft_assets.core.models import load_model
+from traincraft_assets.core.training import Launch, TrainInputs, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets_tests.core.helpers import mace_eval_epochs
@@ -41,7 +42,7 @@ def _train(inputs, tmp_path, **settings):
     lines = []
     trainer = get_trainer("mace")
     settings = TrainSettings(max_num_epochs=1, batch_size=4, dtype="float32", lr=0.01, **settings)
-    result = trainer.train(settings, inputs, tmp_path / "run", lines.append, "finetuned")
+    result = trainer.train(settings, inputs, Launch(), tmp_path / "run", lines.append, "finetuned")
     assert result.model_path.is_file() and result.epochs_run == 1
     # the kept model is the best checkpoint: checkpoints stay out of what is published
     assert "checkpoints" not in {p.name for p in trainer.outputs(tmp_path / "run", "finetuned")}
@@ -137,7 +138,7 @@ def test_scratch_uses_the_foundation_e0s(inputs, tmp_path):
     assert "--foundation_model" not in result.argv
 
 
-def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not_rerun(inputs, tmp_path, monkeypatch):
+def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not_rerun(inputs, tmp_path):
     """What a lost GPU node looks like to the next attempt: the work directory holds MACE's
     checkpoints; the rerun continues from the latest one (epochs before it are not trained
     again, read from MACE's results) and says so; a third attempt after success runs nothing.
@@ -154,11 +155,11 @@ def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not
             raise KeyboardInterrupt  # the step dies; run_training stops MACE's process group
 
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(settings, inputs, workdir, stop_after_a_later_epoch, "finetuned")
+        trainer.train(settings, inputs, Launch(), workdir, stop_after_a_later_epoch, "finetuned")
     before = mace_eval_epochs(workdir)
 
     lines = []
-    result = trainer.train(settings, inputs, workdir, lines.append, "finetuned")
+    result = trainer.train(settings, inputs, Launch(), workdir, lines.append, "finetuned")
     resumed = result.resumed_from_epoch
     assert resumed is not None and resumed >= 1, "\n".join(lines[-30:])
     assert "--restart_latest" in result.argv and result.epochs_run == 4
@@ -169,8 +170,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_is_not
     assert not trained_twice, f"epochs before the checkpoint ({resumed}) were trained again: {sorted(trained_twice)}"
     assert {epoch for epoch, _ in after} == {0, 1, 2, 3} and len(after) > len(before)
 
-    monkeypatch.setenv("TRAINCRAFT_MACE_TRAIN_COMMAND", str(tmp_path / "no_mace_here"))
-    again = trainer.train(settings, inputs, workdir, lines.append, "finetuned")
+    no_mace = Launch(command=(str(tmp_path / "no_mace_here"),))
+    again = trainer.train(settings, inputs, no_mace, workdir, lines.append, "finetuned")
     assert again.argv == result.argv and again.resumed_from_epoch == resumed  # nothing ran
 
 
@@ -182,7 +183,7 @@ def test_a_diverging_training_stops_at_the_first_nan_loss_and_keeps_its_log(inpu
     settings = TrainSettings(strategy="naive", max_num_epochs=50, batch_size=4, dtype="float32", lr=1e12)
     workdir = tmp_path / "work"
     with pytest.raises(TrainingDiverged) as error:
-        get_trainer("mace").train(settings, inputs, workdir, lambda line: None, "finetuned")
+        get_trainer("mace").train(settings, inputs, Launch(), workdir, lambda line: None, "finetuned")
     message = str(error.value)
     for part in ("diverged", "Epoch 0", "loss=", "nan", str(workdir), "lower lr"):
         assert part in message, (part, message)
