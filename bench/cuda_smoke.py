@@ -15,6 +15,7 @@ def main() -> int:
 
     from traincraft_assets.app import demo
     from traincraft_assets.defs.definitions import build_defs
+    from traincraft_assets.defs.instance import latest_metadata
     from traincraft_assets.defs.resources import InboxResource, StoreResource
     from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
 
@@ -30,8 +31,7 @@ def main() -> int:
             }
         )
         report = demo.run(instance, defs, TINY_RUN_CONFIG, root / "batches", root / "inbox", frames_per_kind=4)
-        model = instance.get_latest_materialization_event(dg.AssetKey("finetuned_model")).asset_materialization
-        device = model.metadata["device"].value
+        device = latest_metadata(instance, "finetuned_model")["device"]
         print(f"finetuned_model trained on: {device}; parity_report keys: {sorted(report)[:5]}...")
     return 0 if device == "cuda" else 1
 

@@ -42,7 +42,7 @@ LONGEST_FIRST = (
     "defs/test_ui.py",
     "defs/comparison/test_compare.py",
     "defs/automation/test_retrain_trigger.py",
-    "core/test_demo_foundation.py",
+    "demo/test_make_foundation.py",
     "test_submit.py",
     "defs/test_graph.py",
 )
@@ -150,23 +150,32 @@ def project(tmp_path):
         yield Project(tmp_path, instance)
 
 
-def _runs(project: Project) -> dict[str, str]:
-    return {record.dagster_run.run_id: record.dagster_run.job_name for record in project.instance.get_run_records()}
+def _state(project: Project) -> dict:
+    """What a test could change in a project: its runs, its batches, its store's artifacts."""
+    return {
+        "runs": {
+            record.dagster_run.run_id: record.dagster_run.job_name for record in project.instance.get_run_records()
+        },
+        "batches": sorted(project.instance.get_dynamic_partitions("data_batches")),
+        "artifacts": sorted(str(p.relative_to(project.store)) for p in project.store.glob("*/*")),
+    }
 
 
 @pytest.fixture(scope="session")
 def graph_run(tmp_path_factory):
     """The whole graph materialized once by `traincraft demo`'s own code, with tiny settings.
-    Read-only: a test that ran anything on it fails the session at teardown, naming the runs."""
+    Read-only: a test that ran anything on it, registered a batch or wrote to its store fails
+    the session at teardown, saying what changed."""
     root = tmp_path_factory.mktemp("graph")
     with _instance(root) as instance:
         project = Project(root, instance)
         demo.run(instance, project.defs, TINY_RUN_CONFIG, root / "batches", project.inbox, frames_per_kind=4, say=print)
-        made = _runs(project)
+        made = _state(project)
         yield project
-        added = {run: job for run, job in _runs(project).items() if run not in made}
-        assert not added, (
-            f"graph_run is shared and read-only, but runs were added to it: {added}. "
+        now = _state(project)
+        changed = {what: {"made": made[what], "now": now[what]} for what in made if now[what] != made[what]}
+        assert not changed, (
+            f"graph_run is shared and read-only, but a test changed it: {changed}. "
             "A test that runs anything takes `graph_copy` (or `copied_project`) instead."
         )
 

@@ -255,7 +255,9 @@ def test_traincraft_ui_serves_this_directory_s_instance_and_ends_whole(tmp_path,
         os.kill(ui.pid, stop)
         assert ui.wait(timeout=90) == 128 + stop
     finally:
-        if ui.poll() is None:
+        if ui.poll() is None:  # the test failed: leave nothing of it running for the next ones
+            for pid in descendants(ui.pid):
+                os.kill(pid, signal.SIGKILL)
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
     left = [pid for pid in tree if not _gone(pid, seen_at)]

@@ -33,9 +33,7 @@ HELP_MIN_CHARS = 25
 # tracked too, does not name them itself.
 OUTSIDE_DOCUMENTS = {
     "design" + ".md": re.compile(r"(?<![\w-])design\.md"),
-    "notes/" + "mace.md": re.compile(r"notes/mace\.md"),
-    "notes/" + "dagster.md": re.compile(r"notes/dagster\.md"),
-    "notes/" + "qm.md": re.compile(r"notes/qm\.md"),
+    "notes/" + "*.md": re.compile(r"(?<![\w/-])notes/[\w-]+\.md"),
     "../" + "shared": re.compile(r"\.\./shared\b"),
 }
 

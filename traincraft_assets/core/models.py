@@ -32,12 +32,7 @@ def load_model(model_path: str | Path, device: str = "cpu", *, inference: bool =
     import mace  # noqa: F401  (sets the torch.load defaults MACE models need)
     import torch
 
-    try:
-        model = torch.load(str(model_path), map_location=device, weights_only=False)
-    except Exception as exc:  # torch raises pickle, zip and IO errors alike for a foreign file
-        raise ValueError(
-            f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {NOT_A_MODEL}"
-        ) from exc
+    model = torch.load(str(model_path), map_location=device, weights_only=False)
     if inference:
         for param in model.parameters():
             param.requires_grad = False
@@ -69,8 +64,14 @@ def known_frames(frames: Sequence[Atoms], model) -> list[Atoms]:
 
 def describe_model(model_path: str | Path) -> dict:
     """What the rest of the graph needs to know about a MACE model, read from the file itself:
-    its class, elements, cutoff, heads (and the one fine-tuned), dtype, E0s and architecture."""
-    model = load_model(model_path, inference=False)
+    its class, elements, cutoff, heads (and the one fine-tuned), dtype, E0s and architecture.
+    A file that is not a MACE model is refused, naming it."""
+    try:
+        model = load_model(model_path, inference=False)
+    except Exception as exc:  # torch raises pickle, zip and IO errors alike for a foreign file
+        raise ValueError(
+            f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {NOT_A_MODEL}"
+        ) from exc
     missing = [name for name in ("atomic_numbers", "atomic_energies_fn", "r_max") if not hasattr(model, name)]
     if missing:
         raise ValueError(f"{model_path}: not a MACE model: a {type(model).__name__} without {missing}. {NOT_A_MODEL}")

@@ -45,14 +45,14 @@ def _data_version(materialization: dg.AssetMaterialization, asset: str) -> str:
     return sha
 
 
-def _records(instance: dg.DagsterInstance, asset: str, partition: str | None = None, **filters) -> Iterator:
-    """Materialization records of `asset` (`partition`), newest first, page by page."""
+def _records(instance: dg.DagsterInstance, asset: str, partition: str | None = None, page: int = PAGE) -> Iterator:
+    """Materialization records of `asset` (`partition`), newest first, `page` at a time."""
     records_filter = dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None, **filters
+        asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
     )
     cursor = None
     while True:
-        result = instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor)
+        result = instance.fetch_materializations(records_filter, limit=page, cursor=cursor)
         yield from result.records
         if not result.has_more:
             return
@@ -61,21 +61,23 @@ def _records(instance: dg.DagsterInstance, asset: str, partition: str | None = N
 
 def latest_data_version(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> str | None:
     """The data version (artifact sha256) of `asset`'s (`partition`'s) latest materialization."""
-    record = next(_records(instance, asset, partition), None)
+    record = next(_records(instance, asset, partition, page=1), None)
     return _data_version(record.asset_materialization, asset) if record else None
 
 
 def data_version_in_run(
     instance: dg.DagsterInstance, run_id: str, asset: str, partition: str | None = None
 ) -> str | None:
-    """The data version `asset` (`partition`) was materialized to in run `run_id`, if it was."""
-    run = instance.get_run_record_by_id(run_id)
-    if run is None:
-        return None
-    since = run.create_timestamp.timestamp() - 1.0
-    for record in _records(instance, asset, partition, after_timestamp=since):
-        if record.run_id == run_id:
-            return _data_version(record.asset_materialization, asset)
+    """The data version `asset` (`partition`) was last materialized to in run `run_id`, if it was.
+    (No public API filters materializations by run; DagsterInstance.get_records_for_run, not
+    marked public, reads the run's own events, whatever the clocks of the hosts that wrote them.)"""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False
+    ).records
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization.asset_key == dg.AssetKey(asset) and materialization.partition == partition:
+            return _data_version(materialization, asset)
     return None
 
 
@@ -98,7 +100,7 @@ def recorded_data_versions(instance: dg.DagsterInstance, asset: str) -> set[str]
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any] | None:
     """The metadata values of `asset`'s latest materialization; None if there is none."""
-    record = next(_records(instance, asset), None)
+    record = next(_records(instance, asset, page=1), None)
     if record is None:
         return None
     return {key: value.value for key, value in record.asset_materialization.metadata.items()}
@@ -232,18 +234,27 @@ def mark_canceling(instance: dg.DagsterInstance, run_id: str, message: str) -> N
 JUDGED = {"SUCCEEDED", "FAILED"}  # an execution that is only planned has no verdict
 
 
+def _check_history(instance: dg.DagsterInstance, key: dg.AssetCheckKey, page: int = 50) -> Iterator:
+    """A check's executions, newest first, page by page. (The event log storage's check history
+    is not a public API; no public one returns past evaluations.)"""
+    cursor = None
+    while True:
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=page, cursor=cursor)
+        yield from records
+        if len(records) < page:
+            return
+        cursor = records[-1].id
+
+
 def check_verdicts(
-    instance: dg.DagsterInstance, asset: str, checks: list[str], key: str, value: str, history: int = 20
+    instance: dg.DagsterInstance, asset: str, checks: list[str], key: str, value: str
 ) -> list[dict] | None:
     """Each check's latest finished verdict whose metadata `key` is `value` (the model it
-    judged), as {check, passed, reason}; None if some check has none. (The event log storage's
-    check history is not a public API; no public one returns past evaluations.)"""
+    judged), as {check, passed, reason}, in the order of `checks`; None if some check has none.
+    Executions only planned (a run that failed before its checks) have no verdict."""
     verdicts = []
     for check in checks:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey(asset), check), limit=history
-        )
-        for record in records:
+        for record in _check_history(instance, dg.AssetCheckKey(dg.AssetKey(asset), check)):
             if record.status.value not in JUDGED:
                 continue
             evaluation = record.event.dagster_event.event_specific_data

@@ -70,7 +70,9 @@ CHECKS: dict[str, tuple[type[SettingsConfig], Check | None]] = {}
 
 def register_preflight(asset: str, config_type: type[SettingsConfig], check: Check | None = None) -> None:
     """Declare `asset`'s config (its input-path fields are checked) and an optional check of it
-    against the planned run, returning problems as sentences."""
+    against the planned run, returning problems as sentences. One asset, one declaration."""
+    if asset in CHECKS and CHECKS[asset] != (config_type, check):
+        raise ValueError(f"the preflight of {asset!r} is declared twice: two assets with one name?")
     CHECKS[asset] = (config_type, check)
 
 

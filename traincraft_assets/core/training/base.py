@@ -47,7 +47,7 @@ class TrainInputs:
     test_file: Path | None = None
     replay_file: Path | None = None
     foundation_model: Path | None = None
-    foundation: dict | None = None  # core.foundation.describe_model(...) plus origin and sha256
+    foundation: dict | None = None  # core.models.describe_model(...) plus origin and sha256
     data_labels: Sequence[str] = ("energy", "forces")
     data_elements: Sequence[str] = ()  # of every file the trainer reads, not only train
     n_frames_without_energy: int = 0  # in the training file
