@@ -165,7 +165,7 @@ class Step:
             )
 
 
-def _compute(body: Callable, name: str, reads: Sequence[type[Artifact]], own, config: type | None, context_type):
+def _compute(body: Callable, name: str, reads: Sequence[type[Artifact]], own, config_type: type | None, context_type):
     """The function Dagster calls: a Step, preflight, then the body; a generator when the body
     is one (a step that may yield nothing). Its signature is built so that Dagster sees the
     context and the typed config parameter it expects."""
@@ -188,8 +188,8 @@ def _compute(body: Callable, name: str, reads: Sequence[type[Artifact]], own, co
             return body(step, config) if config is not None else body(step)
 
     parameters = [inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=context_type)]
-    if config is not None:
-        parameters.append(inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=config))
+    if config_type is not None:
+        parameters.append(inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=config_type))
     compute.__signature__ = inspect.Signature(parameters)
     compute.__name__ = compute.__qualname__ = body.__name__
     compute.__doc__ = body.__doc__
