@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from traincraft_assets.demo import RUN_CONFIG
+from traincraft_assets.demo import LOOP_CONFIG, RUN_CONFIG
 
 DEMO_BATCHES = Path(".traincraft/demo_batches")
 
@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="two small sizes, 3 epochs: minutes on a laptop")
     p.add_argument("--arms", help="comma-separated subset of the arms (default: all)")
     p.add_argument("--batches-dir", type=Path, default=DEMO_BATCHES)
+    p = sub.add_parser("explore", help="the active-learning loop on demo data: committee, MD, selection, retraining")
+    p.add_argument("--config", type=Path, default=RUN_CONFIG, help="run config YAML (the loop's entries laid over it)")
+    p.add_argument("--loop", type=Path, default=LOOP_CONFIG, help="the loop's entries (committee, exploration, ...)")
+    p.add_argument("--quick", action="store_true", help="a committee of 2, short walks: about 10 minutes")
+    p.add_argument("--data-dir", type=Path, default=Path(".traincraft/loop_data"))
     sub.add_parser("verify", help="re-hash every artifact in the store; report changes and orphans")
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) on this directory's instance")
     p.add_argument("--port", type=int, default=3000)
@@ -119,6 +124,17 @@ def compare(args, instance, settings, defs) -> int:
     return 0
 
 
+def explore(args, instance, settings, defs) -> int:
+    from traincraft_assets.app import explore
+    from traincraft_assets.core.store import ArtifactStore
+
+    structures = args.data_dir / "loop_structures.xyz"
+    config = explore.loop_config(_yaml(args.config), _yaml(args.loop), structures, args.quick)
+    rows = explore.run(instance, defs(), config, args.data_dir, settings.inbox, ArtifactStore(settings.store), say=say)
+    say("\n" + explore.table(rows))
+    return 0
+
+
 def verify(args, instance, settings, defs) -> int:
     from traincraft_assets.app.store import verify
 
@@ -129,7 +145,7 @@ def verify(args, instance, settings, defs) -> int:
     return 1 if problems else 0
 
 
-ON_THE_LOCAL_INSTANCE = {f.__name__: f for f in (ingest, retire, promote, rollback, demo, compare, verify)}
+ON_THE_LOCAL_INSTANCE = {f.__name__: f for f in (ingest, retire, promote, rollback, demo, compare, explore, verify)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,6 +254,91 @@ class StrategyComparison(Artifact):
         return self.path / "forgetting_vs_accuracy.png"
 
 
+@dataclass(frozen=True)
+class CommitteeMember(FinetunedModel):
+    """One member of the committee (a partition): a fine-tuned model laid out as finetuned_model
+    is, and member.json (its seed, the committee it belongs to, the champion serving then)."""
+
+    asset = "committee"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "member.json"
+
+    @property
+    def record(self) -> dict:
+        return json.loads(self.record_path.read_text())
+
+
+@dataclass(frozen=True)
+class Exploration(Artifact):
+    """One walk (a partition: structure and temperature): the saved frames, each scored by the
+    committee, and walk.json (where it stopped, which committee drove it)."""
+
+    asset = "exploration"
+
+    @property
+    def frames_path(self) -> Path:
+        return self.path / "trajectory.xyz"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "walk.json"
+
+    @property
+    def record(self) -> dict:
+        return json.loads(self.record_path.read_text())
+
+
+@dataclass(frozen=True)
+class Candidates(Artifact):
+    """One iteration's verdict on every explored frame: the scored frames, the ones picked for
+    labelling, convergence.json (bucket fractions, deviation histogram) and its plot."""
+
+    asset = "candidates"
+
+    @property
+    def scored_path(self) -> Path:
+        return self.path / "scored.xyz"
+
+    @property
+    def picked_path(self) -> Path:
+        """Absent when nothing was picked (the iteration converged, or every candidate was known)."""
+        return self.path / "picked.xyz"
+
+    @property
+    def convergence_path(self) -> Path:
+        return self.path / "convergence.json"
+
+    @property
+    def convergence(self) -> dict:
+        return json.loads(self.convergence_path.read_text())
+
+    @property
+    def histogram_path(self) -> Path:
+        return self.path / "deviation_histogram.png"
+
+
+@dataclass(frozen=True)
+class SelectedFrames(Artifact):
+    """The batch the loop put in the inbox: a copy of the file, and batch.json (its name,
+    labeller, iteration and where its frames came from)."""
+
+    asset = "selected_frames"
+
+    @property
+    def frames_path(self) -> Path:
+        return self.path / "batch.xyz"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "batch.json"
+
+    @property
+    def record(self) -> dict:
+        return json.loads(self.record_path.read_text())
+
+
 CATALOGUE: dict[str, type[Artifact]] = {
     kind.asset: kind
     for kind in (
@@ -268,5 +353,9 @@ CATALOGUE: dict[str, type[Artifact]] = {
         ChampionModel,
         StrategyArm,
         StrategyComparison,
+        CommitteeMember,
+        Exploration,
+        Candidates,
+        SelectedFrames,
     )
 }

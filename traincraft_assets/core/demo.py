@@ -4,7 +4,7 @@ Two levels of theory, as in real fine-tuning (a foundation trained on one functi
 data computed with a better one):
 - the foundation's: EMT. Its pool is broad: seven fcc metals, each as bulk over a range of
   temperatures, strained bulk, surfaces and vacancies;
-- the target's: EMT plus a weak Morse pair term (`target_theory`). Like a different functional
+- the target's: EMT plus a weak Morse pair term (`target_theory`, the `emt_morse` labeller). Like a different functional
   it changes the physics systematically, not randomly: Cu's lattice constant is 0.8% shorter
   (3.560 vs 3.590 Å), cohesive energy about 0.39 eV/atom deeper, and forces on the target
   frames differ by about 0.1 eV/Å RMS. The target is Cu in environments the pool shows (surfaces,
@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc100, fcc111
-from ase.calculators.calculator import Calculator
 from ase.calculators.emt import EMT
-from ase.calculators.mixing import SumCalculator
-from ase.calculators.morse import MorsePotential
 
 from traincraft_assets.core.frames import CONFIG_TYPE_KEY, write_frames
 from traincraft_assets.core.labelling import LabelOptions, label_with_calculator
+from traincraft_assets.core.labelling import emt_morse_calculator as target_theory
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 
 PRETRAINING_METALS = ("Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al")
@@ -71,11 +69,6 @@ DEMO_FOUNDATION_OPTIONS = (
     "seed",
     "device",
 )
-
-
-def target_theory() -> Calculator:
-    """The target's level of theory: EMT plus a weak Morse pair term (see the module docstring)."""
-    return SumCalculator([EMT(), MorsePotential(epsilon=0.05, r0=2.6, rho0=4.0, rcut1=4.0, rcut2=5.0)])
 
 
 def _labelled(frames: list[Atoms], theory) -> list[Atoms]:
@@ -174,3 +167,51 @@ def write_target_batches(directory: Path, frames_per_kind: int = 30, seed: int =
         write_frames(path, frames)
         paths.append(path)
     return paths
+
+
+# ---- the active-learning demo -------------------------------------------------------------
+
+
+def _bulk(rng: np.random.Generator) -> Atoms:
+    atoms = _strained_bulk("Cu", rng, rattle=rng.uniform(0.02, 0.06), strain=0.01)
+    atoms.info[CONFIG_TYPE_KEY] = "bulk"
+    return atoms
+
+
+def loop_starts(seed: int = 3) -> list[Atoms]:
+    """Where the loop's walks start: one structure of each kind the test set holds (bulk, a
+    surface, a vacancy, an adatom), so exploration can reach what the narrow start lacks."""
+    rng = np.random.default_rng(seed)
+    slab = fcc111("Cu", size=(2, 2, 4), vacuum=5.0)
+    slab.info[CONFIG_TYPE_KEY] = "surface"
+    frames = [_bulk(rng), slab, _vacancy("Cu", rng), _adatom(rng)]
+    for atoms in frames:
+        atoms.info.pop("adsorbate_info", None)
+    return frames
+
+
+def loop_data(directory: Path, n_start: int = 20, n_test_per_kind: int = 10, seed: int = 3) -> dict[str, Path]:
+    """The active-learning demo's files: a deliberately narrow first batch (Cu bulk only, at the
+    target's theory), the walks' starting structures, and a held-out test set of every kind
+    (surfaces, vacancies, adatoms, hot rattles and bulk) the loop is scored on."""
+    rng = np.random.default_rng(seed)
+    test_rng = np.random.default_rng([seed, 1])
+    makers = {
+        "bulk": _bulk,
+        "surface": lambda r: _surface("Cu", r),
+        "vacancy": lambda r: _vacancy("Cu", r),
+        "adatom": _adatom,
+        "hot_rattle": _hot_rattle,
+    }
+    files = {
+        "start": (directory / "cu_bulk_start.xyz", _labelled([_bulk(rng) for _ in range(n_start)], target_theory)),
+        "structures": (directory / "loop_structures.xyz", loop_starts(seed)),
+        "test": (
+            directory / "loop_test.xyz",
+            _labelled([make(test_rng) for make in makers.values() for _ in range(n_test_per_kind)], target_theory),
+        ),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, frames in files.values():
+        write_frames(path, frames)
+    return {name: path for name, (path, _) in files.items()}

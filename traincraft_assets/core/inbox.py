@@ -106,9 +106,15 @@ class Inbox:
         except FileNotFoundError:
             return None
 
-    def record(self, batch: Batch) -> None:
-        """Write the batch's registration (idempotent: the same batch writes the same record)."""
-        self._write_record({"name": batch.name, "sha256": batch.sha256, "n_frames": batch.n_frames})
+    def record(self, batch: Batch, declared: dict | None = None) -> None:
+        """Write the batch's registration (idempotent: the same batch writes the same record).
+        `declared`: what the batch's maker says about it (`labeller`, `origin`), kept with it."""
+        self._write_record({"name": batch.name, "sha256": batch.sha256, "n_frames": batch.n_frames, **(declared or {})})
+
+    def declared_labeller(self, name: str) -> str | None:
+        """The labeller batch `name` was ingested with (`traincraft ingest --labeller`, or the
+        loop's selected_frames), None when it declares none."""
+        return (self.registered(name) or {}).get("labeller")
 
     def _write_record(self, record: dict) -> None:
         registry = self.path / REGISTRY
@@ -127,7 +133,7 @@ class Inbox:
         if registered is None and (self.path / name).is_file():  # registered before the registry existed
             registered = {"name": name, "sha256": file_sha256(self.path / name), "n_frames": -1}
         if registered is None:
-            known = sorted(r["name"] for r in self._registrations() if "retired" not in r)
+            known = sorted(r["name"] for r in self.registrations() if "retired" not in r)
             raise FrameError(
                 f"no batch named {name!r} in the inbox {self.path}; registered batches: {known or 'none'}."
             )
@@ -150,7 +156,7 @@ class Inbox:
         only when its size or modification time changed since it was last judged."""
         now = time.time() if now is None else now
         scan = Scan()
-        registrations = self._registrations()
+        registrations = self.registrations()
         by_content = {r["sha256"]: r["name"] for r in registrations if "retired" not in r}
         by_retired = {r["sha256"]: r for r in registrations if "retired" in r}
         entries = sorted(self.path.iterdir(), key=lambda p: p.name) if self.path.is_dir() else []
@@ -227,14 +233,16 @@ class Inbox:
         scan.new.append(batch)
         return "taken"
 
-    def _registrations(self) -> list[dict]:
+    def registrations(self) -> list[dict]:
+        """Every batch ever registered (retired ones too), by name."""
         registry = self.path / REGISTRY
         if not registry.is_dir():
             return []
         return [json.loads(p.read_text()) for p in sorted(registry.glob("*.json"))]
 
-    def ingest(self, paths: Sequence[Path]) -> list[Batch]:
-        """Check every file, then copy the new ones in; nothing changes if any file is refused."""
+    def ingest(self, paths: Sequence[Path], declared: dict | None = None) -> list[Batch]:
+        """Check every file, then copy the new ones in; nothing changes if any file is refused.
+        `declared` (labeller, origin) is recorded with each new batch."""
         paths = [Path(p) for p in paths]
         names = [path.name for path in paths]
         repeated = sorted({name for name in names if names.count(name) > 1})
@@ -243,7 +251,7 @@ class Inbox:
                 f"several files are named {repeated}; the file name is the batch name, so rename them before ingesting."
             )
         checked = []
-        registrations = self._registrations()
+        registrations = self.registrations()
         by_content = {r["sha256"]: r["name"] for r in registrations if "retired" not in r}
         by_retired = {r["sha256"]: r for r in registrations if "retired" in r}
         for path in paths:
@@ -270,9 +278,9 @@ class Inbox:
         for source, batch in zip(paths, checked):
             if batch.new:
                 self._place(source, batch.path)
-                self.record(batch)
+                self.record(batch, declared)
             elif self.registered(batch.name) is None:  # ingested before the registry existed
-                self.record(batch)
+                self.record(batch, declared)
         return checked
 
     def _place(self, source: Path, target: Path) -> None:

@@ -157,14 +157,21 @@ def prelabelled(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
 def label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions) -> list[Atoms]:
     """Copies of `frames` labelled by a fresh `make_calc()` each (stress only on fully periodic cells)."""
     out = []
-    for atoms in frames:
+    for index, atoms in enumerate(frames):
         atoms = atoms.copy()
         atoms.calc = make_calc()
-        energy = atoms.get_potential_energy()
-        forces = atoms.get_forces()
-        stress = None
-        if options.compute_stress and atoms.pbc.all():
-            stress = atoms.get_stress(voigt=False).reshape(-1)
+        try:
+            energy = atoms.get_potential_energy()
+            forces = atoms.get_forces()
+            stress = None
+            if options.compute_stress and atoms.pbc.all():
+                stress = atoms.get_stress(voigt=False).reshape(-1)
+        except Exception as exc:  # the calculator's own words, with the frame they are about
+            raise FrameError(
+                f"frame {atoms.info.get(BATCH_INDEX_KEY, index)} ({atoms.get_chemical_formula()}): the labeller "
+                f"failed: {type(exc).__name__}: {exc}. Check that the labeller supports these elements and this "
+                "geometry, or label the frame elsewhere and add it as a prelabelled batch."
+            ) from exc
         atoms.calc = None
         set_label(atoms, "energy", energy)
         set_label(atoms, "forces", forces)
@@ -180,6 +187,22 @@ def emt(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     from ase.calculators.emt import EMT
 
     return label_with_calculator(frames, EMT, options)
+
+
+def emt_morse_calculator():
+    """EMT plus a weak Morse pair term: the demo's target level of theory (core/demo.py says
+    how it differs from EMT), a labeller so the active-learning loop can label what it picks."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.mixing import SumCalculator
+    from ase.calculators.morse import MorsePotential
+
+    return SumCalculator([EMT(), MorsePotential(epsilon=0.05, r0=2.6, rho0=4.0, rcut1=4.0, rcut2=5.0)])
+
+
+@register_labeller("emt_morse")
+def emt_morse(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
+    """The demo's target theory (emt_morse_calculator)."""
+    return label_with_calculator(frames, emt_morse_calculator, options)
 
 
 @register_labeller("xtb")
@@ -267,6 +290,12 @@ def command(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
                 "structures, in order; do not relax or reorder them."
             )
     return _to_ref_keys(labelled)
+
+
+def computing_labellers() -> tuple[str, ...]:
+    """The labellers that compute labels (all but prelabelled): what labels frames the project
+    made itself, such as the active-learning loop's picks."""
+    return tuple(name for name in LABELLERS if name != DEFAULT_LABELLER)
 
 
 def _workers_problem(workers: int) -> str:

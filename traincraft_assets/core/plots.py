@@ -185,6 +185,26 @@ def learning_curve_figure(curve: Sequence[dict], title: str = "learning curve"):
     return fig
 
 
+def deviation_histogram_figure(convergence: dict, title: str):
+    """The committee's force deviation over every explored frame, log axis, with the trust
+    levels drawn: left of trust_lo accurate, between them candidates, right of trust_hi failed."""
+    plt = _pyplot()
+    hist = convergence["histogram"]
+    edges = hist["edges_ev_per_a"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.stairs(hist["counts"], edges, fill=True, alpha=0.6)
+    ax.set_xscale("log")
+    for level, name in ((convergence["trust_lo"], "trust_lo"), (convergence["trust_hi"], "trust_hi")):
+        ax.axvline(level, color="k", ls="--", lw=1)
+        ax.text(level, ax.get_ylim()[1] * 0.95, f" {name}", va="top", fontsize=9)
+    fractions = ", ".join(f"{b} {100 * convergence[f'{b}_fraction']:.0f}%" for b in ("accurate", "candidate", "failed"))
+    ax.set_title(f"{title}: {convergence['n_frames']} frames ({fractions})", fontsize=10)
+    ax.set_xlabel("max atomic force deviation (eV/Å)")
+    ax.set_ylabel("frames")
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 

@@ -28,6 +28,7 @@ RUN_CONFIG_ENV = "TRAINCRAFT_RUN_CONFIG"
 RETRAIN_DEBOUNCE_ENV = "TRAINCRAFT_RETRAIN_DEBOUNCE_S"
 NIGHTLY_RETRAIN_CRON_ENV = "TRAINCRAFT_NIGHTLY_RETRAIN_CRON"
 DATA_ROOTS_ENV = "TRAINCRAFT_DATA_ROOTS"
+LOOP_ENV = "TRAINCRAFT_LOOP"
 
 DEFAULT_STORE = ".traincraft/store"
 DEFAULT_INBOX = ".traincraft/inbox"
@@ -54,6 +55,7 @@ class Settings:
     nightly_retrain_cron: str  # when the nightly_retrain schedule (off by default) looks for changes
     # besides the store and the inbox, where config may point at input files (core/paths.py)
     data_roots: tuple[Path, ...]
+    loop: bool  # the active-learning loop's sensor starts running (defs/automation/loop.py)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +82,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"{TRAINING_PROCESSES_ENV} must be a whole number of processes (one per GPU), 1 or more; got {processes!r}."
         )
+    loop = (env.get(LOOP_ENV) or "off").lower()
+    if loop not in ("on", "off"):
+        raise SettingsError(f"{LOOP_ENV} must be 'on' or 'off' (whether the loop sensor starts running); got {loop!r}.")
     return Settings(
         store=Path(env.get(STORE_ENV) or DEFAULT_STORE).absolute(),
         inbox=Path(env.get(INBOX_ENV) or DEFAULT_INBOX).absolute(),
@@ -93,6 +98,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         nightly_retrain_cron=env.get(NIGHTLY_RETRAIN_CRON_ENV) or DEFAULT_NIGHTLY_RETRAIN_CRON,
         # default: the working directory, where a local project keeps its files
         data_roots=tuple(Path(p).absolute() for p in (env.get(DATA_ROOTS_ENV) or ".").split(os.pathsep) if p),
+        loop=loop == "on",
     )
 
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 import dagster as dg
 
 from traincraft_assets.core.settings import Settings, load_settings
-from traincraft_assets.defs import automation, comparison, data, deploy, foundation, jobs, reports, training
+from traincraft_assets.defs import automation, comparison, data, deploy, foundation, jobs, loop, reports, training
 from traincraft_assets.defs.k8s import Deployment
 from traincraft_assets.defs.resources import default_resources
 
-ASSETS = [*data.ASSETS, *foundation.ASSETS, *training.ASSETS, *reports.ASSETS, *deploy.ASSETS, *comparison.ASSETS]
+ASSETS = [
+    *data.ASSETS,
+    *foundation.ASSETS,
+    *training.ASSETS,
+    *reports.ASSETS,
+    *deploy.ASSETS,
+    *comparison.ASSETS,
+    *loop.ASSETS,
+]
 CHECKS = [*data.CHECKS, *deploy.CHECKS]
 
 
@@ -29,7 +37,8 @@ def build_defs(settings: Settings | None = None, resources: dict | None = None) 
         resources=resources or default_resources(settings),
         executor=deployment.executor(),
     )
-    return dg.Definitions.merge(graph, jobs.build(settings, graph), automation.build(settings))
+    project_jobs = jobs.build(settings, graph)
+    return dg.Definitions.merge(graph, project_jobs, automation.build(settings, list(project_jobs.jobs)))
 
 
 @dg.definitions

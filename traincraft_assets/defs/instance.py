@@ -98,9 +98,9 @@ def recorded_data_versions(instance: dg.DagsterInstance, asset: str) -> set[str]
     return versions
 
 
-def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any] | None:
-    """The metadata values of `asset`'s latest materialization; None if there is none."""
-    record = next(_records(instance, asset, page=1), None)
+def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dict[str, Any] | None:
+    """The metadata values of `asset`'s (`partition`'s) latest materialization; None if there is none."""
+    record = next(_records(instance, asset, partition, page=1), None)
     if record is None:
         return None
     return {key: value.value for key, value in record.asset_materialization.metadata.items()}
@@ -151,6 +151,18 @@ def unregister_batch(instance: dg.DagsterInstance, name: str, reason: str, moved
             metadata={"retired_batch": name, "reason": reason, "file": dg.MetadataValue.path(str(moved_to))},
         )
     )
+
+
+def partition_keys(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition) -> list[str]:
+    return list(instance.get_dynamic_partitions(partitions.name))
+
+
+def add_partitions(instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, names: list[str]) -> None:
+    """Register the partitions of `names` not registered yet (the loop's members and walks)."""
+    known = set(partition_keys(instance, partitions))
+    missing = [name for name in names if name not in known]
+    if missing:
+        instance.add_dynamic_partitions(partitions.name, missing)
 
 
 def labelled_batches(instance: dg.DagsterInstance) -> list[dict]:

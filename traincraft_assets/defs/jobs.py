@@ -11,13 +11,17 @@ import dagster as dg
 import yaml
 
 from traincraft_assets.core.artifacts import (
+    Candidates,
+    CommitteeMember,
     Dataset,
+    Exploration,
     FinetunedModel,
     FoundationModel,
     LabelledFrames,
     ParityReport,
     PretrainingFrames,
     ReplaySubset,
+    SelectedFrames,
     Split,
     StrategyArm,
 )
@@ -27,6 +31,11 @@ LABEL_BATCH = "label_batch"
 STAGE_FOUNDATION = "stage_foundation"
 FINETUNE = "finetune"
 COMPARE = "compare_strategies"  # one run per arm (partition): they can run in parallel
+# The loop: one run per committee member and per walk (partitions: side by side on a cluster),
+# then one that judges the walks and puts the picks in the inbox.
+TRAIN_COMMITTEE = "train_committee"
+EXPLORE = "explore"
+SELECT_FRAMES = "select_frames"
 
 
 def run_config_for(job: dg.JobDefinition, run_config: dict) -> dict:
@@ -59,6 +68,9 @@ def build(settings: Settings, graph: dg.Definitions) -> dg.Definitions:
         STAGE_FOUNDATION: [PretrainingFrames, FoundationModel],
         FINETUNE: [Dataset, Split, ReplaySubset, FinetunedModel, ParityReport],
         COMPARE: [StrategyArm],
+        TRAIN_COMMITTEE: [CommitteeMember],
+        EXPLORE: [Exploration],
+        SELECT_FRAMES: [Candidates, SelectedFrames],
     }
     run_config = read_run_config(settings)
     jobs = []

@@ -53,6 +53,10 @@ def test_assets_have_typed_config_code_versions_and_jobs():
         "champion_model",
         "strategy_arm",
         "strategy_comparison",
+        "committee",
+        "exploration",
+        "candidates",
+        "selected_frames",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
@@ -70,6 +74,12 @@ def test_assets_have_typed_config_code_versions_and_jobs():
     assert defs.resolve_job_def("stage_foundation").graph.has_node_named("foundation_model")
     # the champion decides in its own run, after the finetune run's gates have judged the model
     assert not finetune.graph.has_node_named("champion_model") and finetune.graph.has_node_named("quality_gates")
+    # the loop's partitioned steps run one member or walk per run; judging and picking in one
+    assert [defs.resolve_job_def(j).graph.node_names() for j in ("train_committee", "explore")] == [
+        ["committee"],
+        ["exploration"],
+    ]
+    assert set(defs.resolve_job_def("select_frames").graph.node_names()) == {"candidates", "selected_frames"}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)

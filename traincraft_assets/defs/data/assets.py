@@ -10,6 +10,7 @@ from traincraft_assets.core.dataset import FINGERPRINT_KEY, LabelConflict, Merge
 from traincraft_assets.core.frames import FrameError, frame_writer, iter_frames, read_frames, write_frames
 from traincraft_assets.core.health import BatchError
 from traincraft_assets.core.labelling import DEFAULT_LABELLER, LABELLERS, LabelOptions, label_batch, labeller_problems
+from traincraft_assets.core.paths import allowed_roots
 from traincraft_assets.core.split import SplitSettings, split_frames
 from traincraft_assets.core.store import file_sha256
 from traincraft_assets.defs import instance
@@ -54,19 +55,25 @@ LabelledFramesConfig = settings_config(
     kinds={"ase"},
 )
 def labelled_frames(step: Step, config) -> dg.MaterializeResult:
-    """One data batch, read from the inbox and labelled, with every label under a REF_* key."""
+    """One data batch, read from the inbox and labelled, with every label under a REF_* key.
+    A batch ingested with a labeller (the loop's batches, `traincraft ingest --labeller`) is
+    labelled with it; others with the configured one."""
     batch = step.partition
-    source = step.context.resources.inbox.inbox().batch_file(batch)
+    inbox = step.context.resources.inbox.inbox()
+    source = inbox.batch_file(batch)
+    options = config.to_settings()
+    labeller = inbox.declared_labeller(batch) or config.labeller  # a batch's own declaration wins
+    if problems := labeller_problems(labeller, options, allowed_roots(step.store.root, step.settings)):
+        raise dg.Failure(f"batch {batch!r} declares labeller {labeller!r}: {' '.join(problems)}", allow_retries=False)
     with step.refusing(FrameError, BatchError):  # bad input: a retry would fail the same way
-        artifact, summary = step.write(
-            lambda out: label_batch(source, batch, config.labeller, config.to_settings(), out.frames_path)
-        )
-    step.log.info(f"labelled {summary['n_frames']} frames of batch {batch!r} with {config.labeller!r}")
+        artifact, summary = step.write(lambda out: label_batch(source, batch, labeller, options, out.frames_path))
+    step.log.info(f"labelled {summary['n_frames']} frames of batch {batch!r} with {labeller!r}")
     return step.materialized(
         artifact,
         {
             **summary_metadata(summary),
-            "labeller": config.labeller,
+            "labeller": labeller,
+            "origin": dg.MetadataValue.json((inbox.registered(batch) or {}).get("origin", "a file put in the inbox")),
             "source_file": dg.MetadataValue.path(str(source)),
             "source_sha256": file_sha256(source),
         },
