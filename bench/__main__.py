@@ -13,7 +13,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import evaluation, gpu, incremental, labelling, orchestration, replay, scaling
+from bench import evaluation, exploration, gpu, incremental, labelling, orchestration, replay, scaling
 from bench.common import Row, machine, not_measured
 
 REPEATS = 3  # every figure is a median of this many side-by-side measurements
@@ -28,6 +28,7 @@ ROWS = {
     6: ("scaling", lambda tmp, mode, n: scaling.measure(mode, n)),
     7: ("labelling memory", lambda tmp, mode, n: labelling.memory(mode, n)),
     8: ("GPU", lambda tmp, mode, n: gpu.measure(tmp, mode, n)),
+    9: ("exploration throughput", lambda tmp, mode, n: exploration.measure(mode, n)),
 }
 RESULTS = Path(__file__).parent / "results"
 

@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True, help="the Dagster webserver, e.g. http://localhost:3000")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--select", help="asset names, comma-separated, e.g. finetuned_model,parity_report")
-    what.add_argument("--job", help="a job by name: label_batch, stage_foundation or finetune")
-    p.add_argument("--partition", help="the data_batches partition, for labelled_frames")
+    what.add_argument("--job", help="a job by name: label_batch, stage_foundation, finetune, train_committee, ...")
+    p.add_argument("--partition", help="a batch (labelled_frames), member (committee) or walk (exploration)")
     p.add_argument("-c", "--config", type=Path, help="run config YAML (examples/*.yaml)")
     p.add_argument("--wait", action="store_true", help="follow the run; exit 1 if it fails")
     return parser
@@ -126,12 +126,14 @@ def compare(args, instance, settings, defs) -> int:
 
 def explore(args, instance, settings, defs) -> int:
     from traincraft_assets.app import explore
-    from traincraft_assets.core.store import ArtifactStore
 
     structures = args.data_dir / "loop_structures.xyz"
     config = explore.loop_config(_yaml(args.config), _yaml(args.loop), structures, args.quick)
-    rows = explore.run(instance, defs(), config, args.data_dir, settings.inbox, ArtifactStore(settings.store), say=say)
-    say("\n" + explore.table(rows))
+    results = explore.run(instance, defs(), settings, config, args.data_dir, say=say)
+    say("\n" + explore.table(results["rows"]) + "\n")
+    for line in results["findings"]:
+        say(f"- {line}")
+    say(f"Table, findings and figure: {args.data_dir}/loop_vs_random.{{md,json,png}}")
     return 0
 
 

@@ -11,22 +11,37 @@ newest model is scored on a held-out test set of every kind of frame.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 
 from traincraft_assets.app import champion
 from traincraft_assets.app.batches import ingest
 from traincraft_assets.app.demo import run_job
-from traincraft_assets.core.artifacts import Candidates, Exploration, FinetunedModel, FoundationModel, SelectedFrames
+from traincraft_assets.core.artifacts import (
+    Candidates,
+    CommitteeMember,
+    Exploration,
+    FinetunedModel,
+    FoundationModel,
+    SelectedFrames,
+)
+from traincraft_assets.core.committee import LoopSettings, deviation_and_error, rank_correlation
 from traincraft_assets.core.demo import loop_data
 from traincraft_assets.core.evaluation import evaluate
-from traincraft_assets.core.frames import read_frames
+from traincraft_assets.core.frames import CONFIG_TYPE_KEY, fingerprint, read_frames, write_frames
+from traincraft_assets.core.inbox import Inbox
 from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.core.models import load_model
+from traincraft_assets.core.plots import loop_figure, save_figure
+from traincraft_assets.core.settings import Settings
 from traincraft_assets.core.store import ArtifactStore
 from traincraft_assets.defs import instance
+from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.jobs import EXPLORE, FINETUNE, LABEL_BATCH, SELECT_FRAMES, STAGE_FOUNDATION, TRAIN_COMMITTEE
 from traincraft_assets.defs.loop.assets import iteration_partitions, loop_problems
 from traincraft_assets.defs.partitions import committee_members, exploration_walks
@@ -36,7 +51,7 @@ Say = Callable[[str], None]
 # What `--quick` changes: a committee of 2, short walks, few epochs (about 10 minutes on 2 cores).
 QUICK = {
     "committee": {"members": 2, "max_num_epochs": 4},
-    "exploration": {"temperatures_k": [600], "steps": 150, "save_interval": 5},
+    "exploration": {"temperatures_k": [600], "steps": 100, "save_interval": 5},
     "candidates": {"max_candidates": 6},
     "selected_frames": {"max_iterations": 2},
     "finetuned_model": {"max_num_epochs": 8},
@@ -62,8 +77,6 @@ def test_errors(store: ArtifactStore, dagster_instance: dg.DagsterInstance, test
     """The latest fine-tuned model's errors on the held-out test set, per kind of frame (meV
     units): what the labels spent so far bought, whether or not the gates let it serve."""
     sha = instance.latest_data_version(dagster_instance, FinetunedModel.asset)
-    if sha is None:
-        return {}
     model = load_model(store.open(FinetunedModel, sha).deploy_model_path)
     return {
         kind: {"rmse_f_mev_per_a": to_mev(row["rmse_f"]), "rmse_e_mev_per_atom": to_mev(row["rmse_e_per_atom"])}
@@ -71,14 +84,13 @@ def test_errors(store: ArtifactStore, dagster_instance: dg.DagsterInstance, test
     }
 
 
-def _say_errors(say: Say, label: str, errors: dict) -> None:
-    if errors:
-        overall = errors["all"]
-        say(
-            f"  {label}: test set F {overall['rmse_f_mev_per_a']:.1f} meV/Å, E {overall['rmse_e_mev_per_atom']:.1f} "
-            "meV/atom; F by kind: "
-            + ", ".join(f"{k} {v['rmse_f_mev_per_a']:.0f}" for k, v in errors.items() if k != "all")
-        )
+def _errors_line(errors: dict) -> str:
+    overall = errors["all"]
+    kinds = ", ".join(f"{k} {v['rmse_f_mev_per_a']:.0f}" for k, v in errors.items() if k != "all")
+    return (
+        f"test F {overall['rmse_f_mev_per_a']:.1f} meV/Å, E {overall['rmse_e_mev_per_atom']:.1f} meV/atom "
+        f"(F by kind: {kinds})"
+    )
 
 
 def retrain(dagster_instance, defs, run_config: dict, batch: str, say: Say) -> dict:
@@ -121,48 +133,171 @@ def iterate(dagster_instance, defs, run_config: dict, i: int, n: int, say: Say) 
     return instance.latest_metadata(dagster_instance, SelectedFrames.asset)
 
 
+class RandomArm:
+    """The control arm: the same number of frames per iteration, drawn uniformly from the same
+    walks' frames, labelled by the same labeller and trained on with the same config, in a
+    project of its own (store and inbox under `root`, an in-memory instance)."""
+
+    def __init__(self, root: Path, settings: Settings, run_config: dict, seed: int = 0):
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.settings = dataclasses.replace(settings, store=root / "store", inbox=root / "inbox")
+        self.defs = build_defs(self.settings)
+        self.store = ArtifactStore(self.settings.store)
+        self.run_config = run_config
+        self.labeller = run_config["ops"][SelectedFrames.asset]["config"].get("labeller")
+        self.rng = np.random.default_rng(seed)
+        self.known: set[str] = set()
+
+    def start(self, path: Path) -> None:
+        (batch,) = ingest(self.instance, self.settings.inbox, [path])
+        self.known |= {fingerprint(a) for a in read_frames(path)}
+        run_job(self.defs, STAGE_FOUNDATION, self.instance, self.run_config, say=lambda line: None)
+        self._train(batch.name)
+
+    def add(self, iteration: int, walked: Path, n: int) -> None:
+        """`n` frames drawn uniformly from the iteration's walked frames (none already labelled)."""
+        frames = [a for a in read_frames(walked) if fingerprint(a) not in self.known]
+        picks = [frames[i] for i in sorted(self.rng.choice(len(frames), size=min(n, len(frames)), replace=False))]
+        self.known |= {fingerprint(a) for a in picks}
+        path = self.settings.store.parent / f"random-{iteration:03d}.xyz"
+        write_frames(path, picks)
+        (batch,) = Inbox(self.settings.inbox).ingest([path], declared={"labeller": self.labeller})
+        instance.register_batches(self.instance, [batch.name])
+        self._train(batch.name)
+
+    def _train(self, batch: str) -> None:
+        run_job(self.defs, LABEL_BATCH, self.instance, self.run_config, batch, say=lambda line: None)
+        run_job(self.defs, FINETUNE, self.instance, self.run_config, say=lambda line: None)
+
+    def test_errors(self, test: list) -> dict:
+        return test_errors(self.store, self.instance, test)
+
+
+def committee_on_test(store: ArtifactStore, dagster_instance: dg.DagsterInstance, members: list[str], test) -> dict:
+    """The last committee's force deviation against its true force error on the test set:
+    Spearman's rank correlation, overall and per kind of frame."""
+    models = [
+        load_model(
+            store.open(
+                CommitteeMember, instance.latest_data_version(dagster_instance, CommitteeMember.asset, m)
+            ).deploy_model_path
+        )
+        for m in members
+    ]
+    deviation, error = deviation_and_error(models, test)
+    kinds = [a.info.get(CONFIG_TYPE_KEY, "") for a in test]
+    per_kind = {
+        kind: rank_correlation(deviation[mask], error[mask])
+        for kind in sorted(set(kinds))
+        if (mask := np.array([k == kind for k in kinds])).sum() > 2
+    }
+    return {"all": rank_correlation(deviation, error), **per_kind}
+
+
 def run(
     dagster_instance: dg.DagsterInstance,
     defs: dg.Definitions,
+    settings: Settings,
     run_config: dict,
     data_dir: Path,
-    inbox: Path,
-    store: ArtifactStore,
     say: Say = print,
-) -> list[dict]:
-    """The narrow start batch labelled and a first champion trained on it, then iterations
-    until selected_frames says the loop stops. One row per iteration: what it picked and the
-    champion's errors on the held-out test set afterwards."""
+) -> dict:
+    """The narrow start batch labelled and a first model trained on it, then iterations until
+    selected_frames says the loop stops; beside it, the random arm. Returns the rows (labels
+    spent, both arms' test-set errors, the accurate fraction), the committee's rank
+    correlation on the test set, and the findings; writes them with a figure to `data_dir`."""
+    store = ArtifactStore(settings.store)
     files = loop_data(data_dir)
     test = read_frames(files["test"])
-    (start,) = ingest(dagster_instance, inbox, [files["start"]])
+    (start,) = ingest(dagster_instance, settings.inbox, [files["start"]])
     say(f"start: batch {start.name!r} ({start.n_frames} Cu bulk frames), test set {len(test)} frames of 5 kinds")
     run_job(defs, STAGE_FOUNDATION, dagster_instance, run_config, say=lambda line: None)
     retrain(dagster_instance, defs, run_config, start.name, say)
-    errors = test_errors(store, dagster_instance, test)
-    _say_errors(say, "before the loop", errors)
-    rows = [{"iteration": 0, "n_labelled": start.n_frames, "test": errors}]
-    n = run_config["ops"]["selected_frames"]["config"].get("max_iterations", 10)
+    control = RandomArm(data_dir / "random_arm", settings, run_config)
+    control.start(files["start"])
+    rows = [
+        {
+            "iteration": 0,
+            "n_labelled": start.n_frames,
+            "loop": test_errors(store, dagster_instance, test)["all"],
+            "random": control.test_errors(test)["all"],
+            "accurate_fraction": None,
+        }
+    ]
+    say(f"  before the loop: {_errors_line(test_errors(store, dagster_instance, test))}")
+    n = run_config["ops"][SelectedFrames.asset]["config"].get("max_iterations", LoopSettings.max_iterations)
+    members: list[str] = []
     for i in range(1, n + 1):
         record = iterate(dagster_instance, defs, run_config, i, n, say)
+        members, _ = iteration_partitions(run_config)
+        rows.append(
+            {"iteration": i, "n_labelled": rows[-1]["n_labelled"], "accurate_fraction": record["accurate_fraction"]}
+        )
         if record["stopped"]:
             say(f"the loop stops: {record['stopped']}")
             break
         instance.register_batches(dagster_instance, [record["batch"]])
         retrain(dagster_instance, defs, run_config, record["batch"], say)
+        walked = store.open(Candidates, instance.latest_data_version(dagster_instance, Candidates.asset)).scored_path
+        control.add(i, walked, record["n_frames"])
         errors = test_errors(store, dagster_instance, test)
-        _say_errors(say, f"after iteration {i}", errors)
-        rows.append({"iteration": i, "n_labelled": rows[-1]["n_labelled"] + record["n_frames"], "test": errors})
-    return rows
+        rows[-1] |= {
+            "n_labelled": rows[-2]["n_labelled"] + record["n_frames"],
+            "loop": errors["all"],
+            "random": control.test_errors(test)["all"],
+        }
+        say(f"  after iteration {i}, committee selection: {_errors_line(errors)}")
+        say(f"  after iteration {i}, random picks: {_errors_line(control.test_errors(test))}")
+    correlation = committee_on_test(store, dagster_instance, members, test) if members else {}
+    results = {"rows": rows, "rank_correlation": correlation, "findings": findings(rows, correlation)}
+    write_results(results, data_dir)
+    return results
+
+
+def findings(rows: list[dict], correlation: dict) -> list[str]:
+    """What the run shows, said either way: each arm's errors at equal labels, and whether the
+    committee's deviation ranks the test frames like their true error."""
+    out = []
+    compared = [r for r in rows if r.get("loop") and r.get("random") and r["iteration"] > 0]
+    for r in compared:
+        f_loop, f_random = r["loop"]["rmse_f_mev_per_a"], r["random"]["rmse_f_mev_per_a"]
+        e_loop, e_random = r["loop"]["rmse_e_mev_per_atom"], r["random"]["rmse_e_mev_per_atom"]
+        out.append(
+            f"at {r['n_labelled']} labelled frames: committee selection {f_loop:.1f} meV/Å and {e_loop:.1f} meV/atom, "
+            f"random picks {f_random:.1f} meV/Å and {e_random:.1f} meV/atom: selection "
+            f"{'better' if f_loop < f_random else 'not better'} on forces, "
+            f"{'better' if e_loop < e_random else 'not better'} on energies"
+        )
+    if correlation:
+        out.append(
+            f"Spearman rank correlation between the last committee's force deviation and its true force error on "
+            f"the test set: {correlation['all']:.2f} overall; by kind: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in correlation.items() if k != "all")
+        )
+    return out
+
+
+def write_results(results: dict, directory: Path) -> None:
+    """loop_vs_random.json, loop_vs_random.md (the table and findings) and loop_vs_random.png."""
+    (directory / "loop_vs_random.json").write_text(json.dumps(results, indent=1))
+    (directory / "loop_vs_random.md").write_text(
+        table(results["rows"]) + "\n\n" + "\n".join(f"- {f}" for f in results["findings"]) + "\n"
+    )
+    save_figure(loop_figure(results["rows"]), directory / "loop_vs_random.png")
 
 
 def table(rows: list[dict]) -> str:
-    """Labels spent against the champion's test-set errors, one line per iteration."""
-    lines = ["iteration  labelled  test F (meV/Å)  test E (meV/atom)"]
+    """Labels spent against both arms' test-set errors, one line per iteration (Markdown)."""
+    lines = [
+        "| iteration | labelled frames | selection: test F (meV/Å) | random: test F (meV/Å) | selection: test E (meV/atom) | random: test E (meV/atom) | accurate fraction |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        overall = row["test"].get("all", {})
-        lines.append(
-            f"{row['iteration']:9d}  {row['n_labelled']:8d}  {overall.get('rmse_f_mev_per_a', float('nan')):14.1f}  "
-            f"{overall.get('rmse_e_mev_per_atom', float('nan')):17.2f}"
-        )
+        cells = [
+            f"{row[arm][key]:.1f}" if row.get(arm) else ""
+            for key in ("rmse_f_mev_per_a", "rmse_e_mev_per_atom")
+            for arm in ("loop", "random")
+        ]
+        fraction = "" if row.get("accurate_fraction") is None else f"{row['accurate_fraction']:.2f}"
+        lines.append(f"| {row['iteration']} | {row['n_labelled']} | " + " | ".join(cells) + f" | {fraction} |")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from traincraft_assets.core.artifacts import CommitteeMember, SelectedFrames
-from traincraft_assets.core.frames import read_frames, write_frames
+from traincraft_assets.core.frames import get_label, read_frames, write_frames
 from traincraft_assets.core.training.base import Launch, OnOutput, Trainer, TrainResult
 from traincraft_assets.core.training.finetune import Upstream, plan_training, train_model
 from traincraft_assets.core.training.mace import TrainSettings
@@ -87,19 +87,30 @@ def scored(atoms: Atoms, energies: Sequence[float], forces: np.ndarray) -> Atoms
     return atoms
 
 
-def score_frames(models: Sequence, frames: Sequence[Atoms], batch_size: int = 32, device: str = "cpu") -> list[Atoms]:
-    """Copies of `frames` scored by a committee of loaded models (each evaluated in batches)."""
+def deviation_and_error(
+    models: Sequence, frames: Sequence[Atoms], device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per labelled frame: the committee's force deviation, and the true error of its mean
+    prediction, max over atoms of |mean_k F_ik - F_i(reference)| (eV/Å). Whether the first
+    ranks frames like the second is what makes the deviation worth selecting on."""
     from traincraft_assets.core.evaluation import predict
 
     if len(models) < 2:
         raise ValueError(f"a committee needs at least 2 models to disagree; got {len(models)}.")
-    predictions = [predict(model, frames, batch_size=batch_size, device=device) for model in models]
-    out = []
+    predictions = [predict(model, frames, device=device) for model in models]
+    deviation, error = [], []
     for i, atoms in enumerate(frames):
-        energies = [p[i].energy for p in predictions]
         forces = np.stack([p[i].forces for p in predictions])
-        out.append(scored(atoms.copy(), energies, forces))
-    return out
+        deviation.append(force_deviation(forces))
+        error.append(float(np.linalg.norm(forces.mean(axis=0) - get_label(atoms, "forces"), axis=1).max()))
+    return np.array(deviation), np.array(error)
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: 1 when y grows wherever x does, 0 for no relation."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
 
 
 def convergence(frames: Sequence[Atoms], trust: TrustLevels, bins: int = 20) -> dict:

@@ -122,10 +122,14 @@ class WalkResult:
 
 
 def committee_calculator(model_paths: Sequence[str], device: str):
-    """MACE's committee calculator: mean energy and forces, and every member's (`forces_comm`)."""
+    """MACE's committee calculator: mean energy and forces, and every member's (`forces_comm`),
+    in the members' own dtype (MD of a float32 committee cast to float64 ran at half the speed)."""
     from mace.calculators import MACECalculator
 
-    return MACECalculator(model_paths=list(model_paths), device=device, default_dtype="float64")
+    from traincraft_assets.core.models import describe_file
+
+    dtype = describe_file(Path(model_paths[0]))["dtype"]
+    return MACECalculator(model_paths=list(model_paths), device=device, default_dtype=dtype)
 
 
 def _dynamics(atoms: Atoms, settings: ExploreSettings, temperature_k: float, seed: int):

@@ -205,6 +205,35 @@ def deviation_histogram_figure(convergence: dict, title: str):
     return fig
 
 
+def loop_figure(rows: Sequence[dict]):
+    """The loop against its control: test-set force and energy RMSE against labelled frames for
+    committee selection and random picks from the same walks, and the explored frames' accurate
+    fraction per iteration (the convergence the loop stops on)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, key, unit in (
+        (axes[0], "rmse_f_mev_per_a", "test force RMSE (meV/Å)"),
+        (axes[1], "rmse_e_mev_per_atom", "test energy RMSE (meV/atom)"),
+    ):
+        for arm, style in (("loop", "o-"), ("random", "s--")):
+            points = [(r["n_labelled"], r[arm][key]) for r in rows if r.get(arm)]
+            if points:
+                ax.plot(*zip(*points), style, label="committee selection" if arm == "loop" else "random picks")
+        ax.set_xlabel("labelled frames")
+        ax.set_ylabel(unit)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=9)
+    judged = [(r["iteration"], r["accurate_fraction"]) for r in rows if r.get("accurate_fraction") is not None]
+    if judged:
+        axes[2].plot(*zip(*judged), "o-")
+    axes[2].set_ylim(0, 1)
+    axes[2].set_xlabel("iteration")
+    axes[2].set_ylabel("accurate fraction of explored frames")
+    axes[2].grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 

@@ -9,14 +9,18 @@ from ase import Atoms
 from traincraft_assets.core.committee import (
     FORCE_DEVIATION_KEY,
     CommitteeSettings,
+    LoopSettings,
     TrustLevels,
     convergence,
     energy_deviation_per_atom,
     farthest_points,
     force_deviation,
+    loop_batch_name,
+    loop_iteration,
     member_index,
     scored,
     select_candidates,
+    stop_reason,
 )
 
 
@@ -115,3 +119,21 @@ def test_farthest_point_selection_spreads_from_the_most_uncertain():
 def test_farthest_points_never_repeats_and_stops_at_the_rows():
     vectors = np.array([[0.0], [1.0], [2.0]])
     assert farthest_points(vectors, 5, 0) == [0, 2, 1]
+
+
+def test_iterations_are_counted_from_the_inbox_and_a_rerun_keeps_its_number():
+    made = [
+        {"name": "user.xyz"},
+        {"name": "loop-001-aaa.xyz", "origin": {"asset": "selected_frames", "candidates": "c1", "iteration": 1}},
+    ]
+    assert loop_iteration(made, "c1") == 1  # the same candidates again: the same iteration
+    assert loop_iteration(made, "c2") == 2
+    assert loop_batch_name(2, "0123456789abcdef") == "loop-002-0123456789ab.xyz"
+
+
+def test_the_loop_stops_on_convergence_on_its_budget_or_with_nothing_new():
+    settings = LoopSettings(conv_accuracy=0.9, max_iterations=3)
+    assert "converged: 95%" in stop_reason({"accurate_fraction": 0.95}, settings, 1, True)
+    assert "max_iterations (3)" in stop_reason({"accurate_fraction": 0.5}, settings, 4, True)
+    assert "no new candidate" in stop_reason({"accurate_fraction": 0.5}, settings, 2, False)
+    assert stop_reason({"accurate_fraction": 0.5}, settings, 3, True) is None

@@ -9,7 +9,8 @@ The instance is k8s/dagster.yaml, the pod profiles k8s/manifests/pod-profiles.ya
 image env k8s/Dockerfile's, with only what the stand-in needs changed (see `_instance_yaml`).
 
 What stands in for what: traincraft_assets_tests/k8s/cluster.py stands in for the cluster (a
-CPU node and a tainted node with one NVIDIA GPU); its docstring says what it does not enforce.
+CPU node and a tainted node with one NVIDIA GPU; a second GPU node joins for the committee); its
+docstring says what it does not enforce.
 The "GPU" is a scheduling resource only: training runs on CPU here.
 """
 
@@ -43,6 +44,8 @@ NAMESPACE = "traincraft"
 GPU_STEPS = {"finetuned_model", "parity_report", "foundation_agreement", "quality_gates"}
 SHARED_GPU_EPOCHS = 12  # the pod is deleted right after epoch 1's checkpoint: 10 epochs to spare
 FINETUNE = TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"]
+# tiny members: naive fine-tunes (no replay set needed), a few epochs so that pods overlap
+COMMITTEE = {"strategy": "naive", "dtype": "float32", "lr": 0.01, "max_num_epochs": 3, "batch_size": 4, "seed": 5}
 
 
 def _manifest(name: str) -> dict:
@@ -369,3 +372,66 @@ def _run_log(deployment: Deployment, run_id: str) -> str:
         message = (event.message if event else record.event_log_entry.user_message) or ""
         lines.append(f"{event.event_type_value if event else ''}: {message}"[:300])
     return "\n".join(lines[-60:])
+
+
+def test_committee_members_train_as_concurrent_gpu_pods(deployment):
+    """The loop's committee on the cluster: one run per member, submitted at once. A second GPU
+    node has joined (two GPUs in all): two members' pods train side by side, the third waits,
+    Unschedulable, for a GPU to free; never more than two at once; each member its own seed."""
+    cluster, instance = deployment.cluster, deployment.instance
+    with cluster._lock:
+        cluster.nodes.append(
+            Node(
+                "gpu-node-2",
+                gpus=1,
+                labels={"nvidia.com/gpu.present": "true"},
+                taints=[{"key": NVIDIA_GPU, "value": "present", "effect": "NoSchedule"}],
+            )
+        )
+    defs = build_defs(
+        resources={
+            "store": StoreResource(root=str(deployment.store)),
+            "inbox": InboxResource(path=str(deployment.store / "inbox")),
+        }
+    )
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("dataset"), dg.AssetKey("split")], run_config={}
+    )
+    members = [f"member-{k}" for k in range(3)]
+    instance.add_dynamic_partitions("committee_members", members)
+    config = {"ops": {"committee": {"config": {**COMMITTEE, "members": len(members)}}}}
+    procs = [deployment.submit("--select", "committee", "--partition", m, "--wait", config=config) for m in members]
+    results = [_finish(proc) for proc in procs]
+    assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
+
+    pods = sorted(
+        (r for r in cluster.history.values() if r.gpus and r.started and _op_of_job(cluster, r.job) == "committee"),
+        key=lambda r: r.started,
+    )
+    assert len(pods) == 3 and {p.node for p in pods} == {"gpu-node", "gpu-node-2"}
+    overlapping = [(a, b) for a, b in itertools.combinations(pods, 2) if b.started < a.finished]
+    assert overlapping, "no two members trained at the same time"
+    for pod in pods:  # never three at once: at each start, at most one other is still training
+        assert sum(o.started <= pod.started < o.finished for o in pods if o is not pod) <= 1
+    assert any(f"Insufficient {NVIDIA_GPU}" in (e.get("message") or "") for e in cluster.events)
+    seeds = {
+        m: instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("committee"), asset_partitions=[m]), limit=1
+        )
+        .records[0]
+        .asset_materialization.metadata["seed"]
+        .value
+        for m in members
+    }
+    assert seeds == {m: COMMITTEE["seed"] + k for k, m in enumerate(members)}
+
+
+def _op_of_job(cluster: Cluster, job: str) -> str | None:
+    return next(
+        (
+            j["metadata"].get("labels", {}).get("dagster/op")
+            for j in cluster.received_jobs
+            if j["metadata"]["name"] == job
+        ),
+        None,
+    )
