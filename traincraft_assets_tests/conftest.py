@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "test_cli.py",
     "defs/training/test_resume.py",
     "defs/deploy/test_champion.py",
+    "defs/loop/test_loop.py",
     "defs/test_ui.py",
     "defs/comparison/test_compare.py",
     "defs/automation/test_retrain_trigger.py",

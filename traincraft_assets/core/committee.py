@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Literal
 import numpy as np
 from ase import Atoms
 
-from traincraft_assets.core.artifacts import CommitteeMember, SelectedFrames
+from traincraft_assets.core.artifacts import CommitteeMember, FinetunedModel, SelectedFrames
 from traincraft_assets.core.frames import get_label, read_frames, write_frames
 from traincraft_assets.core.training.base import Launch, OnOutput, Trainer, TrainResult
 from traincraft_assets.core.training.finetune import Upstream, plan_training, train_model
@@ -264,6 +265,12 @@ class CommitteeSettings:
     bootstrap: bool = field(
         default=False, metadata={"help": "each member trains on its own bootstrap resample of the training side"}
     )
+    champion_member: bool = field(
+        default=False,
+        metadata={
+            "help": "member-0 is the serving champion, not trained again (trained as the others until one serves)"
+        },
+    )
     training: TrainSettings = field(
         default_factory=TrainSettings,
         metadata={"help": "each member's fine-tuning; member k trains with seed + k"},
@@ -297,6 +304,32 @@ def committee_key(settings: CommitteeSettings, data_versions: dict) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _member_record(record: dict, member: int, seed: int | None, settings: CommitteeSettings, upstream: Upstream) -> str:
+    return json.dumps(
+        {
+            **record,
+            "member": member,
+            "seed": seed,
+            "committee": committee_key(settings, upstream.data_versions),
+            "members": settings.members,
+            "bootstrap": settings.bootstrap,
+        },
+        indent=1,
+    )
+
+
+def champion_member(
+    champion: FinetunedModel, settings: CommitteeSettings, upstream: Upstream, out: CommitteeMember, record: dict
+) -> None:
+    """Member 0 as the serving champion's model, copied (its manifest says how it was trained):
+    the committee then measures doubt around the model that serves."""
+    for entry in (champion.model_path, champion.deploy_model_path, champion.manifest_path):
+        shutil.copy2(entry, out.path / entry.name)
+    out.record_path.write_text(
+        _member_record({**record, "from_champion": champion.sha256}, 0, None, settings, upstream)
+    )
+
+
 def train_member(
     member: int,
     settings: CommitteeSettings,
@@ -322,19 +355,7 @@ def train_member(
         write_frames(resample, [train[i] for i in picks])
         plan.inputs = dataclasses.replace(plan.inputs, train_file=resample)
     result = train_model(plan, out, on_output, dataclasses.asdict(settings))
-    out.record_path.write_text(
-        json.dumps(
-            {
-                **record,
-                "member": member,
-                "seed": training.seed,
-                "committee": committee_key(settings, upstream.data_versions),
-                "members": settings.members,
-                "bootstrap": settings.bootstrap,
-            },
-            indent=1,
-        )
-    )
+    out.record_path.write_text(_member_record(record, member, training.seed, settings, upstream))
     plan.release()
     if settings.bootstrap:
         resample.unlink(missing_ok=True)

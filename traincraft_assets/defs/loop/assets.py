@@ -17,6 +17,7 @@ from traincraft_assets.core.artifacts import (
     CommitteeMember,
     Dataset,
     Exploration,
+    FinetunedModel,
     FoundationModel,
     ReplaySubset,
     SelectedFrames,
@@ -29,6 +30,7 @@ from traincraft_assets.core.committee import (
     LoopSettings,
     SelectSettings,
     TrustLevels,
+    champion_member,
     convergence,
     loop_batch_name,
     loop_iteration,
@@ -83,7 +85,7 @@ def _committee_fits(config, run) -> list[str]:
 
 @artifact_asset(
     CommitteeMember,
-    reads=[Split, ReplaySubset, FoundationModel, ChampionModel],
+    reads=[Split, ReplaySubset, FoundationModel, ChampionModel, FinetunedModel],
     config=CommitteeConfig,
     preflight=_committee_fits,
     profile="gpu",
@@ -106,25 +108,29 @@ def committee(step: Step, config) -> dg.MaterializeResult:
         replay=step.read(ReplaySubset) if uses.replay else None,
     )
     champion = step.latest(ChampionModel)
-    record = {
-        "trained_at": utc_now(),
-        "champion_serving": champion.record["finetuned_model"] if champion else None,
-    }
-    with step.refusing(TrainConfigError, prefix=prefix), step.training(prefix):
-        artifact, result = step.write(
-            lambda out: train_member(
-                member, settings, trainer, upstream, step.store.work_root, step.launch, out, step.log.info, record
+    serving = champion.record["finetuned_model"] if champion else None
+    record = {"trained_at": utc_now(), "champion_serving": serving}
+    if settings.champion_member and member == 0 and serving is not None:
+        model = step.open(FinetunedModel, serving)
+        artifact, _ = step.write(lambda out: champion_member(model, settings, upstream, out, record))
+        step.log.info(f"{step.partition} is the serving champion, fine-tuned model {serving[:12]}…")
+        best = {}
+    else:
+        with step.refusing(TrainConfigError, prefix=prefix), step.training(prefix):
+            artifact, result = step.write(
+                lambda out: train_member(
+                    member, settings, trainer, upstream, step.store.work_root, step.launch, out, step.log.info, record
+                )
             )
-        )
-    best = result.best
+        best = result.best
     return step.materialized(
         artifact,
         {
             "member": member,
-            "seed": artifact.record["seed"],
+            "seed": -1 if artifact.record["seed"] is None else artifact.record["seed"],
             "committee": artifact.record["committee"],
-            "champion_serving": str(record["champion_serving"]),
-            "epochs_run": result.epochs_run,
+            "champion_serving": str(serving),
+            "from_champion": artifact.record.get("from_champion", ""),
             "valid_rmse_f_mev_per_a_best": 1000 * best.get("rmse_f", float("nan")),
             "deploy_model_path": dg.MetadataValue.path(str(artifact.deploy_model_path)),
         },

@@ -1,5 +1,6 @@
 """One iteration of the active-learning loop on a real instance with real (tiny) trainings,
-driven by the loop sensor's own requests: committee members, walks, selection; the picked
+driven by the loop sensor's own requests: committee members (the champion as one), walks,
+selection; the picked
 batch in the inbox exactly once; its labelling by the labeller it declares; the retrain and
 the champion's decision. Bad input is refused before anything is trained."""
 
@@ -32,6 +33,7 @@ def _config(structures) -> dict:
                 "config": {
                     "members": 2,
                     "bootstrap": True,
+                    "champion_member": True,
                     "strategy": "naive",
                     "dtype": "float32",
                     "lr": 0.01,
@@ -93,6 +95,11 @@ def test_one_iteration_driven_by_the_loop_sensor(graph_copy, tmp_path):
             _run(project, request, config)
         asked.append([r.partition_key for r in result.run_requests])
     assert asked == [["member-0", "member-1"], ["0@600K", "1@600K"], [None]]
+    # member-0 is the serving champion (not trained again), member-1 trained with seed + 1
+    first, second = (project.latest("committee", m).metadata for m in ("member-0", "member-1"))
+    assert first["from_champion"].value == model and first["champion_serving"].value == model
+    assert second["from_champion"].value == "" and second["seed"].value == 1
+    assert first["committee"].value == second["committee"].value
 
     judged = project.latest(Candidates.asset).metadata
     assert judged["n_picked"].value == 3
