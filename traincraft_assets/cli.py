@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="the active-learning loop on demo data: committee, MD, selection, retraining")
     p.add_argument("--config", type=Path, default=RUN_CONFIG, help="run config YAML (the loop's entries laid over it)")
     p.add_argument("--loop", type=Path, default=LOOP_CONFIG, help="the loop's entries (committee, exploration, ...)")
-    p.add_argument("--quick", action="store_true", help="a committee of 2, short walks: about 10 minutes")
+    p.add_argument("--quick", action="store_true", help="a committee of 2, short walks and trainings, 3 iterations")
     p.add_argument("--data-dir", type=Path, default=Path(".traincraft/loop_data"))
     sub.add_parser("verify", help="re-hash every artifact in the store; report changes and orphans")
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) on this directory's instance")

@@ -48,13 +48,16 @@ from traincraft_assets.defs.partitions import committee_members, exploration_wal
 
 Say = Callable[[str], None]
 
-# What `--quick` changes: a committee of 2, short walks, few epochs (about 10 minutes on 2 cores).
+# What `--quick` changes: a committee of 2, short walks, short trainings on a smaller replay set;
+# three iterations. The fine-tuning runs (two per iteration: the loop's and the random arm's) are
+# most of the time.
 QUICK = {
     "committee": {"members": 2, "max_num_epochs": 4},
     "exploration": {"temperatures_k": [600], "steps": 100, "save_interval": 5},
     "candidates": {"max_candidates": 6},
-    "selected_frames": {"max_iterations": 2},
-    "finetuned_model": {"max_num_epochs": 8},
+    "selected_frames": {"max_iterations": 3},
+    "replay_subset": {"num_samples": 24, "num_heldout": 10},
+    "finetuned_model": {"max_num_epochs": 6},
     "quality_gates": {"md_steps": 50, "md_structures": 2},
 }
 

@@ -24,7 +24,7 @@ from traincraft_assets.core.artifacts import (
     Split,
 )
 from traincraft_assets.core.committee import (
-    CANDIDATE,
+    BUCKETS,
     FORCE_DEVIATION_KEY,
     CommitteeSettings,
     LoopSettings,
@@ -322,7 +322,7 @@ def candidates(step: Step, config) -> dg.MaterializeResult:
         artifact,
         {
             **{k: summary[k] for k in ("n_frames", "n_candidates", "n_known", "n_picked")},
-            **{f"{b}_fraction": summary[f"{b}_fraction"] for b in ("accurate", CANDIDATE, "failed")},
+            **{f"{b}_fraction": summary[f"{b}_fraction"] for b in BUCKETS},
             "committee": key,
             "deviation_histogram": dg.MetadataValue.md(f"![deviation histogram](data:image/png;base64,{thumbnail})"),
             "histogram_path": dg.MetadataValue.path(str(artifact.histogram_path)),

@@ -1,5 +1,6 @@
-"""The loop's bad input, refused before any committee trains, with what to do; a labeller that
-fails on a picked frame leaves the inbox's batch whole and no labelled artifact behind."""
+"""The loop's bad input, refused before any committee trains (by `traincraft explore` and by the
+loop sensor), with what to do; a labeller that fails on a picked frame leaves the inbox's batch
+whole and no labelled artifact behind."""
 
 import copy
 
@@ -7,12 +8,13 @@ import pytest
 from ase import Atoms
 from ase.build import molecule
 
-from traincraft_assets.app import explore
+from traincraft_assets.app import champion, explore
 from traincraft_assets.core.demo import loop_starts
 from traincraft_assets.core.frames import write_frames
 from traincraft_assets.core.inbox import Inbox
 from traincraft_assets.core.store import file_sha256
 from traincraft_assets.defs import instance
+from traincraft_assets.defs.automation.loop import loop_request
 from traincraft_assets.defs.loop.assets import loop_problems
 
 FOUNDATION = ["Ag", "Al", "Au", "Cu", "Ni", "Pd", "Pt"]
@@ -81,3 +83,14 @@ def test_a_labeller_failing_on_a_picked_frame(project, tmp_path):
     assert file_sha256(project.inbox / batch.name) == batch.sha256
     assert project.latest("labelled_frames", batch.name) is None
     assert not (project.store / "labelled_frames").exists() or not any((project.store / "labelled_frames").iterdir())
+
+
+def test_the_loop_sensor_asks_for_nothing_while_the_settings_cannot_work(graph_copy, tmp_path):
+    project = graph_copy
+    model = project.latest("finetuned_model").metadata["artifact_sha256"].value
+    champion.decide(project.instance, project.defs, promote=model, reason="a champion for the sensor to start from")
+    path = tmp_path / "starts.xyz"
+    write_frames(path, [molecule("H2O")])
+    result = loop_request(project.instance, _config(path))
+    assert not result.run_requests and not result.dynamic_partitions_requests
+    assert "cannot work" in result.skip_reason.skip_message and "['H', 'O']" in result.skip_reason.skip_message
