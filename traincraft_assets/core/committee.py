@@ -1,8 +1,9 @@
 """A committee of models and what its disagreement says about a frame.
 
 K models fine-tuned from one foundation on one dataset, differing only in their seed (and,
-as an option, in a bootstrap resample of the training side), agree where the data taught them
-and disagree where it did not. Their disagreement on a frame is measured as dpgen2 does:
+as an option, in a bootstrap resample of the training side), disagree where the data leaves
+the fit loose; what members sharing a foundation cannot see is measured in the docs (Active
+learning). Their disagreement on a frame is measured as dpgen2 does:
 
     force deviation   = max over atoms i of  sqrt( 1/K * sum_k | F_ik - mean_k F_ik |^2 )
     energy deviation  = std over k of E_k, divided by the number of atoms
