@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=RUN_CONFIG, help="run config YAML (the loop's entries laid over it)")
     p.add_argument("--loop", type=Path, default=LOOP_CONFIG, help="the loop's entries (committee, exploration, ...)")
     p.add_argument("--quick", action="store_true", help="a committee of 2, short walks and trainings, 3 iterations")
+    p.add_argument("--no-random-arm", action="store_true", help="skip the control arm (half the training time)")
     p.add_argument("--data-dir", type=Path, default=Path(".traincraft/loop_data"))
     sub.add_parser("verify", help="re-hash every artifact in the store; report changes and orphans")
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) on this directory's instance")
@@ -129,7 +130,7 @@ def explore(args, instance, settings, defs) -> int:
 
     structures = args.data_dir / "loop_structures.xyz"
     config = explore.loop_config(_yaml(args.config), _yaml(args.loop), structures, args.quick)
-    results = explore.run(instance, defs(), settings, config, args.data_dir, say=say)
+    results = explore.run(instance, defs(), settings, config, args.data_dir, not args.no_random_arm, say=say)
     say("\n" + explore.table(results["rows"]) + "\n")
     for line in results["findings"]:
         say(f"- {line}")

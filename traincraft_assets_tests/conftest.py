@@ -40,6 +40,7 @@ LONGEST_FIRST = (
     "defs/training/test_resume.py",
     "defs/deploy/test_champion.py",
     "defs/loop/test_loop.py",
+    "defs/loop/test_explore.py",
     "defs/test_ui.py",
     "defs/comparison/test_compare.py",
     "defs/automation/test_retrain_trigger.py",

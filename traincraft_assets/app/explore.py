@@ -203,6 +203,7 @@ def run(
     settings: Settings,
     run_config: dict,
     data_dir: Path,
+    random_arm: bool = True,
     say: Say = print,
 ) -> dict:
     """The narrow start batch labelled and a first model trained on it, then iterations until
@@ -216,14 +217,15 @@ def run(
     say(f"start: batch {start.name!r} ({start.n_frames} Cu bulk frames), test set {len(test)} frames of 5 kinds")
     run_job(defs, STAGE_FOUNDATION, dagster_instance, run_config, say=lambda line: None)
     retrain(dagster_instance, defs, run_config, start.name, say)
-    control = RandomArm(data_dir / "random_arm", settings, run_config)
-    control.start(files["start"])
+    control = RandomArm(data_dir / "random_arm", settings, run_config) if random_arm else None
+    if control:
+        control.start(files["start"])
     rows = [
         {
             "iteration": 0,
             "n_labelled": start.n_frames,
             "loop": test_errors(store, dagster_instance, test)["all"],
-            "random": control.test_errors(test)["all"],
+            "random": control.test_errors(test)["all"] if control else None,
             "accurate_fraction": None,
         }
     ]
@@ -241,16 +243,14 @@ def run(
             break
         instance.register_batches(dagster_instance, [record["batch"]])
         retrain(dagster_instance, defs, run_config, record["batch"], say)
-        walked = store.open(Candidates, instance.latest_data_version(dagster_instance, Candidates.asset)).scored_path
-        control.add(i, walked, record["n_frames"])
         errors = test_errors(store, dagster_instance, test)
-        rows[-1] |= {
-            "n_labelled": rows[-2]["n_labelled"] + record["n_frames"],
-            "loop": errors["all"],
-            "random": control.test_errors(test)["all"],
-        }
+        rows[-1] |= {"n_labelled": rows[-2]["n_labelled"] + record["n_frames"], "loop": errors["all"]}
         say(f"  after iteration {i}, committee selection: {_errors_line(errors)}")
-        say(f"  after iteration {i}, random picks: {_errors_line(control.test_errors(test))}")
+        if control:
+            walked = store.open(Candidates, instance.latest_data_version(dagster_instance, Candidates.asset))
+            control.add(i, walked.scored_path, record["n_frames"])
+            rows[-1]["random"] = control.test_errors(test)["all"]
+            say(f"  after iteration {i}, random picks: {_errors_line(control.test_errors(test))}")
     correlation = committee_on_test(store, dagster_instance, members, test) if members else {}
     results = {"rows": rows, "rank_correlation": correlation, "findings": findings(rows, correlation)}
     write_results(results, data_dir)

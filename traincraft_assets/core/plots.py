@@ -226,6 +226,7 @@ def loop_figure(rows: Sequence[dict]):
     judged = [(r["iteration"], r["accurate_fraction"]) for r in rows if r.get("accurate_fraction") is not None]
     if judged:
         axes[2].plot(*zip(*judged), "o-")
+        axes[2].set_xticks([i for i, _ in judged])
     axes[2].set_ylim(0, 1)
     axes[2].set_xlabel("iteration")
     axes[2].set_ylabel("accurate fraction of explored frames")
