@@ -125,7 +125,8 @@ def evaluate(
 
 
 def compare_rows(candidate: Evaluation, baselines: dict[str, Evaluation]) -> list[dict]:
-    """Per-config_type rows in meV units, candidate beside each named baseline, on the same frames."""
+    """Per-config_type rows in meV units, candidate beside each named baseline, on the same frames
+    (a baseline's columns are prefixed with its name)."""
     rows = []
     for name, ft in candidate.by_config_type.items():
         row = {
@@ -222,6 +223,13 @@ class Parity:
         }
 
     @property
+    def replay_rows(self) -> list[dict]:
+        """Per-config_type rows of the held-out replay frames: the fine-tuned head beside the
+        foundation and, for a multihead model, its replay head (`replay_head_*` columns)."""
+        replay_head = {"replay_head": self.replay_head} if self.replay_head is not None else {}
+        return compare_rows(self.replay, {"foundation": self.replay_foundation, **replay_head})
+
+    @property
     def beats_foundation_on_forces(self) -> bool:
         metrics = self.metrics
         return metrics["rmse_f_mev_per_a"] < metrics["foundation_rmse_f_mev_per_a"]
@@ -243,6 +251,7 @@ class Parity:
                 "foundation_rmse_f_mev_per_a": to_mev(fnd["rmse_f"]),
                 **self.forgetting,
                 **self.replay_head_errors,
+                "rows": self.replay_rows,
             },
             "finetuned_head": self.head,
             "trained_properties": trained,

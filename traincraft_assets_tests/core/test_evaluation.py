@@ -81,6 +81,14 @@ def test_a_multihead_models_replay_head_is_reported_beside_its_target_head_on_th
     assert held["replay_head_rmse_f_mev_per_a"] == pytest.approx(12.0) and held["rmse_f_mev_per_a"] == pytest.approx(
         60.0
     )
+    # per kind too (gate_config_types judges them): the replay head beside the target head
+    [_, bulk] = held["rows"]
+    assert bulk["config_type"] == "bulk" and bulk["replay_head_rmse_e_mev_per_atom"] == pytest.approx(2.0)
+    assert bulk["rmse_e_mev_per_atom"] == pytest.approx(400.0)
+    assert bulk["foundation_rmse_e_mev_per_atom"] == pytest.approx(1.0)
     single_head = Parity("Default", valid, valid, target_head, replay_foundation, [])
     assert single_head.replay_head_errors == {}
-    assert "replay_head_forgetting_f_ratio" not in single_head.report({}, {})["replay_heldout"]
+    single = single_head.report({}, {})["replay_heldout"]
+    assert "replay_head_forgetting_f_ratio" not in single
+    assert [row["config_type"] for row in single["rows"]] == ["all", "bulk"]
+    assert not any(key.startswith("replay_head_") for key in single["rows"][1])

@@ -1,8 +1,11 @@
 """Quality gates on the challenger (`finetuned_model`), as asset checks shown in the UI.
 
-One step evaluates all four gates of core/gates.py (one GPU pod on the cluster, one config
-block for the thresholds). Not blocking: the champion decision reads the verdicts and records
-why a challenger was or was not promoted.
+One step evaluates every gate of core/gates.py (one GPU pod on the cluster, one config block
+for the thresholds). Not blocking: the champion decision reads the verdicts and records why a
+challenger was or was not promoted. The step reads champion_model only through the parity
+report, which has evaluated the serving champion on the challenger's valid frames (see
+core/gates.config_types): declared as read here, it would make Dagster run the gates after the
+champion decision, which needs their verdicts, in any run holding both.
 """
 
 import dagster as dg
@@ -40,7 +43,8 @@ def gate_verdicts(dagster_instance: dg.DagsterInstance, model_sha: str) -> list[
     profile="gpu",
 )
 def quality_gates(step: Step, config):
-    """Accuracy, forgetting, learning curve and MD stability of the latest fine-tuned model."""
+    """Accuracy, forgetting, kinds of frames, learning curve and MD stability of the latest
+    fine-tuned model."""
     model = step.read(FinetunedModel)
     evaluated = step.latest(ParityReport)
     report = evaluated.report if evaluated else None

@@ -24,9 +24,14 @@ CONFIG = {
         "replay_subset": {"config": {**TINY_RUN_CONFIG["ops"]["replay_subset"]["config"], "num_heldout": 20}},
         "finetuned_model": {"config": {**TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"], "max_num_epochs": 6}},
         # The tiny 2-epoch foundation's replay energies are too crude to be a fair bar (a 6-epoch
-        # multihead fine-tune drifts about 2.5x on them): allow 10x here. The gate itself is
-        # tested on its numbers in core/test_gates.py.
-        "quality_gates": {"config": {"md_steps": 40, "md_structures": 2, "forgetting_ratio": 10.0}},
+        # multihead fine-tune drifts about 2.5x on them): allow 10x here. Per kind, on 2 to 5
+        # frames, tiny models swing further from one training to the next (the second model's 2
+        # valid vacancy frames: 15x the first's energy error), and this test is about the rule
+        # that follows the gates: allow 100x. The gates themselves are tested on their numbers in
+        # core/test_gates.py.
+        "quality_gates": {
+            "config": {"md_steps": 40, "md_structures": 2, "forgetting_ratio": 10.0, "config_type_ratio": 100.0}
+        },
     }
 }
 

@@ -1,4 +1,4 @@
-"""The gates as the UI shows them: four checks on finetuned_model, evaluated in the finetune
+"""The gates as the UI shows them: one check per gate on finetuned_model, evaluated in the finetune
 run of the session's tiny graph, each with its reason and the model it judged."""
 
 import dagster as dg
@@ -20,6 +20,8 @@ def test_the_finetune_run_evaluates_every_gate_on_the_model_it_trained(graph_run
         report["rmse_e_mev_per_atom"].value < report["foundation_rmse_e_mev_per_atom"].value
     )
     assert accuracy["passed"] == beats  # the verdict follows the parity report's numbers
+    [kinds] = [v for v in verdicts if v["gate"] == "config_types"]
+    assert "judged: valid set against the foundation, held-out replay frames on the replay head" in kinds["reason"]
     assert gate_verdicts(graph_run.instance, "0" * 64) is None  # a model no gate judged
 
 
