@@ -14,7 +14,16 @@ from traincraft_assets.core.settings import load_settings
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, PodProfile, ProfileError, load_profiles
 
-GPU_ASSETS = {"foundation_model", "finetuned_model", "parity_report", "champion_model", "strategy_arm"}
+GPU_ASSETS = {
+    "foundation_model",
+    "finetuned_model",
+    "parity_report",
+    "champion_model",
+    "strategy_arm",
+    "committee",
+    "exploration",
+    "candidates",
+}
 REPO = Path(__file__).resolve().parents[3]
 
 
