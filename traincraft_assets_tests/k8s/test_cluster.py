@@ -28,7 +28,8 @@ import yaml
 
 from traincraft_assets.app.batches import ingest
 from traincraft_assets.core.artifacts import FinetunedModel
-from traincraft_assets.core.demo import write_target_batches
+from traincraft_assets.core.demo import loop_starts, write_target_batches
+from traincraft_assets.core.frames import write_frames
 from traincraft_assets.core.store import ArtifactStore
 from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets.defs.definitions import build_defs
@@ -374,10 +375,11 @@ def _run_log(deployment: Deployment, run_id: str) -> str:
     return "\n".join(lines[-60:])
 
 
-def test_committee_members_train_as_concurrent_gpu_pods(deployment):
+def test_committee_members_and_walks_run_as_concurrent_gpu_pods(deployment):
     """The loop's committee on the cluster: one run per member, submitted at once. A second GPU
     node has joined (two GPUs in all): two members' pods train side by side, the third waits,
-    Unschedulable, for a GPU to free; never more than two at once; each member its own seed."""
+    Unschedulable, for a GPU to free; never more than two at once; each member its own seed.
+    Then the walks fan out the same way, with that committee."""
     cluster, instance = deployment.cluster, deployment.instance
     with cluster._lock:
         cluster.nodes.append(
@@ -414,16 +416,49 @@ def test_committee_members_train_as_concurrent_gpu_pods(deployment):
     for pod in pods:  # never three at once: at each start, at most one other is still training
         assert sum(o.started <= pod.started < o.finished for o in pods if o is not pod) <= 1
     assert any(f"Insufficient {NVIDIA_GPU}" in (e.get("message") or "") for e in cluster.events)
-    seeds = {
-        m: instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("committee"), asset_partitions=[m]), limit=1
+    trained = _latest_each(instance, "committee", members)
+    seeds = {m: meta.metadata["seed"].value for m, meta in zip(members, trained)}
+    assert seeds == {m: COMMITTEE["seed"] + k for k, m in enumerate(members)}
+
+    # exploration fans out: one run, and one GPU pod, per walk, side by side on the two GPUs.
+    # The starting structures lie on the store volume; pods here share the host's filesystem,
+    # so its host path stands in for the /store/... a real pod would be given.
+    starts = deployment.store / "loop" / "starts.xyz"
+    starts.parent.mkdir(exist_ok=True)
+    write_frames(starts, loop_starts()[:2])
+    walks = ["0@600K", "1@600K"]
+    instance.add_dynamic_partitions("exploration_walks", walks)
+    explore = {
+        "structures": str(starts),
+        "temperatures_k": [600],
+        "steps": 20,
+        "save_interval": 5,
+        "trust_lo": 1e-6,
+        "trust_hi": 50.0,
+    }
+    config = {"ops": {"exploration": {"config": explore}}}
+    procs = [deployment.submit("--select", "exploration", "--partition", w, "--wait", config=config) for w in walks]
+    results = [_finish(proc) for proc in procs]
+    assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
+    walk_pods = [r for r in cluster.history.values() if r.started and _op_of_job(cluster, r.job) == "exploration"]
+    assert len(walk_pods) == 2 and all(p.gpus == 1 for p in walk_pods)
+    first, second = sorted(walk_pods, key=lambda r: r.started)
+    assert second.started < first.finished, "the two walks did not run side by side"
+    committee = {m.metadata["committee"].value for m in trained}
+    explored = _latest_each(instance, "exploration", walks)
+    assert {m.metadata["committee"].value for m in explored} == committee and len(committee) == 1
+    assert all(m.metadata["n_saved"].value == 4 for m in explored)
+
+
+def _latest_each(instance: dg.DagsterInstance, asset: str, partitions: list[str]) -> list:
+    return [
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[p]), limit=1
         )
         .records[0]
-        .asset_materialization.metadata["seed"]
-        .value
-        for m in members
-    }
-    assert seeds == {m: COMMITTEE["seed"] + k for k, m in enumerate(members)}
+        .asset_materialization
+        for p in partitions
+    ]
 
 
 def _op_of_job(cluster: Cluster, job: str) -> str | None:
