@@ -410,6 +410,7 @@ def test_committee_members_and_walks_run_as_concurrent_gpu_pods(deployment):
         (r for r in cluster.history.values() if r.gpus and r.started and _op_of_job(cluster, r.job) == "committee"),
         key=lambda r: r.started,
     )
+    _wait_exited(pods)
     assert len(pods) == 3 and {p.node for p in pods} == {"gpu-node", "gpu-node-2"}
     overlapping = [(a, b) for a, b in itertools.combinations(pods, 2) if b.started < a.finished]
     assert overlapping, "no two members trained at the same time"
@@ -441,6 +442,7 @@ def test_committee_members_and_walks_run_as_concurrent_gpu_pods(deployment):
     results = [_finish(proc) for proc in procs]
     assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
     walk_pods = [r for r in cluster.history.values() if r.started and _op_of_job(cluster, r.job) == "exploration"]
+    _wait_exited(walk_pods)
     assert len(walk_pods) == 2 and all(p.gpus == 1 for p in walk_pods)
     first, second = sorted(walk_pods, key=lambda r: r.started)
     assert second.started < first.finished, "the two walks did not run side by side"
@@ -448,6 +450,14 @@ def test_committee_members_and_walks_run_as_concurrent_gpu_pods(deployment):
     explored = _latest_each(instance, "exploration", walks)
     assert {m.metadata["committee"].value for m in explored} == committee and len(committee) == 1
     assert all(m.metadata["n_saved"].value == 4 for m in explored)
+
+
+def _wait_exited(pods: list, timeout_s: float = 60) -> None:
+    """A run is marked a success once its last step reports; that step's pod may still be exiting."""
+    deadline = time.monotonic() + timeout_s
+    while any(p.finished is None for p in pods) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(p.finished is not None for p in pods), [(p.name, p.exit_code) for p in pods]
 
 
 def _latest_each(instance: dg.DagsterInstance, asset: str, partitions: list[str]) -> list:
