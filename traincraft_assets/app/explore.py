@@ -220,16 +220,17 @@ def run(
     control = RandomArm(data_dir / "random_arm", settings, run_config) if random_arm else None
     if control:
         control.start(files["start"])
+    errors = test_errors(store, dagster_instance, test)
     rows = [
         {
             "iteration": 0,
             "n_labelled": start.n_frames,
-            "loop": test_errors(store, dagster_instance, test)["all"],
+            "loop": errors["all"],
             "random": control.test_errors(test)["all"] if control else None,
             "accurate_fraction": None,
         }
     ]
-    say(f"  before the loop: {_errors_line(test_errors(store, dagster_instance, test))}")
+    say(f"  before the loop: {_errors_line(errors)}")
     n = run_config["ops"][SelectedFrames.asset]["config"].get("max_iterations", LoopSettings.max_iterations)
     members: list[str] = []
     for i in range(1, n + 1):
@@ -249,8 +250,9 @@ def run(
         if control:
             walked = store.open(Candidates, instance.latest_data_version(dagster_instance, Candidates.asset))
             control.add(i, walked.scored_path, record["n_frames"])
-            rows[-1]["random"] = control.test_errors(test)["all"]
-            say(f"  after iteration {i}, random picks: {_errors_line(control.test_errors(test))}")
+            random_errors = control.test_errors(test)
+            rows[-1]["random"] = random_errors["all"]
+            say(f"  after iteration {i}, random picks: {_errors_line(random_errors)}")
     correlation = committee_on_test(store, dagster_instance, members, test) if members else {}
     results = {"rows": rows, "rank_correlation": correlation, "findings": findings(rows, correlation)}
     write_results(results, data_dir)
