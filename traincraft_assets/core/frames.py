@@ -23,6 +23,9 @@ Label = Literal["energy", "forces", "stress", "dipole", "polarizability"]
 # label name -> REF_* key. Energy and stress are per-frame (atoms.info), forces per-atom (arrays).
 REF_KEYS = {name: f"REF_{name}" for name in get_args(Label)}
 PER_ATOM_LABELS = {"forces"}
+# Per-atom partial charges (e) a labeller computes (xtb), under MACE's default charges key; not a
+# label the project trains on, so not in REF_KEYS.
+CHARGES_KEY = "REF_charges"
 
 # Keys a labelled input file may carry each label under, in order of preference (labelling.py
 # moves them to REF_*). ASE's extxyz reader turns plain `energy=`/`forces`/`stress=` into
@@ -39,6 +42,10 @@ LABEL_ALIASES = {
 BATCH_KEY = "batch"
 BATCH_INDEX_KEY = "batch_index"
 CONFIG_TYPE_KEY = "config_type"
+# The level of theory a frame's labels were computed at, as one canonical string the labeller
+# writes (core/labelling.py): two levels are never trained as one head unless asked for.
+LEVEL_KEY = "level_of_theory"
+UNKNOWN_LEVEL = "unknown"
 
 
 class FrameError(ValueError):
@@ -184,6 +191,11 @@ def labels_present(frames: Iterable[Atoms]) -> list[str]:
     return [name for name in REF_KEYS if name in found]
 
 
+def level_of(atoms: Atoms) -> str:
+    """The frame's level of theory; frames labelled before levels were recorded are "unknown"."""
+    return str(atoms.info.get(LEVEL_KEY, UNKNOWN_LEVEL))
+
+
 def elements(frames: Iterable[Atoms]) -> list[str]:
     """Chemical symbols present, sorted by atomic number."""
     numbers = sorted({int(z) for atoms in frames for z in atoms.numbers})
@@ -214,6 +226,7 @@ class FrameTally:
     def __init__(self):
         self.n_frames, self.n_atoms, self.numbers = 0, 0, set()
         self.config_types: Counter = Counter()
+        self.levels: Counter = Counter()
         self.labels: set[str] = set()
 
     def add(self, frames: Iterable[Atoms]) -> FrameTally:
@@ -222,6 +235,7 @@ class FrameTally:
             self.n_atoms += len(atoms)
             self.numbers.update(int(z) for z in atoms.numbers)
             self.config_types[str(atoms.info.get(CONFIG_TYPE_KEY, "Default"))] += 1
+            self.levels[level_of(atoms)] += 1
             self.labels.update(labels_present([atoms]))
         return self
 
@@ -232,6 +246,7 @@ class FrameTally:
             "elements": [ase.data.chemical_symbols[z] for z in sorted(self.numbers)],
             "config_types": dict(sorted(self.config_types.items())),
             "labels": [name for name in REF_KEYS if name in self.labels],
+            "levels_of_theory": dict(sorted(self.levels.items())),
         }
 
 

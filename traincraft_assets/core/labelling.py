@@ -1,12 +1,15 @@
 """Labellers: turn a batch file into frames carrying REF_* labels.
 
-A labeller is a function `(frames, options) -> frames` registered under a name. `prelabelled`
-keeps the labels the file already carries; `emt` and `xtb` compute them in-process; `command`
-hands the frames to an external program (a DFT code wrapper) through files.
+A labeller is a function `(frames, options) -> frames` registered under a name, with a function
+giving its level of theory from the options: one canonical string stamped on every frame it
+labels (`level_of_theory`). `prelabelled` keeps the labels the file already carries; `emt`,
+`emt_morse`, `xtb` and `pyscf` (core/qm.py) compute them in-process; `command` hands the frames
+to an external program (a DFT code wrapper) through files.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import multiprocessing
 import os
@@ -27,9 +30,12 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from traincraft_assets.core.frames import (
     BATCH_INDEX_KEY,
     BATCH_KEY,
+    CHARGES_KEY,
     CONFIG_TYPE_KEY,
     LABEL_ALIASES,
+    LEVEL_KEY,
     REF_KEYS,
+    UNKNOWN_LEVEL,
     FrameError,
     FrameTally,
     chunks,
@@ -41,6 +47,18 @@ from traincraft_assets.core.frames import (
 )
 from traincraft_assets.core.health import BatchError, batch_problems, refuse_batch
 from traincraft_assets.core.paths import path_problem
+from traincraft_assets.core.qm import (
+    INSTALL,
+    NO_DISPERSION,
+    QMOptions,
+    electron_problem,
+    frame_name,
+    label_pyscf,
+    level_suffix,
+    pyscf_method,
+    pyscf_problems,
+    spin_problems,
+)
 
 
 @dataclass
@@ -53,7 +71,15 @@ class LabelOptions:
     timeout_s: float | None = field(
         default=None, metadata={"help": "labeller 'command': limit per run of the program, up to 500 frames (s)"}
     )
-    xtb_method: str = field(default="GFN2-xTB", metadata={"help": "labeller 'xtb'"})
+    level_of_theory: str = field(
+        default=UNKNOWN_LEVEL,
+        metadata={
+            "help": "prelabelled/command: the level of theory the labels are at, e.g. 'PBE/PAW (VASP 6.4)'; "
+            "recorded on every frame (unknown: a frame keeps the level its file gives)"
+        },
+    )
+    xtb_method: str = field(default="GFN2-xTB", metadata={"help": "labeller 'xtb': GFN2-xTB, GFN1-xTB or IPEA1-xTB"})
+    qm: QMOptions = field(default_factory=QMOptions)  # xtb/pyscf: flattened into the step's config
     compute_stress: bool = field(default=True, metadata={"help": "emt/xtb: label stress on fully periodic frames"})
     check_plausibility: bool = field(
         default=True,
@@ -70,7 +96,7 @@ class LabelOptions:
     workers: int = field(
         default=1,
         metadata={
-            "help": "processes labelling chunks of 500 frames side by side (emt/xtb/command; prelabelled "
+            "help": "processes labelling chunks of 500 frames side by side (emt/xtb/pyscf/command; prelabelled "
             "only reads, so it stays at 1); each starts a fresh Python (seconds), worth it for slow labellers"
         },
     )
@@ -78,16 +104,44 @@ class LabelOptions:
 
 
 Labeller = Callable[[list[Atoms], LabelOptions], list[Atoms]]
+Level = Callable[[LabelOptions], str]
 LABELLERS: dict[str, Labeller] = {}
+LEVELS: dict[str, Level] = {}
 DEFAULT_LABELLER = "prelabelled"
 
 
-def register_labeller(name: str) -> Callable[[Labeller], Labeller]:
+def declared_level(options: LabelOptions) -> str:
+    """The level the user names (`level_of_theory`): labels made elsewhere say nothing of theirs."""
+    return options.level_of_theory
+
+
+def register_labeller(name: str, level: Level = declared_level) -> Callable[[Labeller], Labeller]:
+    """Register a labeller under `name`; `level` gives its level of theory from the options
+    (default: the `level_of_theory` option, for labels computed outside this project)."""
+
     def add(fn: Labeller) -> Labeller:
-        LABELLERS[name] = fn
+        LABELLERS[name], LEVELS[name] = fn, level
         return fn
 
     return add
+
+
+def package_version(package: str) -> str:
+    """The installed version of `package`, for a level of theory."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise RuntimeError(f"{package} is not installed here, so nothing can be labelled with it: {INSTALL}.") from exc
+
+
+def level_of_theory(labeller: str, options: LabelOptions) -> str:
+    """The canonical level of theory of `labeller` with these options, stamped on every frame
+    under LEVEL_KEY: `labeller:METHOD[/basis][+DISPERSION][,charge=q,spin=s] (package version)`.
+    The same options give the same string: PySCF's methods and dispersions upper case (PBE,
+    B3LYP, D3BJ; xTB's as tblite names them, GFN2-xTB), basis names lower case (PySCF's names are case-blind), charge and spin only off the neutral
+    closed shell. `prelabelled`, `command` and labellers registered without a level give the
+    `level_of_theory` option as it is written."""
+    return LEVELS[labeller](options)
 
 
 def _find(atoms: Atoms, name: str):
@@ -155,38 +209,53 @@ def prelabelled(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
 
 
 def label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions) -> list[Atoms]:
-    """Copies of `frames` labelled by a fresh `make_calc()` each (stress only on fully periodic cells)."""
+    """Copies of `frames` labelled by a fresh `make_calc()` each: energy and forces; stress on
+    fully periodic cells; the dipole of molecules (no periodic direction) and per-atom partial
+    charges where the calculator computes them (xTB)."""
     out = []
     for index, atoms in enumerate(frames):
         atoms = atoms.copy()
-        atoms.calc = make_calc()
+        atoms.calc = calc = make_calc()
         try:
             energy = atoms.get_potential_energy()
             forces = atoms.get_forces()
-            stress = None
+            stress = dipole = charges = None
             if options.compute_stress and atoms.pbc.all():
                 stress = atoms.get_stress(voigt=False).reshape(-1)
+            if "dipole" in calc.implemented_properties and not atoms.pbc.any():
+                dipole = atoms.get_dipole_moment()
+            if "charges" in calc.implemented_properties:
+                charges = atoms.get_charges()
         except Exception as exc:  # the calculator's own words, with the frame they are about
             raise FrameError(
-                f"frame {atoms.info.get(BATCH_INDEX_KEY, index)} ({atoms.get_chemical_formula()}): the labeller "
-                f"failed: {type(exc).__name__}: {exc}. Check that the labeller supports these elements and this "
-                "geometry, or label the frame elsewhere and add it as a prelabelled batch."
+                f"{frame_name(atoms, index)}: the labeller failed: {type(exc).__name__}: {exc}. Check that the "
+                "labeller supports these elements and this geometry, or label the frame elsewhere and add it as "
+                "a prelabelled batch."
             ) from exc
         atoms.calc = None
         set_label(atoms, "energy", energy)
         set_label(atoms, "forces", forces)
         if stress is not None:
             set_label(atoms, "stress", stress)
+        if dipole is not None:
+            set_label(atoms, "dipole", dipole)
+        if charges is not None:
+            atoms.arrays[CHARGES_KEY] = np.asarray(charges, dtype=float)
         out.append(atoms)
     return out
 
 
-@register_labeller("emt")
+@register_labeller("emt", level=lambda options: f"emt:EMT (ase {package_version('ase')})")
 def emt(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     """ASE's effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O roughly)."""
     from ase.calculators.emt import EMT
 
     return label_with_calculator(frames, EMT, options)
+
+
+# The demo target's pair term (eV, Å), declared once: the calculator and its level of theory.
+DEMO_MORSE = {"epsilon": 0.05, "r0": 2.6, "rho0": 4.0, "rcut1": 4.0, "rcut2": 5.0}
+EMT_MORSE = "EMT+Morse(" + ",".join(f"{key}={value:g}" for key, value in DEMO_MORSE.items()) + ")"
 
 
 def emt_morse_calculator():
@@ -196,26 +265,52 @@ def emt_morse_calculator():
     from ase.calculators.mixing import SumCalculator
     from ase.calculators.morse import MorsePotential
 
-    return SumCalculator([EMT(), MorsePotential(epsilon=0.05, r0=2.6, rho0=4.0, rcut1=4.0, rcut2=5.0)])
+    return SumCalculator([EMT(), MorsePotential(**DEMO_MORSE)])
 
 
-@register_labeller("emt_morse")
+@register_labeller("emt_morse", level=lambda options: f"emt_morse:{EMT_MORSE} (ase {package_version('ase')})")
 def emt_morse(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     """The demo's target theory (emt_morse_calculator)."""
     return label_with_calculator(frames, emt_morse_calculator, options)
 
 
-@register_labeller("xtb")
+def xtb_level(options: LabelOptions) -> str:
+    """tblite's method names are case-sensitive, so the method is written as given."""
+    return f"xtb:{options.xtb_method}{level_suffix(options.qm)} (tblite {package_version('tblite')})"
+
+
+@register_labeller("xtb", level=xtb_level)
 def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
-    """GFN-xTB through tblite (install the `xtb` extra: pip install 'traincraft_assets[xtb]')."""
+    """GFN-xTB through tblite (the `qm` extra): energy, forces, stress on fully periodic frames,
+    the dipole of molecules, per-atom partial charges. A charge or spin that does not fit a
+    frame's electrons is refused (tblite would compute something for it)."""
     try:
         from tblite.ase import TBLite
     except ImportError as exc:
-        raise RuntimeError(
-            "labeller 'xtb' needs tblite, which is not installed. "
-            "Install it with: pip install 'traincraft_assets[xtb]' (or pip install tblite)."
-        ) from exc
-    return label_with_calculator(frames, lambda: TBLite(method=options.xtb_method, verbosity=0), options)
+        raise RuntimeError(f"labeller 'xtb' needs tblite, which is not installed. Install it with: {INSTALL}.") from exc
+    charge, spin = options.qm.charge, options.qm.spin
+    for index, atoms in enumerate(frames):
+        if problem := electron_problem(atoms, charge, spin):
+            raise FrameError(f"{frame_name(atoms, index)}, {problem}.")
+    multiplicity = spin + 1  # tblite's convention; ours is PySCF's 2S
+    return label_with_calculator(
+        frames,
+        lambda: TBLite(method=options.xtb_method, charge=charge, multiplicity=multiplicity, verbosity=0),
+        options,
+    )
+
+
+def pyscf_level(options: LabelOptions) -> str:
+    qm = options.qm
+    basis = qm.basis.strip().lower()
+    dispersion = "" if qm.dispersion == NO_DISPERSION else f"+{qm.dispersion.upper()}"
+    return f"pyscf:{pyscf_method(qm)}/{basis}{dispersion}{level_suffix(qm)} (pyscf {package_version('pyscf')})"
+
+
+@register_labeller("pyscf", level=pyscf_level)
+def pyscf(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
+    """HF, DFT or MP2 on molecules through PySCF (the `qm` extra; core/qm.py)."""
+    return label_pyscf(frames, options.qm)
 
 
 @register_labeller("command")
@@ -303,15 +398,19 @@ def _workers_problem(workers: int) -> str:
 
 
 def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path]) -> list[str]:
-    """What would stop `labeller` before it reads a frame: an unknown name, `xtb` without
-    tblite, a `command` that is missing, cannot be found, or runs a script from outside the
-    project's roots."""
+    """What would stop `labeller` before it reads a frame: an unknown name, `xtb` or `pyscf`
+    not installed, a method, basis or setting PySCF cannot use, a `command` that is missing,
+    cannot be found, or runs a script from outside the project's roots."""
     if labeller not in LABELLERS:
         return [f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."]
     if options.workers < 1:
         return [_workers_problem(options.workers)]
     if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
-        return ["labeller 'xtb' needs tblite, not installed here: pip install 'traincraft_assets[xtb]'."]
+        return [f"labeller 'xtb' needs tblite, not installed here: {INSTALL}."]
+    if labeller == "xtb":
+        return spin_problems(options.qm)
+    if labeller == "pyscf":
+        return pyscf_problems(options.qm)
     if labeller != "command":
         return []
     if not options.command:
@@ -326,14 +425,17 @@ def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path
     return [p for w in scripts if Path(w).exists() and (p := path_problem("command argument", w, roots))]
 
 
-def _label_chunk(label: Labeller, options: LabelOptions, chunk: list[Atoms]) -> list[Atoms]:
-    """`chunk` labelled, keeping the batch stamps a labeller program may drop. A module-level
-    function taking the labeller itself, so a worker process can run it (a labeller registered
-    by the user's module is imported there by reference)."""
+def _label_chunk(label: Labeller, options: LabelOptions, level: str, chunk: list[Atoms]) -> list[Atoms]:
+    """`chunk` labelled, keeping the batch stamps a labeller program may drop, each frame stamped
+    with `level`; an "unknown" level keeps a level the frame already carries (from its file).
+    A module-level function taking the labeller itself, so a worker process can run it (a
+    labeller registered by the user's module is imported there by reference)."""
     labelled = label(chunk, options)
     for original, atoms in zip(chunk, labelled):
         atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = original.info[BATCH_KEY], original.info[BATCH_INDEX_KEY]
         atoms.info.setdefault(CONFIG_TYPE_KEY, original.info[CONFIG_TYPE_KEY])
+        if level != UNKNOWN_LEVEL or LEVEL_KEY not in atoms.info:
+            atoms.info[LEVEL_KEY] = level
     return labelled
 
 
@@ -357,10 +459,10 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
     half-way). At most `workers` + 1 chunks are in flight, so memory stays bounded: the extra one
     waits queued, so a worker that finishes starts on it while this process checks and writes
     the chunk before (with only `workers` in flight, each worker idled through that)."""
-    label = LABELLERS[labeller]
+    label, level = LABELLERS[labeller], level_of_theory(labeller, options)
     if options.workers <= 1 or labeller == "prelabelled":
         for chunk in stamped:
-            yield _label_chunk(label, options, chunk)
+            yield _label_chunk(label, options, level, chunk)
         return
     context = multiprocessing.get_context("spawn")
     threads = max(1, _thread_budget() // options.workers)
@@ -370,7 +472,7 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
         pending = deque()
         try:
             for chunk in stamped:
-                pending.append(pool.submit(_label_chunk, label, options, chunk))
+                pending.append(pool.submit(_label_chunk, label, options, level, chunk))
                 if len(pending) > options.workers:
                     yield pending.popleft().result()
             while pending:
@@ -393,7 +495,7 @@ def _stamped_chunks(path: Path, batch: str) -> Iterator[list[Atoms]]:
 
 def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, out: Path) -> dict:
     """Label batch file `path` into `out`, chunk by chunk (`options.workers` chunks at once),
-    each frame stamped with its batch and index; return the frames' summary. Broken frames
+    each frame stamped with its batch, index and level of theory; return the frames' summary. Broken frames
     refuse the whole batch (health.BatchError, listing them all). A `prelabelled` file must
     label every frame; a labeller that computes labels may leave some unlabelled (the batch is
     then partial)."""

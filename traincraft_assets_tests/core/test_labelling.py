@@ -258,43 +258,6 @@ def test_command_labeller_timeout(tmp_path):
     assert "0.5" in str(info.value) and "timeout_s" in str(info.value)
 
 
-def _water_trimers(n: int) -> list[Atoms]:
-    """`n` distinct, slightly rattled water trimers (9 atoms: about 0.1 s of GFN2-xTB each)."""
-    rng = np.random.default_rng(7)
-    frames = []
-    for _ in range(n):
-        trimer = Atoms()
-        for shift in ((0, 0, 0), (2.9, 0, 0), (1.45, 2.5, 0)):
-            water = molecule("H2O")
-            water.positions += shift
-            trimer += water
-        trimer.positions += rng.normal(0, 0.05, trimer.positions.shape)
-        frames.append(trimer)
-    return frames
-
-
-def test_xtb_labels_water_for_real_as_tblite_itself_does(tmp_path):
-    """GFN2-xTB through tblite, in this process and in two worker processes: the labels are
-    tblite's own numbers for each frame, in the batch's order; no stress on molecules."""
-    from tblite.ase import TBLite
-
-    frames = _water_trimers(3)
-    path = tmp_path / "water.xyz"
-    write_frames(path, frames)
-    for workers in (1, 2):
-        summary = label_batch(path, "water", "xtb", LabelOptions(workers=workers), tmp_path / "out.xyz")
-        assert summary["n_frames"] == 3 and summary["labels"] == ["energy", "forces"]
-        labelled = read_frames(tmp_path / "out.xyz")
-        assert len(labelled) == len(frames)
-        for index, (given, atoms) in enumerate(zip(frames, labelled)):
-            direct = given.copy()
-            direct.calc = TBLite(method="GFN2-xTB", verbosity=0)
-            assert atoms.info["batch_index"] == index
-            assert get_label(atoms, "energy") == pytest.approx(direct.get_potential_energy(), abs=1e-6)
-            np.testing.assert_allclose(get_label(atoms, "forces"), direct.get_forces(), atol=1e-5)
-            assert get_label(atoms, "stress") is None
-
-
 def test_xtb_without_tblite_says_how_to_install_it(monkeypatch):
     from traincraft_assets.core.labelling import labeller_problems
 

@@ -39,7 +39,7 @@ LabelledFramesConfig = settings_config(
         "labeller": (
             Literal[tuple(LABELLERS)],
             DEFAULT_LABELLER,
-            "prelabelled: the file's own labels; emt, xtb: computed here; command: your program",
+            "prelabelled: the file's own labels; emt, emt_morse, xtb, pyscf: computed here; command: your program",
         )
     },
 )
@@ -73,6 +73,8 @@ def labelled_frames(step: Step, config) -> dg.MaterializeResult:
         {
             **summary_metadata(summary),
             "labeller": labeller,
+            # one string for a batch at one level; a prelabelled file mixing levels lists them all
+            "level_of_theory": "; ".join(summary["levels_of_theory"]),
             "origin": dg.MetadataValue.json((inbox.registered(batch) or {}).get("origin", "a file put in the inbox")),
             "source_file": dg.MetadataValue.path(str(source)),
             "source_sha256": file_sha256(source),
