@@ -29,6 +29,7 @@ ROWS = {
     7: ("labelling memory", lambda tmp, mode, n: labelling.memory(mode, n)),
     8: ("GPU", lambda tmp, mode, n: gpu.measure(tmp, mode, n)),
     9: ("exploration throughput", lambda tmp, mode, n: exploration.measure(mode, n)),
+    10: ("labelling throughput per labeller", lambda tmp, mode, n: labelling.throughput(mode, n)),
 }
 RESULTS = Path(__file__).parent / "results"
 

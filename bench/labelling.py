@@ -1,10 +1,13 @@
-"""Rows 4 and 7: labelling in parallel, and labelling's memory against the batch file's size.
+"""Rows 4, 7 and 10: labelling in parallel, labelling's memory against the batch file's size,
+and each labeller's throughput.
 
 Row 4: label_batch with `workers: 2` vs `workers: 1`, EMT and xTB (tblite), same file.
 Row 7: peak resident memory of labelling and of merging two batches, each in a fresh process,
 above that process's memory after its imports (the kernel's peak is reset through
 /proc/self/clear_refs, so the imports' own transient peak does not hide a small file's), against
 reading the whole file at once (what labelling did before it streamed).
+Row 10: frames per second per core of label_batch for EMT, xTB and PySCF (PBE/sto-3g on water
+dimers), and PySCF with `workers: 2` vs `workers: 1`.
 """
 
 from __future__ import annotations
@@ -139,25 +142,28 @@ def parallel(mode: str, repeats: int) -> list[Row]:
                 )
 
             anchors, targets = side_by_side(lambda: run(1), lambda: run(2), repeats)
-        anchor, target = median(anchors), median(targets)
-        ratio = anchor / target
-        rows.append(
-            Row(
-                "4",
-                what,
-                "workers 1",
-                "workers 2",
-                anchor,
-                target,
-                "s",
-                ratio,
-                ">= 1.8",
-                ratio >= 1.8,
-                f"{n_frames} frames ({n_frames // 500} chunks); speed-up = anchor s / target s",
-                {"anchor_s": anchors, "target_s": targets},
-            )
-        )
+        rows.append(workers_row("4", what, anchors, targets, f"{n_frames} frames ({n_frames // 500} chunks)"))
     return rows
+
+
+def workers_row(row: str, what: str, anchors: list[float], targets: list[float], sizes: str) -> Row:
+    """A row of `workers: 2` against `workers: 1` seconds: the speed-up, against 1.8x."""
+    anchor, target = median(anchors), median(targets)
+    ratio = anchor / target
+    return Row(
+        row,
+        what,
+        "workers 1",
+        "workers 2",
+        anchor,
+        target,
+        "s",
+        ratio,
+        ">= 1.8",
+        ratio >= 1.8,
+        f"{sizes}; speed-up = anchor s / target s",
+        {"anchor_s": anchors, "target_s": targets},
+    )
 
 
 def peak_kib(code: str, *args: str) -> int:
@@ -203,3 +209,87 @@ def memory(mode: str, repeats: int) -> list[Row]:
             )
         )
     return rows
+
+
+# Row 10: what each labeller costs, and whether a second worker pays for PySCF.
+THROUGHPUT_FRAMES = {
+    "quick": {"emt": 200, "xtb": 100, "pyscf": 8},
+    "full": {"emt": 1000, "xtb": 500, "pyscf": 32},
+}
+PYSCF_BENCH = {"method": "PBE", "basis": "sto-3g"}
+# PySCF frames per chunk in the workers comparison: `workers` share a batch by chunks, and the
+# default 500 frames would put a small PySCF batch in one chunk, on one worker.
+PYSCF_CHUNK = 4
+
+
+def water_dimers(n: int, seed: int) -> list:
+    """`n` distinct water dimers about 2.9 Å apart (6 atoms), randomly oriented, unlabelled."""
+    from ase import Atoms
+    from ase.build import molecule
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        dimer = Atoms()
+        for site in ((0, 0, 0), (2.9, 0, 0)):
+            water = molecule("H2O")
+            water.positions = Rotation.random(random_state=rng.integers(2**31)).apply(water.positions) + site
+            dimer += water
+        frames.append(dimer)
+    return frames
+
+
+def _label_seconds(src: Path, labeller: str, options) -> float:
+    from traincraft_assets.core.labelling import label_batch
+
+    return timed(lambda: label_batch(src, "b", labeller, options, src.with_suffix(".out.xyz")))
+
+
+def throughput(mode: str, repeats: int) -> list[Row]:
+    """Frames per second per core of label_batch for each computing labeller (one process, the
+    median of `repeats`; the first run pays the imports), then PySCF with 2 workers against 1."""
+    from traincraft_assets.core import frames as frames_module
+    from traincraft_assets.core.frames import write_frames
+    from traincraft_assets.core.labelling import LabelOptions, _thread_budget, level_of_theory
+    from traincraft_assets.core.qm import QMOptions
+
+    threads, sizes = _thread_budget(), THROUGHPUT_FRAMES[mode]
+    batches = {
+        "emt": ("32-atom Cu cells", rattled_cells(sizes["emt"], 1, 2), LabelOptions()),
+        "xtb": ("clusters of 8 waters", water_clusters(sizes["xtb"], 1), LabelOptions()),
+        "pyscf": ("water dimers", water_dimers(sizes["pyscf"], 1), LabelOptions(qm=QMOptions(**PYSCF_BENCH))),
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for labeller, (what, frames, options) in batches.items():
+            src = Path(tmp) / f"{labeller}.xyz"
+            write_frames(src, frames)
+            seconds = [_label_seconds(src, labeller, options) for _ in range(repeats)]
+            rows.append(
+                Row(
+                    "10",
+                    f"labelling throughput, {labeller} ({what})",
+                    "-",
+                    "workers 1",
+                    None,
+                    len(frames) / median(seconds) / threads,
+                    "frames/s per core",
+                    None,
+                    note=f"{len(frames)} frames in {median(seconds):.3g} s on {threads} threads; "
+                    f"{level_of_theory(labeller, options)}",
+                    details={"seconds": seconds, "threads": threads},
+                )
+            )
+        src, qm = Path(tmp) / "pyscf.xyz", QMOptions(**PYSCF_BENCH)
+        default_chunk, frames_module.CHUNK_FRAMES = frames_module.CHUNK_FRAMES, PYSCF_CHUNK
+        try:
+            anchors, targets = side_by_side(
+                lambda: _label_seconds(src, "pyscf", LabelOptions(qm=qm, workers=1)),
+                lambda: _label_seconds(src, "pyscf", LabelOptions(qm=qm, workers=2)),
+                repeats,
+            )
+        finally:
+            frames_module.CHUNK_FRAMES = default_chunk
+    what = f"{sizes['pyscf']} water dimers in chunks of {PYSCF_CHUNK}"
+    return [*rows, workers_row("10", "labelling pyscf, 2 workers vs 1", anchors, targets, what)]
