@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="two small sizes, 3 epochs: minutes on a laptop")
     p.add_argument("--arms", help="comma-separated subset of the arms (default: all)")
     p.add_argument("--batches-dir", type=Path, default=DEMO_BATCHES)
+    p.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="instead: cheap (xTB) and expensive (DFT) labels on water clusters, pre-train/fine-tune, multihead",
+    )
+    p.add_argument("--data-dir", type=Path, default=Path(".traincraft/fidelity"), help="--fidelity: labels, results")
     p = sub.add_parser("explore", help="the active-learning loop on demo data: committee, MD, selection, retraining")
     p.add_argument("--config", type=Path, default=RUN_CONFIG, help="run config YAML (the loop's entries laid over it)")
     p.add_argument("--loop", type=Path, default=LOOP_CONFIG, help="the loop's entries (committee, exploration, ...)")
@@ -125,6 +131,17 @@ def compare(args, instance, settings, defs) -> int:
     return 0
 
 
+def fidelity(args) -> int:
+    from traincraft_assets.app import fidelity
+
+    if args.arms:
+        raise ValueError(
+            f"--arms {args.arms!r} chooses strategy arms; --fidelity runs all of its own. Leave --arms out."
+        )
+    say(fidelity.text(fidelity.run(args.data_dir, args.quick, say=say)))
+    return 0
+
+
 def explore(args, instance, settings, defs) -> int:
     from traincraft_assets.app import explore
 
@@ -169,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     from traincraft_assets.defs.definitions import build_defs
 
     try:
+        if args.command == "compare" and args.fidelity:  # trains in this process: no Dagster instance
+            return fidelity(args)
         settings = load_settings()
         with local_instance() as instance:
             return ON_THE_LOCAL_INSTANCE[args.command](args, instance, settings, lambda: build_defs(settings))

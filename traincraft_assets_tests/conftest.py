@@ -37,6 +37,7 @@ LONGEST_FIRST = (
     "k8s/test_cluster.py",
     "core/training/mace/test_strategies.py",
     "test_cli.py",
+    "core/test_fidelity.py",
     "defs/training/test_resume.py",
     "defs/deploy/test_champion.py",
     "defs/loop/test_loop.py",

@@ -248,3 +248,47 @@ def figure_thumbnail_base64(fig, dpi: int = 80) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def fidelity_figure(rows: Sequence[dict], pretrain_points: Sequence[tuple[int, float, float]], levels: dict):
+    """The multi-fidelity comparison: test force and energy RMSE against expensive training
+    frames, test force RMSE against labelling CPU-seconds (one line per arm and amount of cheap
+    data), and each pre-trained model's cheap-valid force RMSE against its fine-tuned test force
+    RMSE, annotated with its cheap frames. Log-log throughout."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["arm"], row["n_cheap"]), []).append(row)
+    for ax, x, y, xlabel, ylabel in (
+        (axes[0, 0], "n_expensive", "test_rmse_f_mev_per_a", "expensive training frames", "test force RMSE (meV/Å)"),
+        (
+            axes[0, 1],
+            "n_expensive",
+            "test_rmse_e_mev_per_atom",
+            "expensive training frames",
+            "test energy RMSE (meV/atom)",
+        ),
+        (axes[1, 0], "label_cpu_s", "test_rmse_f_mev_per_a", "labelling CPU-seconds", "test force RMSE (meV/Å)"),
+    ):
+        for (arm, n_cheap), members in groups.items():
+            points = sorted((r[x], r[y]) for r in members)
+            label = f"{arm} ({n_cheap} cheap)" if n_cheap else arm
+            ax.plot(*zip(*points), marker="o" if len(points) > 1 else "s", label=label)
+        _plain_log_axes(ax, xticks={r["n_expensive"] for r in rows} if x == "n_expensive" else None)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    ax = axes[1, 1]
+    if pretrain_points:
+        ax.plot([p[1] for p in pretrain_points], [p[2] for p in pretrain_points], "o-")
+        for n_cheap, pre, tuned in pretrain_points:
+            ax.annotate(f"{n_cheap} cheap", (pre, tuned), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        _plain_log_axes(ax)
+    ax.set_xlabel("pre-trained: cheap-level valid force RMSE (meV/Å)")
+    ax.set_ylabel("fine-tuned: test force RMSE (meV/Å)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"cheap: {levels.get('xtb', '?')}; expensive: {levels.get('pyscf', '?')}", fontsize=10)
+    fig.tight_layout()
+    return fig
