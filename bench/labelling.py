@@ -217,9 +217,6 @@ THROUGHPUT_FRAMES = {
     "full": {"emt": 1000, "xtb": 500, "pyscf": 32},
 }
 PYSCF_BENCH = {"method": "PBE", "basis": "sto-3g"}
-# PySCF frames per chunk in the workers comparison: `workers` share a batch by chunks, and the
-# default 500 frames would put a small PySCF batch in one chunk, on one worker.
-PYSCF_CHUNK = 4
 
 
 def water_dimers(n: int, seed: int) -> list:
@@ -249,7 +246,6 @@ def _label_seconds(src: Path, labeller: str, options) -> float:
 def throughput(mode: str, repeats: int) -> list[Row]:
     """Frames per second per core of label_batch for each computing labeller (one process, the
     median of `repeats`; the first run pays the imports), then PySCF with 2 workers against 1."""
-    from traincraft_assets.core import frames as frames_module
     from traincraft_assets.core.frames import write_frames
     from traincraft_assets.core.labelling import LabelOptions, _thread_budget, level_of_theory
     from traincraft_assets.core.qm import QMOptions
@@ -282,14 +278,10 @@ def throughput(mode: str, repeats: int) -> list[Row]:
                 )
             )
         src, qm = Path(tmp) / "pyscf.xyz", QMOptions(**PYSCF_BENCH)
-        default_chunk, frames_module.CHUNK_FRAMES = frames_module.CHUNK_FRAMES, PYSCF_CHUNK
-        try:
-            anchors, targets = side_by_side(
-                lambda: _label_seconds(src, "pyscf", LabelOptions(qm=qm, workers=1)),
-                lambda: _label_seconds(src, "pyscf", LabelOptions(qm=qm, workers=2)),
-                repeats,
-            )
-        finally:
-            frames_module.CHUNK_FRAMES = default_chunk
-    what = f"{sizes['pyscf']} water dimers in chunks of {PYSCF_CHUNK}"
+        anchors, targets = side_by_side(
+            lambda: _label_seconds(src, "pyscf", LabelOptions(qm=qm, workers=1)),
+            lambda: _label_seconds(src, "pyscf", LabelOptions(qm=qm, workers=2)),
+            repeats,
+        )
+    what = f"{sizes['pyscf']} water dimers, an equal share per worker"
     return [*rows, workers_row("10", "labelling pyscf, 2 workers vs 1", anchors, targets, what)]

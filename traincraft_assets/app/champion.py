@@ -11,14 +11,24 @@ from traincraft_assets.defs import instance
 from traincraft_assets.defs.deploy.assets import DECISION
 
 
-def decide(dagster_instance: dg.DagsterInstance, defs: dg.Definitions, promote: str = "", reason: str = "") -> dict:
+def decide(
+    dagster_instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    promote: str = "",
+    reason: str = "",
+    loggers: dict | None = None,
+) -> dict:
     """Materialize champion_model: the rule decides, or `promote` (a model version or run id)
-    is chosen by hand. Returns the decision."""
+    is chosen by hand. Returns the decision. `loggers`: the run's logger config (a caller that
+    prints its own progress quiets Dagster's)."""
     name = ChampionModel.asset
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dagster_instance,
         asset_selection=[dg.AssetKey(name)],
-        run_config={"ops": {name: {"config": {"promote": promote, "reason": reason}}}},
+        run_config={
+            "ops": {name: {"config": {"promote": promote, "reason": reason}}},
+            **({"loggers": loggers} if loggers else {}),
+        },
         raise_on_error=False,
     )
     if not result.success:

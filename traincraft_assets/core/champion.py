@@ -18,6 +18,7 @@ from ase import Atoms
 
 from traincraft_assets.core.artifacts import ChampionModel, FinetunedModel, ParityReport
 from traincraft_assets.core.dataset import FINGERPRINT_KEY
+from traincraft_assets.core.frames import frames_at_level
 from traincraft_assets.core.manifest import utc_now
 from traincraft_assets.core.metrics import to_mev
 
@@ -39,10 +40,13 @@ class Decision:
         return asdict(self)
 
 
-def common_valid(challenger_valid: Sequence[Atoms], champion_valid: Sequence[Atoms]) -> list[Atoms]:
-    """The challenger's valid frames that were also valid for the champion (by fingerprint)."""
+def common_valid(
+    challenger_valid: Sequence[Atoms], champion_valid: Sequence[Atoms], level: str | None = None
+) -> list[Atoms]:
+    """The challenger's valid frames at its level of theory that were also valid for the
+    champion (by fingerprint)."""
     theirs = {a.info.get(FINGERPRINT_KEY) for a in champion_valid} - {None}
-    return [a for a in challenger_valid if a.info.get(FINGERPRINT_KEY) in theirs]
+    return [a for a in frames_at_level(challenger_valid, level) if a.info.get(FINGERPRINT_KEY) in theirs]
 
 
 def head_to_head(challenger: FinetunedModel, champion: FinetunedModel, frames: Sequence[Atoms], device: str) -> dict:

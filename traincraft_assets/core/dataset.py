@@ -1,4 +1,7 @@
-"""Merging labelled batches into one dataset, with exact duplicates removed, streamed."""
+"""Merging labelled batches into one dataset, with exact duplicates removed, streamed.
+
+A structure is a duplicate only at the same level of theory: the same geometry labelled at two
+levels (xTB and DFT, say) is two frames of the dataset, kept apart by their level."""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from traincraft_assets.core.frames import REF_KEYS, FrameTally, chunks, fingerprint, get_label, where
+from traincraft_assets.core.frames import REF_KEYS, FrameTally, chunks, fingerprint, get_label, level_of, where
 
 FINGERPRINT_KEY = "fingerprint"
 
 
 class LabelConflict(ValueError):
-    """One structure labelled differently in two batches."""
+    """One structure labelled differently in two batches at one level of theory."""
 
 
 @dataclass
@@ -29,8 +32,8 @@ class MergeReport:
         """Why a dataset with conflicts is not made, and what to do."""
         more = f"\n- ... and {len(self.conflicts) - listed} more" if len(self.conflicts) > listed else ""
         return (
-            f"{len(self.conflicts)} structure(s) appear in two batches with different labels; a "
-            "dataset would train on one of them silently, so none was made:\n"
+            f"{len(self.conflicts)} structure(s) appear in two batches with different labels at the same level "
+            "of theory; a dataset would train on one of them silently, so none was made:\n"
             + "\n".join(f"- {c}" for c in self.conflicts[:listed])
             + more
             + "\nKeep one labelling: retire the batch you no longer trust "
@@ -49,29 +52,32 @@ def _labels_digest(atoms: Atoms) -> str:
 
 
 def merge_batches(batches: Iterable[Iterable[Atoms]], write: Callable[[list[Atoms]], None]) -> MergeReport:
-    """Stream batches, in order, into `write`, keeping the first copy of each structure; only
-    a digest per structure stays in memory.
+    """Stream batches, in order, into `write`, keeping the first copy of each structure at each
+    level of theory; only a digest per structure and level stays in memory.
 
     A later copy with identical labels is a plain duplicate. A later copy with different labels
     is a conflict, reported (the first copy is the one written): silently averaging or replacing
     reference data hides a labelling problem the user has to look at.
     """
     report = MergeReport()
-    seen: dict[str, tuple[str, str]] = {}  # fingerprint -> labels digest, where the first copy is
+    seen: dict[tuple[str, str], tuple[str, str]] = {}  # (fingerprint, level) -> labels digest, first copy
     for frames in batches:
         for chunk in chunks(frames):
             kept = []
             for atoms in chunk:
                 report.n_input += 1
-                key, labels = fingerprint(atoms), _labels_digest(atoms)
+                structure, labels = fingerprint(atoms), _labels_digest(atoms)
+                key = (structure, level_of(atoms))
                 if key in seen:
                     report.n_duplicates += 1
                     if seen[key][0] != labels:
-                        report.conflicts.append(f"{where(atoms)} has the structure of {seen[key][1]}")
+                        report.conflicts.append(
+                            f"{where(atoms)} has the structure of {seen[key][1]} (both at level {key[1]!r})"
+                        )
                     continue
                 seen[key] = (labels, where(atoms))
                 atoms = atoms.copy()
-                atoms.info[FINGERPRINT_KEY] = key
+                atoms.info[FINGERPRINT_KEY] = structure
                 kept.append(atoms)
             report.tally.add(kept)
             write(kept)

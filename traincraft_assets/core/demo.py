@@ -2,13 +2,13 @@
 
 Two levels of theory, as in real fine-tuning (a foundation trained on one functional, target
 data computed with a better one):
-- the foundation's: EMT. Its pool is broad: seven fcc metals, each as bulk over a range of
-  temperatures, strained bulk, surfaces and vacancies;
-- the target's: EMT plus a weak Morse pair term (`target_theory`, the `emt_morse` labeller). Like a different functional
-  it changes the physics systematically, not randomly: Cu's lattice constant is 0.8% shorter
-  (3.560 vs 3.590 Å), cohesive energy about 0.39 eV/atom deeper, and forces on the target
-  frames differ by about 0.1 eV/Å RMS. The target is Cu in environments the pool shows (surfaces,
-  vacancies) and ones it never shows (adatoms, hot rattles).
+- the foundation's: EMT (`FOUNDATION_THEORY`, the `emt` labeller). Its pool is broad: seven fcc
+  metals, each as bulk over a range of temperatures, strained bulk, surfaces and vacancies;
+- the target's: EMT plus a weak Morse pair term (`TARGET_THEORY`, the `emt_morse` labeller). Like
+  a different functional it changes the physics systematically, not randomly: Cu's lattice
+  constant is 0.8% shorter (3.560 vs 3.590 Å), cohesive energy about 0.39 eV/atom deeper, and
+  forces on the target frames differ by about 0.1 eV/Å RMS. The target is Cu in environments the
+  pool shows (surfaces, vacancies) and ones it never shows (adatoms, hot rattles).
 So the foundation is good on its own theory and wrong on the target's in a learnable way: what
 fine-tuning is for.
 
@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc100, fcc111
-from ase.calculators.emt import EMT
 
-from traincraft_assets.core.frames import CONFIG_TYPE_KEY, write_frames
-from traincraft_assets.core.labelling import LabelOptions, label_with_calculator
-from traincraft_assets.core.labelling import emt_morse_calculator as target_theory
+from traincraft_assets.core.frames import CONFIG_TYPE_KEY, LEVEL_KEY, write_frames
+from traincraft_assets.core.labelling import LABELLERS, LabelOptions, level_of_theory
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
+
+# The demo's two levels of theory, as labellers (core/labelling.py).
+FOUNDATION_THEORY = "emt"
+TARGET_THEORY = "emt_morse"
 
 PRETRAINING_METALS = ("Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al")
 POOL_FRAMES_PER_METAL = 100  # the pool the shipped foundation trained on
@@ -71,10 +73,17 @@ DEMO_FOUNDATION_OPTIONS = (
 )
 
 
-def _labelled(frames: list[Atoms], theory) -> list[Atoms]:
+def _labelled(frames: list[Atoms], labeller: str) -> list[Atoms]:
+    """`frames` labelled by one of the project's labellers (emt: the foundation's theory;
+    emt_morse: the target's), each carrying its level of theory like any labelled batch, so the
+    demo's files and the loop's labelled picks are one level."""
     for atoms in frames:
         atoms.info.pop("adsorbate_info", None)  # ase.build bookkeeping; extxyz cannot store it
-    return label_with_calculator(frames, theory, LabelOptions(compute_stress=True))
+    options = LabelOptions(compute_stress=True)
+    labelled = LABELLERS[labeller](frames, options)
+    for atoms in labelled:
+        atoms.info[LEVEL_KEY] = level_of_theory(labeller, options)
+    return labelled
 
 
 def _strained_bulk(symbol: str, rng: np.random.Generator, rattle: float, strain: float = 0.04) -> Atoms:
@@ -140,7 +149,7 @@ def pretraining_frames(
             atoms = make(symbol, rng)
             atoms.info[CONFIG_TYPE_KEY] = f"{kind}_{symbol}"
             frames.append(atoms)
-    return _labelled(frames, EMT)
+    return _labelled(frames, FOUNDATION_THEORY)
 
 
 def target_batches(frames_per_kind: int = 30, seed: int = 1) -> dict[str, list[Atoms]]:
@@ -154,7 +163,7 @@ def target_batches(frames_per_kind: int = 30, seed: int = 1) -> dict[str, list[A
     batches = {}
     for name, makers in campaigns.items():
         frames = [make(rng) for make in makers for _ in range(frames_per_kind)]
-        batches[name] = _labelled(frames, target_theory)
+        batches[name] = _labelled(frames, TARGET_THEORY)
     return batches
 
 
@@ -204,11 +213,11 @@ def loop_data(directory: Path, n_start: int = 20, n_test_per_kind: int = 10, see
         "hot_rattle": _hot_rattle,
     }
     files = {
-        "start": (directory / "cu_bulk_start.xyz", _labelled([_bulk(rng) for _ in range(n_start)], target_theory)),
+        "start": (directory / "cu_bulk_start.xyz", _labelled([_bulk(rng) for _ in range(n_start)], TARGET_THEORY)),
         "structures": (directory / "loop_structures.xyz", loop_starts(seed)),
         "test": (
             directory / "loop_test.xyz",
-            _labelled([make(test_rng) for make in makers.values() for _ in range(n_test_per_kind)], target_theory),
+            _labelled([make(test_rng) for make in makers.values() for _ in range(n_test_per_kind)], TARGET_THEORY),
         ),
     }
     directory.mkdir(parents=True, exist_ok=True)

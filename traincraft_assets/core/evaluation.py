@@ -20,7 +20,7 @@ from ase import Atoms
 
 from traincraft_assets.core.artifacts import ParityReport
 from traincraft_assets.core.device import Device, resolve_device
-from traincraft_assets.core.frames import read_frames
+from traincraft_assets.core.frames import frames_at_level, level_of, read_frames
 from traincraft_assets.core.metrics import Prediction, error_ratio, errors_by_config_type, to_mev
 from traincraft_assets.core.models import REPLAY_HEAD, known_frames, load_model, model_head, model_heads
 from traincraft_assets.core.plots import figure_thumbnail_base64, learning_curve_figure, parity_figure, save_figure
@@ -166,6 +166,10 @@ class Parity:
     # level of theory, as their labels are, so it shows what the shared layers kept; the target
     # head's errors there also hold the change of theory the model was fine-tuned to learn.
     replay_head: Evaluation | None = None
+    # A multifidelity model's other heads, each on the valid frames of its own level of theory
+    # (None: the split has no valid frame at that level; MACE validated it on part of its train).
+    level_heads: dict[str, tuple[str, Evaluation | None]] = field(default_factory=dict)
+    level: str | None = None  # the level of theory of the valid frames judged (None: not recorded)
 
     @property
     def metrics(self) -> dict:
@@ -230,6 +234,25 @@ class Parity:
         return compare_rows(self.replay, {"foundation": self.replay_foundation, **replay_head})
 
     @property
+    def head_rows(self) -> list[dict]:
+        """One row per head a multifidelity model has, on its own level's valid frames (empty
+        for other models): the deployed head first."""
+        if not self.level_heads:
+            return []
+        heads = {self.head: (self.level, self.valid), **self.level_heads}
+        nan = float("nan")
+        return [
+            {
+                "head": head,
+                "level_of_theory": level,
+                "n_frames": len(evaluation.frames) if evaluation else 0,
+                "rmse_e_mev_per_atom": to_mev(evaluation.overall["rmse_e_per_atom"]) if evaluation else nan,
+                "rmse_f_mev_per_a": to_mev(evaluation.overall["rmse_f"]) if evaluation else nan,
+            }
+            for head, (level, evaluation) in heads.items()
+        ]
+
+    @property
     def beats_foundation_on_forces(self) -> bool:
         metrics = self.metrics
         return metrics["rmse_f_mev_per_a"] < metrics["foundation_rmse_f_mev_per_a"]
@@ -254,6 +277,8 @@ class Parity:
                 "rows": self.replay_rows,
             },
             "finetuned_head": self.head,
+            "level_of_theory": self.level,
+            "heads": self.head_rows,
             "trained_properties": trained,
             "data_versions": data_versions,
         }
@@ -267,10 +292,14 @@ def parity(
     heldout: Path | None,
     settings: EvalSettings,
     champion_model: Path | None = None,
+    level: str | None = None,
+    head_levels: dict[str, str] | None = None,
 ) -> Parity:
     """Evaluate both models on the same files, and the champion (if given) on the valid frames;
     the held-out replay frames are restricted to the elements the fine-tuned model kept (naive
-    fine-tuning drops the foundation's others)."""
+    fine-tuning drops the foundation's others). Valid and test frames are those at `level`, the
+    one the model deploys; each other head in `head_levels` (a multifidelity model's) is
+    evaluated on the valid frames of its own level."""
     device = resolve_device(settings.device)
     ft_model = load_model(finetuned_model, device)
     fnd_model = load_model(foundation_model, device)
@@ -282,9 +311,10 @@ def parity(
             evaluate(fnd_model, frames, None, settings.batch_size, device),
         )
 
-    valid_frames = read_frames(valid)
+    every_valid = read_frames(valid)
+    valid_frames = frames_at_level(every_valid, level)
     valid_ft, valid_fnd = both(valid_frames)
-    test_frames = read_frames(test) if test is not None and test.is_file() else []
+    test_frames = frames_at_level(read_frames(test), level) if test is not None and test.is_file() else []
     test_rows = []
     if test_frames:
         test_ft, test_fnd = both(test_frames)
@@ -298,7 +328,17 @@ def parity(
     valid_champion = None
     if champion_model is not None:
         valid_champion = evaluate(load_model(champion_model, device), valid_frames, None, settings.batch_size, device)
-    return Parity(head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows, valid_champion, replay_head)
+    others = {}
+    for other, other_level in (head_levels or {}).items():
+        if other != head:
+            frames = [a for a in every_valid if level_of(a) == other_level]
+            others[other] = (
+                other_level,
+                evaluate(ft_model, frames, other, settings.batch_size, device) if frames else None,
+            )
+    return Parity(
+        head, valid_ft, valid_fnd, replay_ft, replay_fnd, test_rows, valid_champion, replay_head, others, level
+    )
 
 
 def write_parity_report(

@@ -153,6 +153,7 @@ def _dynamics(atoms: Atoms, settings: ExploreSettings, temperature_k: float, see
         timestep=settings.timestep_fs * units.fs,
         temperature_K=temperature_k,
         friction=settings.friction_per_fs / units.fs,
+        fixcm=False,  # holding the centre of mass fixed biases the NVT distribution (ASE warns)
         rng=rng,
     )
 

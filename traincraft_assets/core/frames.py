@@ -196,6 +196,14 @@ def level_of(atoms: Atoms) -> str:
     return str(atoms.info.get(LEVEL_KEY, UNKNOWN_LEVEL))
 
 
+def frames_at_level(frames: Iterable[Atoms], level: str | None) -> list[Atoms]:
+    """The frames labelled at `level`: what a model trained on that level is judged on. All of
+    them when `level` is None or no frame carries it (a model of merged levels)."""
+    frames = list(frames)
+    chosen = [a for a in frames if level_of(a) == level]
+    return chosen if chosen else frames
+
+
 def elements(frames: Iterable[Atoms]) -> list[str]:
     """Chemical symbols present, sorted by atomic number."""
     numbers = sorted({int(z) for atoms in frames for z in atoms.numbers})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import math
 import multiprocessing
 import os
 import shlex
@@ -31,6 +32,7 @@ from traincraft_assets.core.frames import (
     BATCH_INDEX_KEY,
     BATCH_KEY,
     CHARGES_KEY,
+    CHUNK_FRAMES,
     CONFIG_TYPE_KEY,
     LABEL_ALIASES,
     LEVEL_KEY,
@@ -39,6 +41,7 @@ from traincraft_assets.core.frames import (
     FrameError,
     FrameTally,
     chunks,
+    count_frames,
     frame_writer,
     iter_frames,
     read_frames,
@@ -482,10 +485,19 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
                 future.cancel()
 
 
-def _stamped_chunks(path: Path, batch: str) -> Iterator[list[Atoms]]:
-    """The batch file's frames in chunks, each stamped with its batch and index in the file."""
+def chunk_size(path: Path, options: LabelOptions) -> int:
+    """Frames per labelling chunk: CHUNK_FRAMES, or with several workers an equal share of a
+    smaller batch, so 40 DFT frames on 4 workers take 4 chunks of 10 instead of one of 40."""
+    if options.workers <= 1:
+        return CHUNK_FRAMES
+    return max(1, min(CHUNK_FRAMES, math.ceil(count_frames(path) / options.workers)))
+
+
+def _stamped_chunks(path: Path, batch: str, size: int) -> Iterator[list[Atoms]]:
+    """The batch file's frames in chunks of `size`, each stamped with its batch and index in
+    the file."""
     start = 0
-    for chunk in chunks(iter_frames(path)):
+    for chunk in chunks(iter_frames(path), size):
         for index, atoms in enumerate(chunk, start):
             atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = batch, index
             atoms.info.setdefault(CONFIG_TYPE_KEY, batch)
@@ -511,7 +523,7 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
             "database by mistake. Split it into several batch files and ingest those, or raise max_file_gib."
         )
     tally, problems = FrameTally(), []
-    labelled_chunks = _labelled_chunks(_stamped_chunks(path, batch), labeller, options)
+    labelled_chunks = _labelled_chunks(_stamped_chunks(path, batch, chunk_size(path, options)), labeller, options)
     with frame_writer(out) as write:
         try:
             for labelled in labelled_chunks:

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from traincraft_assets.core.frames import LEVEL_KEY
+
 TRACKED_PACKAGES = ("mace-torch", "torch", "dagster", "ase", "traincraft_assets")
 
 
@@ -28,6 +30,17 @@ def trained_properties(manifest: dict) -> dict[str, list[str]]:
     """Per head, the properties the training fitted, as the trainer's own log says (empty for
     a model trained before this was recorded)."""
     return {head: record["fitted"] for head, record in manifest.get("effective", {}).get("heads", {}).items()}
+
+
+def model_level(manifest: dict) -> str | None:
+    """The level of theory the model deploys (None for a model trained before levels were
+    recorded): the frames it is judged on."""
+    return manifest.get(LEVEL_KEY)
+
+
+def head_levels(manifest: dict) -> dict[str, str]:
+    """A multifidelity model's heads and the level each predicts ({} for other models)."""
+    return manifest.get("head_levels", {})
 
 
 def write_manifest(path: Path, manifest: dict) -> Path:

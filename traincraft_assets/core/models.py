@@ -15,7 +15,8 @@ import ase.data
 from ase import Atoms
 
 # MACE's name for a single-head model's head and for the head a multihead fine-tuning trains
-# (and deploys); the replay head of a multihead fine-tuned model is "pt_head".
+# (and deploys); the replay head of a multihead fine-tuned model is "pt_head". A multifidelity
+# model names its deployed level's head TARGET_HEAD too (core/training/mace/command.py).
 TARGET_HEAD = "Default"
 REPLAY_HEAD = "pt_head"
 
@@ -45,9 +46,12 @@ def model_heads(model) -> list[str]:
 
 
 def model_head(heads: Sequence[str]) -> str:
-    """The head MACE fine-tunes from and deploys: the first that is not the replay head
-    (mace.tools.scripts_utils.remove_pt_head's rule)."""
+    """The head a model is evaluated and deployed with: TARGET_HEAD when it has one, else the
+    first that is not the replay head (mace.tools.scripts_utils.remove_pt_head's rule, which a
+    foundation with heads of its own follows)."""
     heads = list(heads)
+    if TARGET_HEAD in heads:
+        return TARGET_HEAD
     return next((h for h in heads if h != REPLAY_HEAD), heads[0])
 
 

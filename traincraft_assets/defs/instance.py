@@ -10,6 +10,7 @@ public says so where it is called. The one private import is the run launcher's,
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames
+from traincraft_assets.core.frames import UNKNOWN_LEVEL
 from traincraft_assets.core.processes import process_alive
 from traincraft_assets.defs.partitions import data_batches
 
@@ -175,22 +177,24 @@ def labelled_batches(instance: dg.DagsterInstance) -> list[dict]:
     return batches
 
 
-def labelled_batch_facts(instance: dg.DagsterInstance) -> tuple[list[str], list[str]] | None:
-    """(elements, labels) over the registered batches' latest labellings, as their metadata
-    records them; None before any batch is labelled."""
+def labelled_batch_facts(instance: dg.DagsterInstance) -> tuple[list[str], list[str], dict[str, int]] | None:
+    """(elements, labels, frames per level of theory) over the registered batches' latest
+    labellings, as their metadata records them; None before any batch is labelled."""
     batches = set(registered_batches(instance))
     if not batches:
         return None
-    seen, found_elements, found_labels = set(), set(), set()
+    seen, found_elements, found_labels, levels = set(), set(), set(), Counter()
     for record in _records(instance, LabelledFrames.asset):
         event = record.asset_materialization
         if event.partition in batches and event.partition not in seen:
             seen.add(event.partition)
             found_elements.update(event.metadata["elements"].value)
             found_labels.update(event.metadata["labels"].value)
+            recorded = event.metadata.get("levels_of_theory")  # absent: labelled before levels were recorded
+            levels.update(recorded.value if recorded else {UNKNOWN_LEVEL: event.metadata["n_frames"].value})
         if seen == batches:
             break
-    return (sorted(found_elements), sorted(found_labels)) if seen else None
+    return (sorted(found_elements), sorted(found_labels), dict(sorted(levels.items()))) if seen else None
 
 
 def dataset_batches(instance: dg.DagsterInstance) -> list[dict] | None:

@@ -49,10 +49,10 @@ class PlannedRun:
 
     @functools.cached_property
     def data(self) -> DataFacts | None:
-        """Elements and labels of the labelled batches (their latest materializations), None
-        before any batch is labelled."""
+        """Elements, labels and levels of theory of the labelled batches (their latest
+        materializations), None before any batch is labelled."""
         facts = instance.labelled_batch_facts(self.context.instance)
-        return DataFacts(tuple(facts[0]), tuple(facts[1])) if facts else None
+        return DataFacts(tuple(facts[0]), tuple(facts[1]), facts[2]) if facts else None
 
     @functools.cached_property
     def foundation(self) -> dict | None:

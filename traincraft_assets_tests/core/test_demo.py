@@ -12,10 +12,10 @@ from traincraft_assets.core.demo import (
     PRETRAINING_METALS,
     pretraining_frames,
     target_batches,
-    target_theory,
     write_target_batches,
 )
 from traincraft_assets.core.frames import elements, get_label, read_frames
+from traincraft_assets.core.labelling import emt_morse_calculator
 
 
 def test_target_batches_are_cu_in_new_environments():
@@ -80,7 +80,7 @@ def _lattice_constant(make_calc) -> float:
 def test_the_target_is_another_level_of_theory_systematically_not_randomly():
     """Like a better functional: a shorter lattice constant, deeper cohesion, different forces."""
     assert _lattice_constant(EMT) == pytest.approx(3.590, abs=0.002)
-    assert _lattice_constant(target_theory) == pytest.approx(3.560, abs=0.002)
+    assert _lattice_constant(emt_morse_calculator) == pytest.approx(3.560, abs=0.002)
     frames = [a for batch in target_batches(frames_per_kind=3).values() for a in batch]
     gaps = []
     for atoms in frames:

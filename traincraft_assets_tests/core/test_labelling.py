@@ -177,12 +177,10 @@ def test_command_labeller_runs_external_program(tmp_path):
     assert {a.info["batch"] for a in out} == {"dft_batch"}
 
 
-def test_labelling_workers_share_the_threads_the_step_may_use(tmp_path, monkeypatch):
+def test_labelling_workers_share_the_threads_and_the_frames(tmp_path, monkeypatch):
     """`workers: 2` in a step allowed 4 threads (OMP_NUM_THREADS: a pod profile sets it to the
-    pod's CPUs): each worker, and the program it runs, gets 2, not 4 each."""
-    from traincraft_assets.core import frames as frames_module
-
-    monkeypatch.setattr(frames_module, "CHUNK_FRAMES", 2)
+    pod's CPUs): each worker, and the program it runs, gets 2, not 4 each; and a batch far
+    smaller than a chunk still goes to both workers, half each."""
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     path, _ = _unlabelled_batch(tmp_path, n=4)
     log = tmp_path / "threads.log"
@@ -191,7 +189,7 @@ def test_labelling_workers_share_the_threads_the_step_may_use(tmp_path, monkeypa
     )
     options = LabelOptions(command=python_command(script), env={"THREADS_LOG": str(log)}, workers=2)
     assert len(_label_batch(tmp_path, path, "b", "command", options)) == 4
-    assert log.read_text().split() == ["2", "2"]  # one program run per chunk
+    assert log.read_text().split() == ["2", "2"]  # one program run per worker's half
 
 
 def test_command_labeller_failure_shows_program_output(tmp_path):

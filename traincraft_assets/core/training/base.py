@@ -51,6 +51,10 @@ class TrainInputs:
     data_labels: Sequence[str] = ("energy", "forces")
     data_elements: Sequence[str] = ()  # of every file the trainer reads, not only train
     n_frames_without_energy: int = 0  # in the training file
+    data_levels: dict[str, int] = field(default_factory=dict)  # level of theory -> training frames; {}: unknown
+    # Per level of theory, its frames' files by side (train/valid/test), written by `prepare`
+    # for a training that picks one level or gives each level its own head.
+    level_files: dict[str, dict[str, Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,15 @@ import ase.data
 
 from traincraft_assets.core.artifacts import FinetunedModel, FoundationModel, ReplaySubset, Split
 from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.frames import REF_KEYS, count_frames, elements, get_label, labels_present, read_frames
+from traincraft_assets.core.frames import (
+    REF_KEYS,
+    count_frames,
+    elements,
+    get_label,
+    labels_present,
+    level_of,
+    read_frames,
+)
 from traincraft_assets.core.manifest import utc_now, write_manifest
 from traincraft_assets.core.replay import replay_shortfall
 from traincraft_assets.core.training.base import Launch, OnOutput, TrainConfigError, Trainer, TrainInputs, TrainResult
@@ -105,6 +114,7 @@ def plan_training(trainer: Trainer, settings: Any, upstream: Upstream, work_root
         # MACE's element table covers every file it reads, not only the training file.
         data_elements=elements([a for frames in sides.values() for a in frames]),
         n_frames_without_energy=sum(get_label(a, "energy") is None for a in train),
+        data_levels=dict(sorted(Counter(level_of(a) for a in train).items())),
     )
     trainer.validate(settings, inputs, launch)
     sizes = {side: len(f) for side, f in sides.items()}
@@ -118,6 +128,7 @@ class DataFacts:
 
     elements: tuple[str, ...]
     labels: tuple[str, ...]
+    levels: dict[str, int] = dataclasses.field(default_factory=dict)  # level of theory -> frames
 
 
 def preflight_training(
@@ -144,6 +155,7 @@ def preflight_training(
         foundation=foundation if uses.foundation else None,
         data_labels=data.labels if data else tuple(REF_KEYS),
         data_elements=data.elements if data else (),
+        data_levels=dict(data.levels) if data else {},
     )
     try:
         trainer.validate(settings, inputs, launch)

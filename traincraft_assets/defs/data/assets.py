@@ -27,6 +27,7 @@ def summary_metadata(summary: dict) -> dict:
         "elements": dg.MetadataValue.json(summary["elements"]),
         "config_types": dg.MetadataValue.json(summary["config_types"]),
         "labels": dg.MetadataValue.json(summary["labels"]),
+        "levels_of_theory": dg.MetadataValue.json(summary["levels_of_theory"]),
     }
 
 

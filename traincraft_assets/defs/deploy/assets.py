@@ -13,7 +13,7 @@ from traincraft_assets.core.artifacts import ChampionModel, FinetunedModel, Pari
 from traincraft_assets.core.champion import HandDecision, by_hand, common_valid, decide, fill_champion, head_to_head
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import read_frames
-from traincraft_assets.core.manifest import utc_now
+from traincraft_assets.core.manifest import model_level, utc_now
 from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.deploy.checks import gate_verdicts
@@ -78,7 +78,7 @@ def champion_model(step: Step, config):
                 read_frames(step.open(Split, m.manifest["data_versions"][Split.asset]).valid_path)
                 for m in (model, champion)
             ]
-            frames = common_valid(*valid)
+            frames = common_valid(*valid, model_level(model.manifest))
             compared = (
                 head_to_head(model, champion, frames, resolve_device("auto")) if frames else {"n_common_valid": 0}
             )

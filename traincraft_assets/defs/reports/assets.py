@@ -13,7 +13,7 @@ from traincraft_assets.core.artifacts import (
     Split,
 )
 from traincraft_assets.core.evaluation import EvalSettings, parity, write_parity_report
-from traincraft_assets.core.manifest import trained_properties
+from traincraft_assets.core.manifest import head_levels, model_level, trained_properties
 from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.core.training import get_trainer
 from traincraft_assets.defs import instance
@@ -52,11 +52,13 @@ def table_cell(value):
     return value
 
 
-def _table(rows: list[dict]) -> dg.MetadataValue:
+def _table(rows: list[dict], key: str = "config_type") -> dg.MetadataValue:
+    """Rows of numbers named by their `key` column (a config_type; a head and its level)."""
+    text = [k for k, v in rows[0].items() if isinstance(v, str) or k == key]
     columns = [
-        dg.TableColumn("config_type", "string"),
+        *[dg.TableColumn(k, "string") for k in text],
         dg.TableColumn("n_frames", "int"),
-        *[dg.TableColumn(k, "float") for k in rows[0] if k not in ("config_type", "n_frames")],
+        *[dg.TableColumn(k, "float") for k in rows[0] if k not in (*text, "n_frames")],
     ]
     records = [dg.TableRecord({k: table_cell(v) for k, v in row.items()}) for row in rows]
     return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
@@ -90,6 +92,8 @@ def parity_report(step: Step, config) -> dg.MaterializeResult:
         replay.heldout_path if replay is not None else None,
         config.to_settings(),
         champion.model_path if (champion := _serving_champion(step, finetuned)) else None,
+        model_level(finetuned.manifest),
+        head_levels(finetuned.manifest),
     )
     data_versions = {
         FinetunedModel.asset: finetuned.sha256,
@@ -130,6 +134,7 @@ def parity_report(step: Step, config) -> dg.MaterializeResult:
             "n_replay_heldout": len(result.replay.frames),
             "beats_foundation_on_forces": better,
             "per_config_type": _table(result.rows),
+            **({"per_head": _table(result.head_rows, "head")} if result.head_rows else {}),
             "parity_plot": _image("parity, valid set", figures[artifact.valid_plot_path.stem]),
             "forgetting_plot": _image("parity, held-out replay", figures[artifact.replay_plot_path.stem]),
             "learning_curve": _image("learning curve", figures[artifact.learning_curve_path.stem]),

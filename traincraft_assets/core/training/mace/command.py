@@ -10,6 +10,7 @@ uses a replay file whole. What MACE really used is read back from its log (resul
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import ase.data
 
 from traincraft_assets.core.device import resolve_device
 from traincraft_assets.core.frames import REF_KEYS
+from traincraft_assets.core.models import REPLAY_HEAD, TARGET_HEAD
 from traincraft_assets.core.training.base import Launch, TrainConfigError, TrainInputs
 from traincraft_assets.core.training.mace.settings import TrainSettings
 
@@ -78,6 +80,8 @@ MANAGED_FLAGS = {
     "keep_checkpoints": "-",
     "distributed": "TRAINCRAFT_TRAINING_PROCESSES",
     "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
+    "heads": "strategy 'multifidelity' (one head per level of theory)",
+    "config": "-",
 }
 
 
@@ -109,6 +113,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
     s, errors = settings, []
     heads = set(s.heads)
     uses_foundation = s.strategy in ("multihead", "naive")
+    new_model = s.strategy in ("scratch", "multifidelity")
     plan = plan_heads(s.heads)
 
     unknown = heads - set(REF_KEYS)
@@ -160,9 +165,14 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
             f"{inputs.foundation.get('model_class')}; use strategy 'scratch' or a "
             f"{plan.model} foundation"
         )
+    if new_model and (s.freeze is not None or s.lora):
+        errors.append(f"freeze and lora modify a foundation model; strategy {s.strategy!r} has none")
+    if new_model:
+        if plan.model == "AtomicDielectricMACE" and s.shape.max_L < 2:
+            errors.append("polarizability needs max_L >= 2 (hidden irreps with 2e)")
+        elif plan.model is not None and s.shape.max_L < 1:
+            errors.append("dipole heads need max_L >= 1 (vector hidden irreps)")
     if s.strategy == "scratch":
-        if s.freeze is not None or s.lora:
-            errors.append("freeze and lora modify a foundation model; strategy 'scratch' has none")
         if s.e0s == "foundation" and not inputs.foundation:
             errors.append("e0s 'foundation' with strategy 'scratch' needs a foundation to read E0s from")
         elif s.e0s == "foundation":
@@ -172,10 +182,6 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
                 errors.append(
                     f"e0s 'foundation': the foundation has no E0s for {missing}; give them with e0s 'dict' or 'file'"
                 )
-        if plan.model == "AtomicDielectricMACE" and s.shape.max_L < 2:
-            errors.append("polarizability needs max_L >= 2 (hidden irreps with 2e)")
-        elif plan.model is not None and s.shape.max_L < 1:
-            errors.append("dipole heads need max_L >= 1 (vector hidden irreps)")
     if s.replay_labels == "pseudo" and s.strategy != "multihead":
         errors.append("replay_labels 'pseudo' relabels replay frames, so it needs strategy 'multihead'")
     if s.freeze is not None and s.lora:
@@ -208,6 +214,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
             missing = [e for e in inputs.data_elements if ase.data.atomic_numbers[e] not in e0s]
             if missing:
                 errors.append(f"e0s_file {s.e0s_file} has no E0s for {missing}")
+    errors += level_problems(s, inputs)
     for flag in sorted(k.removeprefix("--") for k in s.extra if k.removeprefix("--") in MANAGED_FLAGS):
         field = MANAGED_FLAGS[flag]
         errors.append(
@@ -232,6 +239,60 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
 
     if errors:
         raise TrainConfigError("these training settings cannot train:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def level_problems(settings: TrainSettings, inputs: TrainInputs) -> list[str]:
+    """Levels of theory: one head trains on one level unless merging is asked for, a chosen
+    level must be in the data, and multifidelity needs two levels, a head to deploy and E0s
+    fitted per head. Nothing to check when the data's levels are not known yet (preflight)."""
+    s, levels = settings, inputs.data_levels
+    if not levels:
+        return []
+    listed = ", ".join(f"{level!r} ({n} frames)" for level, n in levels.items())
+    if s.level is not None and s.level not in levels:
+        return [f"level {s.level!r} is not in the training data; its levels of theory: {listed}"]
+    if s.strategy == "multifidelity":
+        errors = []
+        if len(levels) < 2:
+            errors.append(
+                f"strategy 'multifidelity' trains one head per level of theory, but the training data has one: "
+                f"{listed}; use strategy 'scratch'"
+            )
+        elif s.level is None:
+            errors.append(
+                f"strategy 'multifidelity': set `level` to the level whose head is deployed, one of: {listed}"
+            )
+        if s.merge_levels:
+            errors.append("merge_levels trains one head on every level; strategy 'multifidelity' gives each its own")
+        if s.e0s != "average":
+            errors.append(
+                "strategy 'multifidelity' fits each head's isolated-atom energies from its own level's frames "
+                f"(levels differ in them); set e0s: average (got {s.e0s!r})"
+            )
+        return errors
+    if len(levels) > 1 and s.level is None and not s.merge_levels:
+        return [
+            f"the training data is at {len(levels)} levels of theory: {listed}; one head fitting both learns "
+            "neither. Train on one with `level`, give each its own head with strategy 'multifidelity', or "
+            "set merge_levels: true if they really are one level"
+        ]
+    return []
+
+
+def level_heads(settings: TrainSettings, levels) -> dict[str, str]:
+    """MACE head name -> level of theory for a multifidelity training, the deployed level last
+    and named TARGET_HEAD: MACE keeps the epoch with the best validation loss of its last head,
+    and the rest of the project evaluates and deploys TARGET_HEAD."""
+    heads: dict[str, str] = {}
+    for level in levels:
+        if level == settings.level:
+            continue
+        name = re.sub(r"[^A-Za-z0-9]+", "_", level).strip("_") or "level"
+        while name in heads or name in (TARGET_HEAD, REPLAY_HEAD):
+            name += "_"
+        heads[name] = level
+    heads[TARGET_HEAD] = settings.level
+    return heads
 
 
 def _read_e0s_file(path) -> dict[int, float]:
@@ -278,16 +339,24 @@ def render_args(
         "checkpoints_dir": str(w / "checkpoints"),
         "results_dir": str(w / "results"),
         "downloads_dir": str(w / "downloads"),
-        "train_file": str(inputs.train_file),
-        "valid_file": str(inputs.valid_file),
     }
-    if inputs.test_file is not None:
-        args["test_file"] = str(inputs.test_file)
+    if s.strategy == "multifidelity":
+        args["heads"] = str(
+            {
+                head: {f"{side}_file": str(path) for side, path in inputs.level_files[level].items()}
+                for head, level in level_heads(s, inputs.data_levels).items()
+            }
+        )
+    else:
+        args["train_file"] = str(inputs.train_file)
+        args["valid_file"] = str(inputs.valid_file)
+        if inputs.test_file is not None:
+            args["test_file"] = str(inputs.test_file)
     for head in ("energy", "forces", "stress", "dipole", "polarizability"):
         if head in ("energy", "forces") or head in s.heads:
             args[f"{head}_key"] = REF_KEYS[head]
     args["E0s"] = _e0s_argument(s, inputs)
-    if s.strategy == "scratch":
+    if s.strategy in ("scratch", "multifidelity"):
         args["model"] = plan.model or "MACE"
         args.update(
             num_channels=str(s.shape.num_channels),

@@ -15,14 +15,15 @@ from traincraft_assets.core.device import Device, DType
 from traincraft_assets.core.frames import Label
 from traincraft_assets.core.paths import input_path
 
-Strategy = Literal["multihead", "naive", "scratch"]
+Strategy = Literal["multihead", "naive", "scratch", "multifidelity"]
 Head = Label  # a head fits one label
 E0sMode = Literal["foundation", "average", "dict", "file"]
 ReplayLabels = Literal["reference", "pseudo"]
 
 # Learning rate when none is given: multihead converges best near 1e-4 (and it is what MACE
 # itself uses there), naive/LoRA/frozen fine-tuning tolerates 1e-3, scratch needs MACE's 1e-2.
-DEFAULT_LR = {"multihead": 1e-4, "naive": 1e-3, "scratch": 1e-2}
+# multifidelity trains a new model (one head per level of theory), so it starts like scratch.
+DEFAULT_LR = {"multihead": 1e-4, "naive": 1e-3, "scratch": 1e-2, "multifidelity": 1e-2}
 
 
 def _help(text: str) -> dict:
@@ -45,7 +46,22 @@ class TrainSettings:
     strategy: Strategy = field(
         default="multihead",
         metadata=_help(
-            "multihead: replay the foundation's data on a second head; naive: fine-tune all weights; scratch: no foundation"
+            "multihead: replay the foundation's data on a second head; naive: fine-tune all weights; scratch: no "
+            "foundation; multifidelity: a new model with one head per level of theory in the data"
+        ),
+    )
+    level: str | None = field(
+        default=None,
+        metadata=_help(
+            "the level of theory to train on (single-head strategies) or to deploy (multifidelity: its head "
+            "picks the kept epoch); unset: the data's only level"
+        ),
+    )
+    merge_levels: bool = field(
+        default=False,
+        metadata=_help(
+            "single-head strategies: train frames of every level of theory as one head; off, data at several "
+            "levels is refused (one head fitting two levels learns neither)"
         ),
     )
     freeze: int | None = field(

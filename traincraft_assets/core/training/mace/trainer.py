@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from traincraft_assets.core.frames import read_frames, set_label, write_frames
-from traincraft_assets.core.training.base import Launch, OnOutput, Trainer, TrainInputs, Uses
-from traincraft_assets.core.training.mace.command import command_prefix, render_args, validate
+from traincraft_assets.core.frames import LEVEL_KEY, UNKNOWN_LEVEL, level_of, read_frames, set_label, write_frames
+from traincraft_assets.core.training.base import Launch, OnOutput, TrainConfigError, Trainer, TrainInputs, Uses
+from traincraft_assets.core.training.mace.command import command_prefix, level_heads, render_args, validate
 from traincraft_assets.core.training.mace.export import deployable_model, import_export_modules
 from traincraft_assets.core.training.mace.process import EpochProgress, run_training
 from traincraft_assets.core.training.mace.results import (
@@ -38,13 +40,44 @@ def pseudolabel_placeholders(src: Path, dst: Path) -> Path:
     return dst
 
 
+def files_by_level(inputs: TrainInputs, scratch: Path) -> dict[str, dict[str, Path]]:
+    """The split's sides cut by level of theory into `scratch`: level -> side -> file. A side
+    with no frame of a level has no file for it."""
+    sides = {"train": inputs.train_file, "valid": inputs.valid_file, "test": inputs.test_file}
+    out: dict[str, dict[str, Path]] = {}
+    for side, path in sides.items():
+        if path is None:
+            continue
+        by_level: dict[str, list] = {}
+        for atoms in read_frames(path):
+            by_level.setdefault(level_of(atoms), []).append(atoms)
+        for level, frames in by_level.items():
+            target = scratch / f"level-{hashlib.sha256(level.encode()).hexdigest()[:12]}_{side}.xyz"
+            write_frames(target, frames)
+            out.setdefault(level, {})[side] = target
+    return out
+
+
+def describe_levels(settings: TrainSettings, inputs: TrainInputs, argv: list[str]) -> dict:
+    """The manifest's record of levels of theory: the one the deployed model predicts
+    (`level_of_theory`; several joined with " + " when merged), and for multifidelity each
+    MACE head's level and the heads config MACE was given."""
+    deployed = settings.level or " + ".join(inputs.data_levels) or UNKNOWN_LEVEL
+    record: dict = {LEVEL_KEY: deployed, "data_levels_of_theory": dict(inputs.data_levels)}
+    if settings.strategy == "multifidelity":
+        record["head_levels"] = level_heads(settings, inputs.data_levels)
+        record["heads_config"] = ast.literal_eval(argv[argv.index("--heads") + 1])
+    return record
+
+
 class MaceTrainer(Trainer):
     name = "mace"
     settings_type = TrainSettings
 
     def uses(self, settings: TrainSettings) -> Uses:
         return Uses(
-            foundation=settings.strategy != "scratch" or settings.e0s == "foundation",
+            foundation=settings.strategy in ("multihead", "naive")
+            or (settings.strategy == "scratch" and settings.e0s == "foundation"),
             replay=settings.strategy == "multihead",
         )
 
@@ -54,7 +87,17 @@ class MaceTrainer(Trainer):
     def prepare(self, settings: TrainSettings, inputs: TrainInputs, scratch: Path) -> TrainInputs:
         if inputs.replay_file is not None and settings.replay_labels == "pseudo":
             placeholders = pseudolabel_placeholders(inputs.replay_file, scratch / "replay_pseudo.xyz")
-            return replace(inputs, replay_file=placeholders)
+            inputs = replace(inputs, replay_file=placeholders)
+        if settings.strategy == "multifidelity" or (settings.level is not None and len(inputs.data_levels) > 1):
+            inputs = replace(inputs, level_files=files_by_level(inputs, scratch))
+        if settings.level is not None and "valid" not in inputs.level_files.get(settings.level, {"valid": None}):
+            raise TrainConfigError(
+                f"level {settings.level!r} has no frame on the split's valid side, and the kept epoch is chosen "
+                "on it: add frames at that level, or raise split's valid_fraction"
+            )
+        if settings.strategy != "multifidelity" and settings.level in inputs.level_files:
+            files = inputs.level_files[settings.level]
+            inputs = replace(inputs, train_file=files["train"], valid_file=files["valid"], test_file=files.get("test"))
         return inputs
 
     def render(
@@ -106,6 +149,7 @@ class MaceTrainer(Trainer):
                 "replay_labels": settings.replay_labels if settings.strategy == "multihead" else None,
             },
             "heads": list(settings.heads),
+            **describe_levels(settings, inputs, argv),
             "e0s": {
                 "mode": settings.e0s,
                 "argument": argv[argv.index("--E0s") + 1],

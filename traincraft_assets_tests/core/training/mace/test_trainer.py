@@ -61,4 +61,7 @@ def test_describe_records_the_e0s_argument_as_run(tmp_path):
         "strategy": {"strategy": "multihead", "freeze": None, "lora": False, "replay_labels": "reference"},
         "heads": ["energy", "forces"],
         "e0s": {"mode": "dict", "argument": "{29: -3.5}", "foundation_e0s_ev": {"29": -3.5}},
+        # no level of theory recorded on the frames: the model's is unknown, not guessed
+        "level_of_theory": "unknown",
+        "data_levels_of_theory": {},
     }
