@@ -279,7 +279,8 @@ def fidelity_figure(rows: Sequence[dict], pretrain_points: Sequence[tuple[int, f
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9)
     ax = axes[1, 1]
     if pretrain_points:
         ax.plot([p[1] for p in pretrain_points], [p[2] for p in pretrain_points], "o-")
@@ -290,5 +291,5 @@ def fidelity_figure(rows: Sequence[dict], pretrain_points: Sequence[tuple[int, f
     ax.set_ylabel("fine-tuned: test force RMSE (meV/Å)")
     ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"cheap: {levels.get('xtb', '?')}; expensive: {levels.get('pyscf', '?')}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below
     return fig
