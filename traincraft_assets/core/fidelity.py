@@ -175,8 +175,11 @@ def _cluster(n_waters: int, rng: np.random.Generator) -> Atoms:
             if gaps.min() >= MIN_DISTANCE:
                 cluster += water
                 break
-        else:  # not reachable with these distances; said plainly if the constants change
-            raise RuntimeError(f"could not place water {len(cluster) // 3 + 1} without overlaps in 1000 tries.")
+        else:  # not reached with these distances: a water fits beside any cluster of a few
+            raise RuntimeError(
+                f"could not place water {len(cluster) // 3 + 1} without overlaps in 1000 tries; expected room at "
+                f"O-O {O_O_RANGE} Å with atoms {MIN_DISTANCE} Å apart. Widen O_O_RANGE or lower max_waters."
+            )
     cluster.center()
     cluster.pbc = False
     cluster.info[CONFIG_TYPE_KEY] = f"water_{n_waters}"
@@ -230,6 +233,7 @@ def label_options(settings: FidelitySettings) -> dict[str, LabelOptions]:
 
 @contextlib.contextmanager
 def pyscf_threads(threads: int) -> Iterator[None]:
+    """PySCF's OpenMP threads for a while: the CPU-seconds measured depend on them."""
     from pyscf import lib
 
     before = lib.num_threads()
@@ -382,7 +386,8 @@ def deployed(result: TrainResult, workdir: Path) -> Path:
     return get_trainer("mace").export(result.model_path, workdir / "deploy.model")
 
 
-def test_errors(model_path: Path, frames: Sequence[Atoms]) -> dict[str, float]:
+def errors_on(model_path: Path, frames: Sequence[Atoms]) -> dict[str, float]:
+    """The model's energy and force RMSE on `frames`, in meV units as the tables show them."""
     overall = evaluate(load_model(model_path), frames).overall
     return {"rmse_e_mev_per_atom": to_mev(overall["rmse_e_per_atom"]), "rmse_f_mev_per_a": to_mev(overall["rmse_f"])}
 
@@ -472,7 +477,7 @@ def run_comparison(
             on_output,
         )
         pretrained[forces, n] = result.model_path
-        errors = test_errors(result.model_path, data.cheap_valid)
+        errors = errors_on(result.model_path, data.cheap_valid)
         pretrained_rows.append(
             {"forces": forces, "n_cheap": n, **{f"cheap_valid_{key}": value for key, value in errors.items()}}
         )
@@ -501,7 +506,7 @@ def run_comparison(
         result = train(
             arm_settings(arm, settings.training, levels), arm_train, valid, runs / name, on_output, foundation
         )
-        errors = test_errors(deployed(result, runs / name), data.test)
+        errors = errors_on(deployed(result, runs / name), data.test)
         labels = data.expensive_train[:n_expensive] + (data.cheap_train[:n_cheap] if n_cheap else [])
         rows.append(
             {
