@@ -45,13 +45,13 @@ def _cu_target() -> list:
 
 
 def ours(pool: Path, out: Path, num_samples: int) -> None:
-    from traincraft_assets.core.frames import read_frames, write_frames
+    from traincraft_assets.core.frames import write_frames
     from traincraft_assets.core.replay import ReplaySettings, select_replay
 
     settings = ReplaySettings(
         num_samples=num_samples, subselect="fps", filtering="combinations", num_heldout=0, device="cpu"
     )
-    selection = select_replay(read_frames(pool), ["Cu"], settings, str(DEMO_FOUNDATION), DTYPE)
+    selection = select_replay(pool, ["Cu"], settings, str(DEMO_FOUNDATION), DTYPE)  # descriptors cold: no cache
     write_frames(out, selection.selected)
 
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -22,7 +22,15 @@ from ase import Atoms
 
 from traincraft_assets.core import demo
 from traincraft_assets.core.artifacts import FoundationModel
-from traincraft_assets.core.frames import elements, read_frames, write_frames
+from traincraft_assets.core.frames import (
+    FrameTally,
+    chunks,
+    elements,
+    frame_writer,
+    iter_frames,
+    read_frames,
+    write_frames,
+)
 from traincraft_assets.core.labelling import LabelOptions, prelabelled
 from traincraft_assets.core.models import describe_file, describe_model
 from traincraft_assets.core.paths import input_path, path_problems
@@ -69,10 +77,10 @@ class PoolSettings:
 
 
 @dataclass
-class Pool:
-    frames: list[Atoms]
-    heldout: list[Atoms]  # never in the foundation's training; may be empty
+class StagedPool:
     origin: str
+    summary: dict  # frames.summarize's numbers for the pool
+    n_heldout: int  # frames never in the foundation's training; may be 0
 
 
 @dataclass
@@ -154,15 +162,16 @@ def fetch_named_replay_set(name: str) -> Path:
     return cached
 
 
-def load_pool(settings: PoolSettings) -> Pool:
-    """The replay pool and the frames held out from the foundation's training, labels under
-    REF_* keys, and where they came from."""
+def stage_pool(settings: PoolSettings, frames_path: Path, heldout_path: Path) -> StagedPool:
+    """Write the replay pool to `frames_path` and its held-out frames to `heldout_path` (left
+    absent when there are none), labels under REF_* keys. A file or named pool is copied chunk by
+    chunk, so a pool of any size (MACE's `mp`) is never held whole."""
     if settings.source == "demo":
-        return Pool(
-            demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed),
-            demo.pretraining_frames(demo.HELDOUT_FRAMES_PER_METAL, settings.seed, heldout=True),
-            f"demo (EMT bulk, strained, surfaces, vacancies of {', '.join(demo.PRETRAINING_METALS)})",
-        )
+        pool = _copy_frames(demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed), frames_path)
+        heldout = demo.pretraining_frames(demo.HELDOUT_FRAMES_PER_METAL, settings.seed, heldout=True)
+        n_heldout = _copy_frames(heldout, heldout_path).n_frames
+        origin = f"demo (EMT bulk, strained, surfaces, vacancies of {', '.join(demo.PRETRAINING_METALS)})"
+        return StagedPool(origin, pool.summary(), n_heldout)
     if settings.source == "file":
         if not settings.path:
             raise ValueError("pretraining frames from source 'file' need `path`.")
@@ -171,8 +180,23 @@ def load_pool(settings: PoolSettings) -> Pool:
         if not settings.name:
             raise ValueError("pretraining frames from source 'named' need `name` (e.g. mp).")
         source = fetch_named_replay_set(settings.name)
-    heldout = prelabelled(read_frames(settings.heldout_path), LabelOptions()) if settings.heldout_path else []
-    return Pool(prelabelled(read_frames(source), LabelOptions()), heldout, str(source))
+    pool = _copy_frames(iter_frames(source), frames_path, relabel=True)
+    n_heldout = 0
+    if settings.heldout_path:
+        n_heldout = _copy_frames(iter_frames(settings.heldout_path), heldout_path, relabel=True).n_frames
+    return StagedPool(str(source), pool.summary(), n_heldout)
+
+
+def _copy_frames(frames: Iterable[Atoms], path: Path, relabel: bool = False) -> FrameTally:
+    """Append `frames` to `path` a chunk at a time (labels moved to REF_* with `relabel`),
+    tallying them on the way."""
+    tally = FrameTally()
+    with frame_writer(path) as write:
+        for chunk in chunks(frames):
+            chunk = prelabelled(chunk, LabelOptions()) if relabel else chunk
+            tally.add(chunk)
+            write(chunk)
+    return tally
 
 
 def train_from_scratch(

@@ -97,3 +97,41 @@ def test_a_scratch_recipe_changes_with_any_training_setting_or_the_pool():
     assert recipe != scratch_recipe(
         replace(settings, scratch=replace(settings.scratch, seed=settings.scratch.seed + 1)), "pool-a"
     )
+
+
+def test_a_file_pool_is_staged_chunk_by_chunk_with_its_labels_as_ref_keys(tmp_path):
+    """A pool file of several chunks (CHUNK_FRAMES each) and its held-out file are copied
+    whole and in order, labels moved from the file's own keys to REF_*."""
+    import ase.io
+    import numpy as np
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from traincraft_assets.core.foundation import PoolSettings, stage_pool
+    from traincraft_assets.core.frames import CHUNK_FRAMES, get_label, read_frames, write_frames
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(2 * CHUNK_FRAMES + 7):
+        atoms = Atoms("CuNi", positions=rng.uniform(0, 3, (2, 3)), cell=np.eye(3) * 3, pbc=True)
+        atoms.info["DFT_energy"] = float(i)
+        atoms.arrays["DFT_forces"] = rng.normal(size=(2, 3))
+        frames.append(atoms)
+    pool, heldout = tmp_path / "pool_in.xyz", tmp_path / "heldout_in.xyz"
+    write_frames(pool, frames)
+    held = Atoms("Cu", cell=np.eye(3) * 3, pbc=True)
+    held.calc = SinglePointCalculator(held, energy=-1.5, forces=np.zeros((1, 3)))
+    ase.io.write(heldout, [held], format="extxyz")
+
+    settings = PoolSettings(source="file", path=str(pool), heldout_path=str(heldout))
+    staged = stage_pool(settings, tmp_path / "pool.xyz", tmp_path / "heldout.xyz")
+    assert staged.origin == str(pool) and staged.n_heldout == 1
+    assert staged.summary["n_frames"] == len(frames) and staged.summary["labels"] == ["energy", "forces"]
+    copied = read_frames(tmp_path / "pool.xyz")
+    assert [get_label(a, "energy") for a in copied] == [float(i) for i in range(len(frames))]
+    assert np.allclose(get_label(copied[-1], "forces"), frames[-1].arrays["DFT_forces"])
+    assert "DFT_energy" not in copied[0].info
+    assert get_label(read_frames(tmp_path / "heldout.xyz")[0], "energy") == -1.5
+
+    without = stage_pool(PoolSettings(source="file", path=str(pool)), tmp_path / "p2.xyz", tmp_path / "h2.xyz")
+    assert without.n_heldout == 0 and not (tmp_path / "h2.xyz").exists()

@@ -8,12 +8,12 @@ from traincraft_assets.core.foundation import (
     FoundationSettings,
     PoolSettings,
     foundation_preview,
-    load_pool,
     scratch_recipe,
     stage_foundation,
+    stage_pool,
 )
-from traincraft_assets.core.frames import elements, read_frames, summarize, write_frames
-from traincraft_assets.core.replay import ReplaySettings, select_replay
+from traincraft_assets.core.frames import FrameTally, elements, iter_frames, write_frames
+from traincraft_assets.core.replay import ReplaySettings, descriptor_cache, select_replay
 from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
 from traincraft_assets.defs.data.assets import summary_metadata
@@ -27,20 +27,15 @@ PretrainingFramesConfig = settings_config(
 @artifact_asset(PretrainingFrames, config=PretrainingFramesConfig, group_name="foundation", kinds={"ase"})
 def pretraining_frames(step: Step, config) -> dg.MaterializeResult:
     """The pool replay frames are drawn from, and frames held out from the foundation's training,
-    staged once into the store, labels as REF_*."""
-    pool = load_pool(config.to_settings())
+    staged once into the store, labels as REF_*, chunk by chunk: a pool of any size fits."""
+    settings = config.to_settings()
+    artifact, staged = step.write(lambda out: stage_pool(settings, out.frames_path, out.heldout_path))
     step.log.info(
-        f"read {len(pool.frames)} pretraining frames and {len(pool.heldout)} held-out frames from {pool.origin}"
+        f"staged {staged.summary['n_frames']} pretraining frames and {staged.n_heldout} held-out frames "
+        f"from {staged.origin}"
     )
-
-    def fill(out: PretrainingFrames):
-        write_frames(out.frames_path, pool.frames)
-        if pool.heldout:
-            write_frames(out.heldout_path, pool.heldout)
-
-    artifact, _ = step.write(fill)
     return step.materialized(
-        artifact, {"source": pool.origin, "n_heldout": len(pool.heldout), **summary_metadata(summarize(pool.frames))}
+        artifact, {"source": staged.origin, "n_heldout": staged.n_heldout, **summary_metadata(staged.summary)}
     )
 
 
@@ -128,13 +123,20 @@ def replay_subset(step: Step, config) -> dg.MaterializeResult:
     """Replay frames for the dataset's elements, chosen here because MACE uses a replay file whole."""
     settings = config.to_settings()
     pretraining = step.read(PretrainingFrames)
-    pool = read_frames(pretraining.frames_path)
-    heldout_pool = read_frames(pretraining.heldout_path) if pretraining.heldout_path.is_file() else []
-    target_elements = elements(read_frames(step.read(Dataset).frames_path))
+    heldout_pool = pretraining.heldout_path if pretraining.heldout_path.is_file() else None
+    target_elements = FrameTally().add(iter_frames(step.read(Dataset).frames_path)).summary()["elements"]
     foundation = step.read(FoundationModel)
     selection = select_replay(
-        pool, target_elements, settings, str(foundation.model_path), foundation.info["dtype"], heldout_pool
+        pretraining.frames_path,
+        target_elements,
+        settings,
+        str(foundation.model_path),
+        foundation.info["dtype"],
+        heldout_pool,
+        descriptor_cache(step.store.root),
     )
+    for note in selection.notes:
+        step.log.info(note)
     if len(selection.selected) < settings.num_samples:
         step.log.warning(
             f"asked for {settings.num_samples} replay frames but only {selection.n_filtered} of the "
