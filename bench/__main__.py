@@ -13,7 +13,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import evaluation, exploration, gpu, incremental, labelling, orchestration, replay, scaling
+from bench import evaluation, exploration, gpu, incremental, labelling, orchestration, replay, replay_pool, scaling
 from bench.common import Row, machine, not_measured
 
 REPEATS = 3  # every figure is a median of this many side-by-side measurements
@@ -30,6 +30,7 @@ ROWS = {
     8: ("GPU", lambda tmp, mode, n: gpu.measure(tmp, mode, n)),
     9: ("exploration throughput", lambda tmp, mode, n: exploration.measure(mode, n)),
     10: ("labelling throughput per labeller", lambda tmp, mode, n: labelling.throughput(mode, n)),
+    11: ("replay from a million-frame pool", lambda tmp, mode, n: replay_pool.measure(mode, n)),
 }
 RESULTS = Path(__file__).parent / "results"
 
