@@ -361,26 +361,6 @@ def train(
     return get_trainer("mace").train(settings, inputs, Launch(), workdir / "run", on_output, "model")
 
 
-def with_e0s_of(model_path: Path, frames: Sequence[Atoms], out: Path) -> Path:
-    """A copy of the model whose isolated-atom energies are fitted to `frames` by least squares
-    (minimum norm where compositions are collinear, as MACE's `E0s average`). MACE 0.3.16's
-    naive fine-tuning copies every foundation tensor whose shape matches, E0s included
-    (finetuning_utils.load_foundations_elements), so `--E0s average` is silently dropped when the
-    foundation has the data's elements; the fine-tuning starts from this copy instead, with e0s
-    'foundation'."""
-    import torch
-
-    model = load_model(model_path, inference=False)
-    numbers = [int(z) for z in model.atomic_numbers]
-    counts = np.array([[np.count_nonzero(a.numbers == z) for z in numbers] for a in frames], dtype=float)
-    energies = np.array([float(get_label(a, "energy")) for a in frames])
-    e0s = np.linalg.lstsq(counts, energies, rcond=None)[0]
-    table = model.atomic_energies_fn.atomic_energies
-    table.copy_(torch.as_tensor(e0s, dtype=table.dtype).reshape(table.shape))
-    torch.save(model, out)
-    return out
-
-
 def deployed(result: TrainResult, workdir: Path) -> Path:
     """The single-head model to score: the expensive head of a multihead model."""
     return get_trainer("mace").export(result.model_path, workdir / "deploy.model")
@@ -395,12 +375,12 @@ def errors_on(model_path: Path, frames: Sequence[Atoms]) -> dict[str, float]:
 def arm_settings(arm: str, base: TrainSettings, levels: dict[str, str]) -> TrainSettings:
     """Each arm's changes to the shared budget. Scratch trainings keep MACE's lr 1e-2; the
     fine-tuning starts at naive's 1e-3 from the pre-trained model with E0s fitted to the
-    expensive frames (with_e0s_of), not the cheap level's: xTB's and DFT's total energies differ
+    expensive frames (e0s average), not the cheap level's: xTB's and DFT's total energies differ
     by hundreds of eV per atom, an offset the network would otherwise have to learn."""
     if arm == EXPENSIVE_ONLY:
         return replace(base, strategy="scratch", e0s="average", level=levels[EXPENSIVE], lr=None)
     if arm in (PRETRAIN_FINETUNE, ENERGIES_FINETUNE):
-        return replace(base, strategy="naive", e0s="foundation", level=levels[EXPENSIVE], lr=None)
+        return replace(base, strategy="naive", e0s="average", level=levels[EXPENSIVE], lr=None)
     if arm == MULTIHEAD:
         return replace(base, strategy="multifidelity", e0s="average", level=levels[EXPENSIVE], lr=None)
     raise ValueError(f"unknown arm {arm!r}; expected one of {list(ARMS)}.")
@@ -498,10 +478,7 @@ def run_comparison(
         if arm == MULTIHEAD:
             arm_train, valid = data.cheap_train[:n_cheap] + arm_train, data.cheap_valid + valid
         elif arm != EXPENSIVE_ONLY:
-            runs.mkdir(parents=True, exist_ok=True)
-            foundation = with_e0s_of(
-                pretrained[arm == PRETRAIN_FINETUNE, n_cheap], arm_train, runs / f"{name}.start.model"
-            )
+            foundation = pretrained[arm == PRETRAIN_FINETUNE, n_cheap]
         clock = time.monotonic()
         result = train(
             arm_settings(arm, settings.training, levels), arm_train, valid, runs / name, on_output, foundation

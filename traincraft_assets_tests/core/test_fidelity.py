@@ -4,6 +4,7 @@ either way; `traincraft compare --fidelity --quick` end to end (real xTB, PySCF,
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ from traincraft_assets.core.frames import CONFIG_TYPE_KEY, fingerprint, level_of
 from traincraft_assets.core.labelling import level_of_theory
 from traincraft_assets.core.models import TARGET_HEAD, load_model, model_heads
 from traincraft_assets.core.qm import QMOptions
+from traincraft_assets.core.training.mace import TrainSettings
+from traincraft_assets.core.training.mace.command import requested_e0s
 
 
 def test_water_clusters_are_seeded_and_no_two_molecules_overlap():
@@ -215,14 +218,16 @@ def test_compare_fidelity_quick_end_to_end(tmp_path, capsys):
     assert sorted(levels("multihead-c80-e8")) == sorted([cheap] * 80 + [expensive] * 8)
     assert len(model_heads(load_model(runs / "multihead-c80-e8" / "run" / "model.model"))) == 2
     assert model_heads(load_model(runs / "multihead-c80-e8" / "deploy.model")) == [TARGET_HEAD]
-    # the fine-tuning starts from the pre-trained model: its weights, the expensive level's E0s
+    # the fine-tuning starts from the pre-trained model (a copy: MACE would keep its cheap E0s)
+    # and trains with the expensive level's E0s, fitted to its frames
     argv = json.loads((runs / "pretrain_finetune-c80-e4" / "run" / ".done").read_text())["argv"]
-    start = argv[argv.index("--foundation_model") + 1]
-    assert start == str(runs / "pretrain_finetune-c80-e4.start.model")
-    pretrained = load_model(runs / "pretrain-c80" / "run" / "model.model").state_dict()
-    started = load_model(start).state_dict()
-    e0s = "atomic_energies_fn.atomic_energies"
-    assert all(np.allclose(started[k], v) for k, v in pretrained.items() if k != e0s)
-    assert not np.allclose(started[e0s], pretrained[e0s])
+    assert Path(argv[argv.index("--foundation_model") + 1]).name == "foundation-e0s.model"
+    tuned, pretrained = (
+        load_model(runs / run / "run" / "model.model") for run in ("pretrain_finetune-c80-e4", "pretrain-c80")
+    )
+    fitted = requested_e0s(TrainSettings(e0s="average"), read_frames(runs / "pretrain_finetune-c80-e4" / "train.xyz"))
+    e0s = tuned.atomic_energies_fn.atomic_energies.reshape(-1).tolist()
+    assert e0s == pytest.approx([fitted[int(z)] for z in tuned.atomic_numbers], abs=1e-4)
+    assert not np.allclose(e0s, pretrained.atomic_energies_fn.atomic_energies.reshape(-1).tolist())
     assert levels("pretrain_finetune-c80-e4") == [expensive] * 4
     assert levels("pretrain-c80") == [cheap] * 80

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ase.data
+import numpy as np
 
 from traincraft_assets.core.device import resolve_device
-from traincraft_assets.core.frames import REF_KEYS
+from traincraft_assets.core.frames import REF_KEYS, get_label
 from traincraft_assets.core.models import REPLAY_HEAD, TARGET_HEAD
 from traincraft_assets.core.training.base import Launch, TrainConfigError, TrainInputs
 from traincraft_assets.core.training.mace.settings import TrainSettings
@@ -297,6 +298,34 @@ def level_heads(settings: TrainSettings, levels) -> dict[str, str]:
 
 def _read_e0s_file(path) -> dict[int, float]:
     return {int(z): float(e) for z, e in json.loads(Path(path).read_text()).items()}
+
+
+def foundation_keeps_e0s(settings: TrainSettings, inputs: TrainInputs) -> bool:
+    """Whether MACE would silently keep the foundation's E0s: its naive fine-tuning (0.3.16,
+    measured) copies the foundation's E0 table over `--E0s average`, a dict or a file when the
+    foundation has exactly the data's elements. The E0s asked for are then set on a copy of the
+    foundation too (trainer.prepare), so the table MACE copies holds them; `--E0s` still says what
+    was asked (`--E0s foundation` would fail in MACE on a one-element foundation)."""
+    return (
+        settings.strategy == "naive"
+        and settings.e0s != "foundation"
+        and inputs.foundation is not None
+        and set(inputs.foundation["elements"]) == set(inputs.data_elements)
+    )
+
+
+def requested_e0s(settings: TrainSettings, frames) -> dict[int, float]:
+    """The E0s (atomic number -> eV) that e0s 'dict', 'file' or 'average' ask for; 'average' is
+    MACE's: a least-squares fit of the frames' energies to their compositions."""
+    if settings.e0s == "dict":
+        return {ase.data.atomic_numbers[sym]: float(e) for sym, e in settings.e0s_dict.items()}
+    if settings.e0s == "file":
+        return _read_e0s_file(settings.e0s_file)
+    labelled = [a for a in frames if get_label(a, "energy") is not None]
+    numbers = sorted({int(z) for a in labelled for z in a.numbers})
+    counts = np.array([[np.count_nonzero(a.numbers == z) for z in numbers] for a in labelled], dtype=float)
+    energies = np.array([float(get_label(a, "energy")) for a in labelled])
+    return dict(zip(numbers, np.linalg.lstsq(counts, energies, rcond=None)[0].tolist()))
 
 
 def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from traincraft_assets.core.frames import LEVEL_KEY, UNKNOWN_LEVEL, level_of, read_frames, set_label, write_frames
 from traincraft_assets.core.training.base import Launch, OnOutput, TrainConfigError, Trainer, TrainInputs, Uses
-from traincraft_assets.core.training.mace.command import command_prefix, level_heads, render_args, validate
+from traincraft_assets.core.training.mace.command import (
+    command_prefix,
+    foundation_keeps_e0s,
+    level_heads,
+    render_args,
+    requested_e0s,
+    validate,
+)
 from traincraft_assets.core.training.mace.export import deployable_model, import_export_modules
 from traincraft_assets.core.training.mace.process import EpochProgress, run_training
 from traincraft_assets.core.training.mace.results import (
@@ -58,6 +65,25 @@ def files_by_level(inputs: TrainInputs, scratch: Path) -> dict[str, dict[str, Pa
     return out
 
 
+def foundation_with_e0s(model_path: Path, e0s: dict[int, float], out: Path) -> Path:
+    """A copy of the foundation with `e0s` (atomic number -> eV) in its E0 table, for a naive
+    fine-tuning that MACE would otherwise start from the foundation's own (command.py,
+    foundation_keeps_e0s)."""
+    import torch
+
+    from traincraft_assets.core.models import load_model
+
+    model = load_model(model_path, inference=False)
+    table = model.atomic_energies_fn.atomic_energies
+    values = table.detach().clone().reshape(-1, len(model.atomic_numbers))
+    for column, z in enumerate(int(z) for z in model.atomic_numbers):
+        if z in e0s:
+            values[:, column] = e0s[z]
+    table.copy_(values.reshape(table.shape))
+    torch.save(model, out)
+    return out
+
+
 def describe_levels(settings: TrainSettings, inputs: TrainInputs, argv: list[str]) -> dict:
     """The manifest's record of levels of theory: the one the deployed model predicts
     (`level_of_theory`; several joined with " + " when merged), and for multifidelity each
@@ -98,6 +124,10 @@ class MaceTrainer(Trainer):
         if settings.strategy != "multifidelity" and settings.level in inputs.level_files:
             files = inputs.level_files[settings.level]
             inputs = replace(inputs, train_file=files["train"], valid_file=files["valid"], test_file=files.get("test"))
+        if foundation_keeps_e0s(settings, inputs):
+            e0s = requested_e0s(settings, read_frames(inputs.train_file))
+            copy = foundation_with_e0s(inputs.foundation_model, e0s, scratch / "foundation-e0s.model")
+            inputs = replace(inputs, foundation_model=copy)
         return inputs
 
     def render(
@@ -154,5 +184,7 @@ class MaceTrainer(Trainer):
                 "mode": settings.e0s,
                 "argument": argv[argv.index("--E0s") + 1],
                 "foundation_e0s_ev": inputs.foundation["e0s"] if inputs.foundation else None,
+                # MACE would have kept the foundation's: the E0s asked for were set on its copy
+                "set_on_foundation_copy": foundation_keeps_e0s(settings, inputs),
             },
         }

@@ -60,7 +60,12 @@ def test_describe_records_the_e0s_argument_as_run(tmp_path):
     assert record == {
         "strategy": {"strategy": "multihead", "freeze": None, "lora": False, "replay_labels": "reference"},
         "heads": ["energy", "forces"],
-        "e0s": {"mode": "dict", "argument": "{29: -3.5}", "foundation_e0s_ev": {"29": -3.5}},
+        "e0s": {
+            "mode": "dict",
+            "argument": "{29: -3.5}",
+            "foundation_e0s_ev": {"29": -3.5},
+            "set_on_foundation_copy": False,  # multihead: MACE uses --E0s as given
+        },
         # no level of theory recorded on the frames: the model's is unknown, not guessed
         "level_of_theory": "unknown",
         "data_levels_of_theory": {},
