@@ -8,7 +8,9 @@ dagster-k8s's depend on it, and simple elsewhere:
 
 - API: batch/v1 Jobs (create, read, read status, list, delete) and core/v1 Pods (read, list,
   delete, log) and Events (list), with `labelSelector` / `fieldSelector` equality filters.
-  Every Job body is kept as received, so tests assert on what the API was sent.
+  Every Job body is kept as received, so tests assert on what the API was sent. Any other call
+  is recorded in `unknown_calls` (and answered 404/405): a new call from dagster-k8s fails the
+  test that made it, where a bare 404 could pass unnoticed.
 - Job controller: one pod per Job (dagster-k8s sets backoffLimit 0); a pod that fails or is
   deleted fails its Job, as on Kubernetes 1.26+.
 - Scheduler: a pod goes to the first node whose labels match its nodeSelector, whose NoSchedule
@@ -133,6 +135,9 @@ class Cluster:
         self.config_maps: dict[str, dict[str, str]] = {}
         self.secrets: dict[str, dict[str, str]] = {}
         self.received_jobs: list[dict] = []  # every Job body as the API received it
+        # Calls the stand-in does not implement ("METHOD path"): a real API server would answer
+        # them, so a test whose code made one fails instead of passing on a bare 404/405.
+        self.unknown_calls: list[str] = []
         self.history: dict[str, PodRecord] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.RLock()
@@ -447,6 +452,10 @@ class Cluster:
             tree = descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set())
             if not tree:
                 break
+            # the pod's process group first (it leads its own session): a child whose parent is
+            # killed before it is re-parented away from the tree, but stays in the group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             for pid in tree:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -484,6 +493,13 @@ class Cluster:
                     },
                 )
 
+            def _unknown(self, method: str, path: str):
+                cluster.unknown_calls.append(f"{method} {path}")
+                self._send(
+                    405 if path.startswith(("/api/v1/", "/apis/batch/v1/")) else 404,
+                    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "not in the stand-in"},
+                )
+
             def _route(self, method: str):
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -498,7 +514,9 @@ class Cluster:
                     )
                     rest, kind = parts[5:], parts[4][:-1].capitalize()
                 else:
-                    return self._not_found(url.path)
+                    return self._unknown(method, url.path)
+                if rest[1:] not in ([], ["log"], ["status"]) or (rest[1:] == ["log"] and kind != "Pod"):
+                    return self._unknown(method, url.path)
                 with cluster._lock:
                     if method == "POST" and kind == "Job" and not rest:
                         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -515,6 +533,9 @@ class Cluster:
                                 },
                             )
                         return self._send(201, job)
+                    deletes = method == "DELETE" and kind != "Event" and len(rest) == 1  # one Job or Pod
+                    if method != "GET" and not deletes:
+                        return self._unknown(method, url.path)
                     if method == "GET" and not rest:
                         items = [
                             o
@@ -542,7 +563,7 @@ class Cluster:
                     if method == "DELETE" and kind == "Pod":
                         cluster.delete_pod(rest[0])
                         return self._send(200, obj)
-                return self._send(405, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 405})
+                return self._unknown(method, url.path)
 
             def do_GET(self):
                 self._route("GET")
@@ -552,6 +573,12 @@ class Cluster:
 
             def do_DELETE(self):
                 self._route("DELETE")
+
+            def do_PATCH(self):
+                self._route("PATCH")
+
+            def do_PUT(self):
+                self._route("PUT")
 
         return Handler
 

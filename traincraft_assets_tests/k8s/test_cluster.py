@@ -181,6 +181,21 @@ def deployment(tmp_path_factory, graph_run):
     server.cleanup()
 
 
+@pytest.fixture(autouse=True)
+def only_known_api_calls(request):
+    """Fail a test during which dagster-k8s made an API call the stand-in does not implement:
+    a real cluster would have answered it, so the test's result would not say what a cluster
+    does (test_stand_in.py shows the recording)."""
+    if "deployment" not in request.fixturenames:
+        yield
+        return
+    calls = request.getfixturevalue("deployment").cluster.unknown_calls
+    before = len(calls)
+    yield
+    if made := calls[before:]:
+        pytest.fail(f"API calls the stand-in does not implement (teach it, or find who made them): {made}")
+
+
 def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out

@@ -1,0 +1,46 @@
+"""The Kubernetes stand-in itself: a call it does not implement is recorded, so the cluster
+tests fail on it (test_cluster.py checks after each test) instead of passing on a bare 404."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from traincraft_assets_tests.k8s.cluster import Cluster, Node
+
+
+def _call(url: str, method: str = "GET", body: dict | None = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with Cluster(tmp_path, [Node("cpu-node")], {}, "/usr/bin:/bin", "ns") as running:
+        yield running
+
+
+def test_calls_the_stand_in_does_not_implement_are_recorded(cluster):
+    jobs = f"{cluster.url}/apis/batch/v1/namespaces/ns/jobs"
+    pods = f"{cluster.url}/api/v1/namespaces/ns/pods"
+    # implemented: listing, and a read of an object that is not there (a real API's 404)
+    assert _call(jobs) == 200 and _call(f"{pods}?labelSelector=job-name%3Dx") == 200
+    assert _call(f"{jobs}/missing") == 404 and _call(f"{pods}/missing/log") == 404
+    assert cluster.unknown_calls == []
+    # not implemented: another API group, a PATCH, a POST of a pod, a collection delete, a subresource
+    unknown = [
+        ("GET", f"{cluster.url}/apis/apps/v1/namespaces/ns/deployments"),
+        ("PATCH", f"{jobs}/some-job"),
+        ("POST", pods),
+        ("DELETE", jobs),
+        ("GET", f"{pods}/some-pod/exec"),
+    ]
+    for method, url in unknown:
+        assert _call(url, method, {} if method in ("PATCH", "POST") else None) in (404, 405)
+    assert cluster.unknown_calls == [f"{method} {url.removeprefix(cluster.url)}" for method, url in unknown]
