@@ -101,16 +101,21 @@ class PoolIndex:
         return len(self.offsets) - 1
 
 
-def _species_column(comment: bytes) -> int:
-    """The column of an extxyz frame's atom lines that holds the element symbol."""
+def _species_column(comment: bytes, columns: dict[bytes, int]) -> int:
+    """The column of an extxyz frame's atom lines that holds the element symbol, from the
+    comment line's Properties (cached in `columns` by Properties: comments differ every frame)."""
     found = re.search(rb"Properties=(\S+)", comment)
-    fields = found.group(1).split(b":") if found else [b"species", b"S", b"1"]
-    column = 0
-    for name, count in zip(fields[0::3], fields[2::3]):
-        if name == b"species":
-            return column
-        column += int(count)
-    raise ValueError(f"its Properties {found.group(1).decode()!r} have no species column")
+    properties = found.group(1) if found else b"species:S:1"
+    if properties not in columns:
+        fields, column = properties.split(b":"), 0
+        for name, count in zip(fields[0::3], fields[2::3]):
+            if name == b"species":
+                break
+            column += int(count)
+        else:
+            raise ValueError(f"its Properties {properties.decode()!r} have no species column")
+        columns[properties] = column
+    return columns[properties]
 
 
 def index_pool(path: str | Path, target_elements: Sequence[str], filtering: Filtering) -> PoolIndex:
@@ -130,16 +135,14 @@ def index_pool(path: str | Path, target_elements: Sequence[str], filtering: Filt
                 continue
             try:
                 n_atoms = int(line)
-                comment = handle.readline()
-                if comment not in columns:
-                    columns[comment] = _species_column(comment)
+                column = _species_column(handle.readline(), columns)
             except ValueError as exc:
                 raise FrameError(
                     f"{path}, frame {frame} (byte {offsets[-1]}): expected an extxyz frame, an atom count then "
                     f"a comment line with its Properties; found {line[:60]!r} ({exc}). The pool is staged by "
                     "pretraining_frames as extxyz: stage it again."
                 ) from exc
-            column, symbols = columns[comment], set()
+            symbols = set()
             for read in range(n_atoms):
                 atom = handle.readline()
                 if not atom.endswith(b"\n"):
