@@ -1,9 +1,7 @@
-"""Warnings, log lines and progress bars from dependencies that tell a user of this tool nothing
+"""Warnings and log lines from dependencies that tell a user of this tool nothing
 they can act on, filtered once, by message, when the package is imported: a new or different
 warning still shows."""
 
-import contextlib
-import functools
 import logging
 import os
 import re
@@ -15,8 +13,6 @@ UNACTIONABLE = (
     # inside MACE's model constructor and its TorchScript compilation
     (UserWarning, r"To copy construct from a tensor"),
     (UserWarning, r"The TorchScript type system doesn't support instance-level annotations"),
-    # fpsample, under MACE's FPS, shrinking its internal search window when 16 or fewer are picked
-    (UserWarning, r"k is too large"),  # no comma: PYTHONWARNINGS splits its filters at commas
 )
 
 UNACTIONABLE_LOGS = (
@@ -40,18 +36,6 @@ def silence_unactionable_warnings() -> None:
     root = logging.getLogger()  # MACE logs through the root logger
     if not any(isinstance(f, _DropUnactionableLogs) for f in root.filters):
         root.addFilter(_DropUnactionableLogs())
-
-
-@contextlib.contextmanager
-def without_progress_bars(module):
-    """Inside the block, `module`'s tqdm bars are off: MACE's FPS draws two for a step of
-    seconds, which would fill the demo's output and the run log. Its warnings still show."""
-    from unittest import mock
-
-    from tqdm import tqdm
-
-    with mock.patch.object(module, "tqdm", functools.partial(tqdm, disable=True)):
-        yield
 
 
 def child_warning_filters() -> str:

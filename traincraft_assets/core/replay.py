@@ -393,17 +393,6 @@ def _check_foundation_knows(index: PoolIndex, model_path: str, filtering: str) -
         )
 
 
-def _fps_ready() -> None:
-    try:
-        import fpsample  # noqa: F401  (MACE's FPS needs it and falls back to random without it)
-    except ImportError as exc:
-        raise RuntimeError(
-            "subselect 'fps' needs the fpsample package (pip install 'mace-torch[fpsample]'); "
-            "without it MACE silently falls back to random selection. Install it or choose "
-            "subselect: random."
-        ) from exc
-
-
 def select_replay(
     pool: str | Path,
     target_elements: Sequence[str],
@@ -438,7 +427,6 @@ def select_replay(
     elif subselect == "fps":
         if foundation_model is None:
             raise ValueError("subselect 'fps' needs the foundation model for descriptors.")
-        _fps_ready()
         with tempfile.TemporaryDirectory(prefix="replay-descriptors-") as scratch:
             descriptors = _descriptors(
                 index,

@@ -8,7 +8,6 @@ import warnings
 import traincraft_assets
 warnings.warn("Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected, since the weights_only argument ...", UserWarning)
 warnings.warn("To copy construct from a tensor, it is recommended to use sourceTensor.detach().clone()", UserWarning)
-warnings.warn("k is too large, set to 4", UserWarning)
 warnings.warn("the labels look odd", UserWarning)
 import logging
 logging.warning("Default dtype float64 does not match model dtype float32, converting models to float64.")
@@ -25,7 +24,6 @@ def test_only_unactionable_warnings_are_filtered_once_the_package_is_imported():
     assert result.returncode == 0, result.stderr
     assert "the labels look odd" in result.stderr
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in result.stderr and "copy construct" not in result.stderr
-    assert "k is too large" not in result.stderr
     # MACE's root-logger line about the gates' float64 MD is dropped; other log lines are not
     assert "the model looks odd" in result.stderr and "does not match model dtype" not in result.stderr
 
