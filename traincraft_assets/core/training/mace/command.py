@@ -215,7 +215,7 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
             missing = [e for e in inputs.data_elements if ase.data.atomic_numbers[e] not in e0s]
             if missing:
                 errors.append(f"e0s_file {s.e0s_file} has no E0s for {missing}")
-    errors += level_problems(s, inputs)
+    errors += level_problems(s, inputs) + batch_size_problems(s, inputs)
     for flag in sorted(k.removeprefix("--") for k in s.extra if k.removeprefix("--") in MANAGED_FLAGS):
         field = MANAGED_FLAGS[flag]
         errors.append(
@@ -278,6 +278,23 @@ def level_problems(settings: TrainSettings, inputs: TrainInputs) -> list[str]:
             "set merge_levels: true if they really are one level"
         ]
     return []
+
+
+def batch_size_problems(settings: TrainSettings, inputs: TrainInputs) -> list[str]:
+    """A batch larger than the training frames: MACE drops the last incomplete batch, so it would
+    train on nothing and fail with a message that says nothing of why. Multihead replay adds the
+    replay frames to every epoch, so it is left to MACE there."""
+    s, levels = settings, inputs.data_levels
+    if not levels or s.strategy == "multihead" or (s.level is not None and s.level not in levels):
+        return []
+    training = levels[s.level] if s.level is not None and s.strategy != "multifidelity" else sum(levels.values())
+    if s.batch_size <= training:
+        return []
+    return [
+        f"batch_size {s.batch_size} is larger than the {training} training frames: MACE drops the last "
+        "incomplete batch, so it would train on nothing and fail with 'torch.cat(): expected a non-empty "
+        f"list'. Lower batch_size to at most {training}, or add frames"
+    ]
 
 
 def level_heads(settings: TrainSettings, levels) -> dict[str, str]:

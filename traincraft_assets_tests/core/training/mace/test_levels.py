@@ -66,7 +66,9 @@ def test_one_head_on_two_levels_is_refused_naming_both(two_levels):
     assert "`level`" in message and "'multifidelity'" in message and "merge_levels" in message
     # asked for: one level, or both merged on purpose
     trainer = get_trainer("mace")
-    trainer.validate(TrainSettings(strategy="scratch", e0s="average", level=EXPENSIVE), two_levels, Launch())
+    trainer.validate(
+        TrainSettings(strategy="scratch", e0s="average", level=EXPENSIVE, batch_size=4), two_levels, Launch()
+    )
     trainer.validate(TrainSettings(strategy="scratch", e0s="average", merge_levels=True), two_levels, Launch())
 
 
@@ -160,3 +162,15 @@ def test_multifidelity_trains_two_heads_and_deploys_the_chosen_one(two_levels, t
     both = predict(load_model(result.model_path), frames, TARGET_HEAD)
     alone = predict(load_model(deploy), frames)
     assert all(abs(a.energy - b.energy) < 1e-4 for a, b in zip(both, alone))
+
+
+def test_a_batch_larger_than_the_training_frames_is_refused_with_the_numbers(two_levels):
+    """MACE drops the last incomplete batch: with fewer training frames than one batch it trains
+    on nothing and fails with 'torch.cat(): expected a non-empty list'."""
+    message = _refused(TrainSettings(strategy="scratch", e0s="average", level=EXPENSIVE, batch_size=8), two_levels)
+    assert "batch_size 8 is larger than the 4 training frames" in message and "at most 4" in message
+    # all levels count for multifidelity (one loader over every head's frames)
+    trainer = get_trainer("mace")
+    trainer.validate(
+        TrainSettings(strategy="multifidelity", e0s="average", level=EXPENSIVE, batch_size=8), two_levels, Launch()
+    )
