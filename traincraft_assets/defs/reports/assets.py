@@ -52,9 +52,9 @@ def table_cell(value):
     return value
 
 
-def _table(rows: list[dict], key: str = "config_type") -> dg.MetadataValue:
-    """Rows of numbers named by their `key` column (a config_type; a head and its level)."""
-    text = [k for k, v in rows[0].items() if isinstance(v, str) or k == key]
+def _table(rows: list[dict]) -> dg.MetadataValue:
+    """Rows of numbers named by their text columns (a config_type; a head and its level)."""
+    text = [k for k, v in rows[0].items() if isinstance(v, str)]
     columns = [
         *[dg.TableColumn(k, "string") for k in text],
         dg.TableColumn("n_frames", "int"),
@@ -134,7 +134,7 @@ def parity_report(step: Step, config) -> dg.MaterializeResult:
             "n_replay_heldout": len(result.replay.frames),
             "beats_foundation_on_forces": better,
             "per_config_type": _table(result.rows),
-            **({"per_head": _table(result.head_rows, "head")} if result.head_rows else {}),
+            **({"per_head": _table(result.head_rows)} if result.head_rows else {}),
             "parity_plot": _image("parity, valid set", figures[artifact.valid_plot_path.stem]),
             "forgetting_plot": _image("parity, held-out replay", figures[artifact.replay_plot_path.stem]),
             "learning_curve": _image("learning curve", figures[artifact.learning_curve_path.stem]),
