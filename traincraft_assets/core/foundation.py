@@ -13,7 +13,8 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -26,8 +27,10 @@ from traincraft_assets.core.frames import (
     FrameTally,
     chunks,
     elements,
+    fingerprint,
     frame_writer,
     iter_frames,
+    level_of,
     read_frames,
     write_frames,
 )
@@ -49,19 +52,31 @@ NAMED_REPLAY_SETS = {
 }
 MODEL_ALIASES = {"mp0": "medium", "mace-mp-0": "medium"}
 
-PoolSource = Literal["demo", "file", "named"]
+PoolSource = Literal["demo", "file", "named", "batches"]
 FoundationSource = Literal["demo", "scratch", "path", "named"]
 
 
 @dataclass
 class PoolSettings:
     source: PoolSource = field(
-        default="demo", metadata={"help": "demo: EMT frames made here; file: path; named: one of MACE's replay sets"}
+        default="demo",
+        metadata={
+            "help": "demo: EMT frames made here; file: path; named: one of MACE's replay sets; batches: the "
+            "labelled batches' frames at `level` (pre-training on a cheap level of theory)"
+        },
     )
     path: str | None = field(
         default=None, metadata=input_path("source 'file': any ASE-readable file with energy/forces labels")
     )
     name: str | None = field(default=None, metadata={"help": f"source 'named': {' | '.join(NAMED_REPLAY_SETS)}"})
+    level: str | None = field(
+        default=None,
+        metadata={
+            "help": "source 'batches': the level of theory to pre-train on; the pool is the labelled batches' "
+            "frames at this level whose structure no other level labels (those the fine-tuned model trains, "
+            "validates and is tested on stay out of pre-training)"
+        },
+    )
     heldout_path: str | None = field(
         default=None,
         metadata=input_path(
@@ -162,10 +177,15 @@ def fetch_named_replay_set(name: str) -> Path:
     return cached
 
 
-def stage_pool(settings: PoolSettings, frames_path: Path, heldout_path: Path) -> StagedPool:
+def stage_pool(
+    settings: PoolSettings, frames_path: Path, heldout_path: Path, batches: Sequence[Path] = ()
+) -> StagedPool:
     """Write the replay pool to `frames_path` and its held-out frames to `heldout_path` (left
     absent when there are none), labels under REF_* keys. A file or named pool is copied chunk by
-    chunk, so a pool of any size (MACE's `mp`) is never held whole."""
+    chunk, so a pool of any size (MACE's `mp`) is never held whole. Source 'batches' reads the
+    labelled `batches`."""
+    if settings.source == "batches":
+        return _stage_level(settings.level, batches, frames_path)
     if settings.source == "demo":
         pool = _copy_frames(demo.pretraining_frames(settings.demo_frames_per_metal, settings.seed), frames_path)
         heldout = demo.pretraining_frames(demo.HELDOUT_FRAMES_PER_METAL, settings.seed, heldout=True)
@@ -187,6 +207,57 @@ def stage_pool(settings: PoolSettings, frames_path: Path, heldout_path: Path) ->
     return StagedPool(str(source), pool.summary(), n_heldout)
 
 
+def pool_problems(settings: PoolSettings, levels: dict[str, int] | None) -> list[str]:
+    """What would stop staging, known before the run: a pool of batches without a level, or with
+    one the labelled batches (`levels`: level -> frames, None before any is labelled) lack."""
+    if settings.source != "batches":
+        return []
+    listed = ", ".join(f"{name!r} ({n} frames)" for name, n in (levels or {}).items())
+    if settings.level is None:
+        return [
+            f"source 'batches' pre-trains on one level of theory: set `level`{f', one of: {listed}' if listed else ''}."
+        ]
+    if levels and settings.level not in levels:
+        return [f"level {settings.level!r} is not in the labelled batches; their levels of theory: {listed}."]
+    return []
+
+
+def _stage_level(level: str | None, batches: Sequence[Path], frames_path: Path) -> StagedPool:
+    """The labelled batches' frames at `level` whose structure no other level labels, each
+    structure once. The sequential multi-fidelity recipe pre-trains on a cheap level; structures
+    also labelled at another (the expensive) level are the ones the fine-tuned model trains,
+    validates and is tested on, so they stay out of pre-training, as in the study's disjoint
+    subsets."""
+    levels: Counter = Counter()
+    elsewhere: set[str] = set()
+    for path in batches:
+        for atoms in iter_frames(path):
+            levels[level_of(atoms)] += 1
+            if level_of(atoms) != level:
+                elsewhere.add(fingerprint(atoms))
+    listed = ", ".join(f"{name!r} ({n} frames)" for name, n in sorted(levels.items()))
+    if level is None or level not in levels:
+        found = "needs `level`" if level is None else f"found no frame at level {level!r}"
+        raise ValueError(f"pretraining frames from source 'batches' {found}; the labelled batches' levels: {listed}.")
+    kept: set[str] = set()
+
+    def only_here() -> Iterator[Atoms]:
+        for path in batches:
+            for atoms in iter_frames(path):
+                key = fingerprint(atoms)
+                if level_of(atoms) == level and key not in elsewhere and key not in kept:
+                    kept.add(key)
+                    yield atoms
+
+    pool = _copy_frames(only_here(), frames_path)
+    if not pool.n_frames:
+        raise ValueError(
+            f"every structure at level {level!r} is also labelled at another level, so none is left to pre-train "
+            "on without training on the fine-tuned model's own structures; label other structures at this level."
+        )
+    return StagedPool(f"labelled batches at level {level!r}", pool.summary(), 0)
+
+
 def _copy_frames(frames: Iterable[Atoms], path: Path, relabel: bool = False) -> FrameTally:
     """Append `frames` to `path` a chunk at a time (labels moved to REF_* with `relabel`),
     tallying them on the way."""
@@ -203,18 +274,20 @@ def train_from_scratch(
     pool: Path, settings: TrainSettings, launch: Launch, workdir: Path, on_output: Callable[[str], None]
 ) -> TrainResult:
     """Train a MACE from scratch on the pool file: 90% to train on, 10% to validate (a stable
-    split of its own), energy, forces and stress."""
+    split of its own), on the labels the pool carries."""
     frames = read_frames(pool)
     sides = split_frames(frames, valid_fraction=0.1, salt="demo-foundation")
     files = {}
     for side in ("train", "valid"):
         files[side] = workdir / f"{side}.xyz"
         write_frames(files[side], [frames[i] for i in sides[side]])
+    facts = FrameTally().add(frames[i] for i in sides["train"]).summary()
     inputs = TrainInputs(
         train_file=files["train"],
         valid_file=files["valid"],
-        data_labels=("energy", "forces", "stress"),
+        data_labels=tuple(facts["labels"]),
         data_elements=elements(frames),
+        data_levels=facts["levels_of_theory"],
     )
     return get_trainer("mace").train(settings, inputs, launch, workdir / "mace", on_output, "foundation")
 

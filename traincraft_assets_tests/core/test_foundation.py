@@ -135,3 +135,41 @@ def test_a_file_pool_is_staged_chunk_by_chunk_with_its_labels_as_ref_keys(tmp_pa
 
     without = stage_pool(PoolSettings(source="file", path=str(pool)), tmp_path / "p2.xyz", tmp_path / "h2.xyz")
     assert without.n_heldout == 0 and not (tmp_path / "h2.xyz").exists()
+
+
+def test_a_pool_of_batches_keeps_one_level_and_leaves_out_structures_labelled_at_another(tmp_path):
+    """Source 'batches': the cheap level's frames, each structure once, without the structures
+    the expensive level labels too; a missing or absent level, or nothing left, is refused."""
+    from traincraft_assets.core.foundation import PoolSettings, pool_problems, stage_pool
+    from traincraft_assets.core.frames import LEVEL_KEY, fingerprint, read_frames, set_label, write_frames
+    from traincraft_assets_tests.core.helpers import cu_bulk
+
+    def labelled(seeds, level):
+        frames = [cu_bulk(rattle=0.05, seed=s, repeat=1) for s in seeds]
+        for atoms in frames:
+            set_label(atoms, "energy", -1.0)
+            atoms.info[LEVEL_KEY] = level
+        return frames
+
+    cheap_a, cheap_b, dear = tmp_path / "a.xyz", tmp_path / "b.xyz", tmp_path / "c.xyz"
+    write_frames(cheap_a, labelled(range(6), "xtb"))
+    write_frames(cheap_b, labelled(range(4, 9), "xtb"))  # 4 and 5 again: kept once
+    write_frames(dear, labelled([0, 1], "dft"))  # 0 and 1 are the expensive level's structures
+    pool = tmp_path / "pool.xyz"
+    staged = stage_pool(PoolSettings(source="batches", level="xtb"), pool, tmp_path / "h.xyz", [cheap_a, cheap_b, dear])
+    expected = [fingerprint(a) for a in labelled(range(2, 9), "xtb")]
+    assert [fingerprint(a) for a in read_frames(pool)] == expected and staged.n_heldout == 0
+
+    levels = {"xtb": 11, "dft": 2}
+    assert (
+        "set `level`, one of: 'xtb' (11 frames), 'dft' (2 frames)"
+        in pool_problems(PoolSettings(source="batches"), levels)[0]
+    )
+    assert (
+        "'pbe' is not in the labelled batches" in pool_problems(PoolSettings(source="batches", level="pbe"), levels)[0]
+    )
+    assert pool_problems(PoolSettings(source="batches", level="xtb"), levels) == []
+    with pytest.raises(ValueError, match=r"no frame at level 'pbe'.*'dft' \(2 frames\)"):
+        stage_pool(PoolSettings(source="batches", level="pbe"), pool, tmp_path / "h.xyz", [cheap_a, dear])
+    with pytest.raises(ValueError, match="every structure at level 'dft' is also labelled at another level"):
+        stage_pool(PoolSettings(source="batches", level="dft"), pool, tmp_path / "h.xyz", [cheap_a, dear])

@@ -1,21 +1,16 @@
-"""Data assets: labelled_frames (one partition per batch file), dataset, split."""
+"""Data assets: dataset and split (labelled_frames, one partition per batch: labelling.py)."""
 
 import json
-from typing import Literal
+from dataclasses import dataclass
 
 import dagster as dg
 
 from traincraft_assets.core.artifacts import Dataset, LabelledFrames, Split
 from traincraft_assets.core.dataset import FINGERPRINT_KEY, LabelConflict, MergeReport, merge_batches
 from traincraft_assets.core.frames import FrameError, frame_writer, iter_frames, read_frames, write_frames
-from traincraft_assets.core.health import BatchError
-from traincraft_assets.core.labelling import DEFAULT_LABELLER, LABELLERS, LabelOptions, label_batch, labeller_problems
-from traincraft_assets.core.paths import allowed_roots
 from traincraft_assets.core.split import SplitSettings, split_frames
-from traincraft_assets.core.store import file_sha256
 from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.partitions import data_batches
 from traincraft_assets.defs.steps import EveryPartition, Step, artifact_asset
 
 
@@ -31,80 +26,43 @@ def summary_metadata(summary: dict) -> dict:
     }
 
 
-LabelledFramesConfig = settings_config(
-    "LabelledFramesConfig",
-    LabelOptions,
-    "How a batch is labelled (docs: Bring your own data, labellers).",
-    exclude=("env",),
-    extra={
-        "labeller": (
-            Literal[tuple(LABELLERS)],
-            DEFAULT_LABELLER,
-            "prelabelled: the file's own labels; emt, emt_morse, xtb, pyscf: computed here; command: your program",
+@dataclass
+class LatestBatches:
+    labelled: list[LabelledFrames]  # in partition order
+    used: list[dict]  # [{batch, data_version}] of those
+    unlabelled: list[str]  # registered batches never labelled
+
+
+def latest_batches(step: Step) -> LatestBatches:
+    """Each registered batch's latest labelled artifact, for a step reading every partition of
+    labelled_frames; a step that finds none fails saying how to label one."""
+    batches = instance.registered_batches(step.context.instance)
+    found = LatestBatches([], [], [])
+    for batch in batches:
+        artifact = step.latest(LabelledFrames, batch)
+        if artifact is None:
+            found.unlabelled.append(batch)
+            continue
+        found.labelled.append(artifact)
+        found.used.append({"batch": batch, "data_version": artifact.sha256})
+    if not found.used:
+        raise RuntimeError(
+            f"no data batch has been labelled yet (registered: {batches or 'none'}). Ingest files "
+            "with `traincraft ingest` and materialize labelled_frames for their partitions."
         )
-    },
-)
-
-
-@artifact_asset(
-    LabelledFrames,
-    config=LabelledFramesConfig,
-    preflight=lambda config, run: labeller_problems(config.labeller, config.to_settings(), run.roots),
-    resources=["inbox"],
-    partitions_def=data_batches,
-    group_name="data",
-    kinds={"ase"},
-)
-def labelled_frames(step: Step, config) -> dg.MaterializeResult:
-    """One data batch, read from the inbox and labelled, with every label under a REF_* key.
-    A batch ingested with a labeller (the loop's batches, `traincraft ingest --labeller`) is
-    labelled with it; others with the configured one."""
-    batch = step.partition
-    inbox = step.context.resources.inbox.inbox()
-    source = inbox.batch_file(batch)
-    options = config.to_settings()
-    labeller = inbox.declared_labeller(batch) or config.labeller  # a batch's own declaration wins
-    if problems := labeller_problems(labeller, options, allowed_roots(step.store.root, step.settings)):
-        raise dg.Failure(f"batch {batch!r} declares labeller {labeller!r}: {' '.join(problems)}", allow_retries=False)
-    with step.refusing(FrameError, BatchError):  # bad input: a retry would fail the same way
-        artifact, summary = step.write(lambda out: label_batch(source, batch, labeller, options, out.frames_path))
-    step.log.info(f"labelled {summary['n_frames']} frames of batch {batch!r} with {labeller!r}")
-    return step.materialized(
-        artifact,
-        {
-            **summary_metadata(summary),
-            "labeller": labeller,
-            # one string for a batch at one level; a prelabelled file mixing levels lists them all
-            "level_of_theory": "; ".join(summary["levels_of_theory"]),
-            "origin": dg.MetadataValue.json((inbox.registered(batch) or {}).get("origin", "a file put in the inbox")),
-            "source_file": dg.MetadataValue.path(str(source)),
-            "source_sha256": file_sha256(source),
-        },
-    )
+    if found.unlabelled:
+        step.log.warning(
+            f"batches registered but not yet labelled, left out of {step.name}: {found.unlabelled}. "
+            f"Materialize labelled_frames for them and then {step.name} again to include them."
+        )
+    return found
 
 
 @artifact_asset(Dataset, reads=[EveryPartition(LabelledFrames)], group_name="data", kinds={"ase"})
 def dataset(step: Step) -> dg.MaterializeResult:
     """Every labelled batch merged in partition order, exact duplicates removed."""
-    batches = instance.registered_batches(step.context.instance)
-    labelled, used, unlabelled = [], [], []
-    for batch in batches:
-        artifact = step.latest(LabelledFrames, batch)
-        if artifact is None:
-            unlabelled.append(batch)
-            continue
-        labelled.append(artifact)
-        used.append({"batch": batch, "data_version": artifact.sha256})
-    if not used:
-        raise RuntimeError(
-            f"no data batch has been labelled yet (registered: {batches or 'none'}). Ingest files "
-            "with `traincraft ingest` and materialize labelled_frames for their partitions."
-        )
-    if unlabelled:
-        step.log.warning(
-            f"batches registered but not yet labelled, left out of this dataset: {unlabelled}. "
-            "Materialize labelled_frames for them and then dataset again to include them."
-        )
+    batches = latest_batches(step)
+    labelled, used, unlabelled = batches.labelled, batches.used, batches.unlabelled
 
     def fill(out: Dataset) -> MergeReport:
         with frame_writer(out.frames_path) as write:

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from traincraft_assets.core.artifacts import Dataset, FoundationModel, PretrainingFrames, ReplaySubset
+from traincraft_assets.core.artifacts import Dataset, FoundationModel, LabelledFrames, PretrainingFrames, ReplaySubset
 from traincraft_assets.core.demo import DEMO_FOUNDATION_OPTIONS
 from traincraft_assets.core.foundation import (
     FoundationSettings,
     PoolSettings,
     foundation_preview,
+    pool_problems,
     scratch_recipe,
     stage_foundation,
     stage_pool,
@@ -16,26 +17,46 @@ from traincraft_assets.core.frames import FrameTally, elements, iter_frames, wri
 from traincraft_assets.core.replay import ReplaySettings, descriptor_cache, select_replay
 from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config
-from traincraft_assets.defs.data.assets import summary_metadata
-from traincraft_assets.defs.steps import Step, artifact_asset
+from traincraft_assets.defs.data.assets import latest_batches, summary_metadata
+from traincraft_assets.defs.steps import EveryPartition, Step, artifact_asset
 
 PretrainingFramesConfig = settings_config(
-    "PretrainingFramesConfig", PoolSettings, "The replay pool: the demo generator, a file or a MACE named set."
+    "PretrainingFramesConfig",
+    PoolSettings,
+    "The replay pool: the demo generator, a file, a MACE named set, or the labelled batches at one level of theory.",
 )
 
 
-@artifact_asset(PretrainingFrames, config=PretrainingFramesConfig, group_name="foundation", kinds={"ase"})
+@artifact_asset(
+    PretrainingFrames,
+    reads=[EveryPartition(LabelledFrames)],
+    config=PretrainingFramesConfig,
+    preflight=lambda config, run: pool_problems(config.to_settings(), run.data and run.data.levels),
+    group_name="foundation",
+    kinds={"ase"},
+)
 def pretraining_frames(step: Step, config) -> dg.MaterializeResult:
     """The pool replay frames are drawn from, and frames held out from the foundation's training,
-    staged once into the store, labels as REF_*, chunk by chunk: a pool of any size fits."""
+    staged once into the store, labels as REF_*, chunk by chunk: a pool of any size fits. Only
+    source 'batches' reads the labelled batches (a foundation pre-trained on a cheap level of
+    theory); it cannot read the split, which waits on checks against the foundation."""
     settings = config.to_settings()
-    artifact, staged = step.write(lambda out: stage_pool(settings, out.frames_path, out.heldout_path))
+    batches = latest_batches(step) if settings.source == "batches" else None
+    paths = [b.frames_path for b in batches.labelled] if batches else []
+    with step.refusing(ValueError):  # a level the batches lack: a retry would find the same batches
+        artifact, staged = step.write(lambda out: stage_pool(settings, out.frames_path, out.heldout_path, paths))
     step.log.info(
         f"staged {staged.summary['n_frames']} pretraining frames and {staged.n_heldout} held-out frames "
         f"from {staged.origin}"
     )
     return step.materialized(
-        artifact, {"source": staged.origin, "n_heldout": staged.n_heldout, **summary_metadata(staged.summary)}
+        artifact,
+        {
+            "source": staged.origin,
+            "n_heldout": staged.n_heldout,
+            **summary_metadata(staged.summary),
+            **({"batches": dg.MetadataValue.json(batches.used)} if batches else {}),
+        },
     )
 
 
@@ -44,7 +65,7 @@ FoundationConfig = settings_config(
     FoundationSettings,
     "The model to fine-tune: the shipped demo foundation, a path, a MACE named foundation, or a "
     "MACE trained here from scratch on the pretraining pool.",
-    only=("source", "path", "name", *DEMO_FOUNDATION_OPTIONS),
+    only=("source", "path", "name", "heads", *DEMO_FOUNDATION_OPTIONS),
 )
 
 
