@@ -90,6 +90,25 @@ def test_multifidelity_trains_a_head_per_level_and_parity_judges_each_on_its_own
     assert "per_head" in report
 
 
+def test_multifidelity_with_a_replay_head_fine_tunes_the_foundation_and_measures_its_forgetting(two_levels):
+    """replay_head: the foundation fine-tuned with a head per level plus MACE's replay head; the
+    expensive head is deployed alone, and parity judges the replay head on the held-out replay
+    frames as it does for multihead."""
+    config = _config(strategy="multifidelity", replay_head=True, level=EXPENSIVE, e0s="average", lr=0.01)
+    config["ops"]["replay_subset"] = TINY_RUN_CONFIG["ops"]["replay_subset"]
+    two_levels.materialize([*TRAIN[:2], "replay_subset", *TRAIN[2:]], config)
+    artifact = _artifact(two_levels, "finetuned_model")
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    argv = manifest["argv"]
+    assert argv[argv.index("--multiheads_finetuning") + 1] == "True"
+    assert manifest["replay_levels_of_theory"] and manifest["head_levels"][TARGET_HEAD] == EXPENSIVE
+    heads = manifest["effective"]["heads"]  # what MACE's log says it trained
+    assert set(heads) == {"pt_head", *manifest["head_levels"]}, heads
+    assert list(load_model(artifact / manifest["deploy_model"]).heads) == [TARGET_HEAD]
+    report = two_levels.latest("parity_report").metadata
+    assert report["replay_head_forgetting_f_ratio"].value > 0 and "per_head" in report
+
+
 def _artifact(project, asset: str, partition: str | None = None) -> Path:
     return Path(project.latest(asset, partition).metadata["artifact_path"].value)
 

@@ -113,8 +113,8 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
     """Reject impossible combinations before MACE starts, naming every problem at once."""
     s, errors = settings, []
     heads = set(s.heads)
-    uses_foundation = s.strategy in ("multihead", "naive")
-    new_model = s.strategy in ("scratch", "multifidelity")
+    uses_foundation = s.fine_tunes
+    new_model = not s.fine_tunes
     plan = plan_heads(s.heads)
 
     unknown = heads - set(REF_KEYS)
@@ -142,9 +142,9 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
 
     if uses_foundation and inputs.foundation_model is None:
         errors.append(f"strategy {s.strategy!r} fine-tunes a foundation model, but none was given")
+    if s.replays and inputs.replay_file is None:
+        errors.append(f"{_named(s)} needs a replay subset (pt_train_file)")
     if s.strategy == "multihead":
-        if inputs.replay_file is None:
-            errors.append("strategy 'multihead' needs a replay subset (pt_train_file)")
         if s.e0s == "average":
             errors.append(
                 "e0s 'average' is rejected by MACE in multihead mode (and averaging was 2-3x "
@@ -183,8 +183,17 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
                 errors.append(
                     f"e0s 'foundation': the foundation has no E0s for {missing}; give them with e0s 'dict' or 'file'"
                 )
-    if s.replay_labels == "pseudo" and s.strategy != "multihead":
-        errors.append("replay_labels 'pseudo' relabels replay frames, so it needs strategy 'multihead'")
+    if s.replay_head and s.strategy != "multifidelity":
+        errors.append(
+            "replay_head adds the replay head to strategy 'multifidelity'; strategy 'multihead' always has one"
+        )
+    if s.replay_head and plan.model is not None:
+        errors.append(f"a replay head fits energy/forces replay labels; heads {sorted(heads)} need {plan.model}")
+    if s.replay_labels == "pseudo" and not s.replays:
+        errors.append(
+            "replay_labels 'pseudo' relabels replay frames, so it needs strategy 'multihead' (or 'multifidelity' "
+            "with replay_head)"
+        )
     if s.freeze is not None and s.lora:
         errors.append("choose freeze or lora, not both (LoRA already freezes the base weights)")
     if s.freeze is not None and not 1 <= s.freeze <= 6:
@@ -242,6 +251,10 @@ def validate(settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> No
         raise TrainConfigError("these training settings cannot train:\n" + "\n".join(f"  - {e}" for e in errors))
 
 
+def _named(settings: TrainSettings) -> str:
+    return f"strategy {settings.strategy!r}" + (" with replay_head" if settings.replay_head else "")
+
+
 def level_problems(settings: TrainSettings, inputs: TrainInputs) -> list[str]:
     """Levels of theory: one head trains on one level unless merging is asked for, a chosen
     level must be in the data, and multifidelity needs two levels, a head to deploy and E0s
@@ -285,7 +298,7 @@ def batch_size_problems(settings: TrainSettings, inputs: TrainInputs) -> list[st
     train on nothing and fail with a message that says nothing of why. Multihead replay adds the
     replay frames to every epoch, so it is left to MACE there."""
     s, levels = settings, inputs.data_levels
-    if not levels or s.strategy == "multihead" or (s.level is not None and s.level not in levels):
+    if not levels or s.replays or (s.level is not None and s.level not in levels):
         return []
     training = levels[s.level] if s.level is not None and s.strategy != "multifidelity" else sum(levels.values())
     if s.batch_size <= training:
@@ -351,6 +364,8 @@ def _e0s_argument(settings: TrainSettings, inputs: TrainInputs) -> str:
     file gives a shape mismatch after the data is loaded. Inlining a file's numbers also puts
     them in the manifest's argv, so the model records the E0s it was trained with."""
     wanted = {ase.data.atomic_numbers[sym] for sym in inputs.data_elements}
+    if settings.strategy == "multifidelity" and settings.replays:  # per head in --heads (render_args)
+        return "foundation"
     if settings.e0s == "foundation" and settings.strategy != "scratch":
         return "foundation"
     if settings.e0s == "foundation":  # scratch has no --foundation_model: pass its numbers
@@ -387,9 +402,12 @@ def render_args(
         "downloads_dir": str(w / "downloads"),
     }
     if s.strategy == "multifidelity":
+        # With a replay head MACE refuses a global `--E0s average` (multihead fine-tuning), so
+        # each level's head asks for its own; the replay head keeps the foundation's.
+        own_e0s = {"E0s": "average"} if s.replays else {}
         args["heads"] = str(
             {
-                head: {f"{side}_file": str(path) for side, path in inputs.level_files[level].items()}
+                head: {**{f"{side}_file": str(path) for side, path in inputs.level_files[level].items()}, **own_e0s}
                 for head, level in level_heads(s, inputs.data_levels).items()
             }
         )
@@ -402,7 +420,7 @@ def render_args(
         if head in ("energy", "forces") or head in s.heads:
             args[f"{head}_key"] = REF_KEYS[head]
     args["E0s"] = _e0s_argument(s, inputs)
-    if s.strategy in ("scratch", "multifidelity"):
+    if not s.fine_tunes:
         args["model"] = plan.model or "MACE"
         args.update(
             num_channels=str(s.shape.num_channels),
@@ -413,7 +431,7 @@ def render_args(
         )
     elif plan.model is not None:
         args["model"] = plan.model
-    if s.strategy != "multihead":  # multihead: MACE uses its universal loss whatever --loss says
+    if not s.replays:  # multihead fine-tuning: MACE uses its universal loss whatever --loss says
         args["loss"] = plan.loss
     args["error_table"] = plan.error_table
     if {"energy", "forces"} <= set(s.heads):
@@ -440,10 +458,10 @@ def render_args(
         plot="False",
         keep_checkpoints=None,  # never delete one before the next is written (results.prune_checkpoints)
     )
-    if s.strategy in ("multihead", "naive"):
+    if s.fine_tunes:
         args["foundation_model"] = str(inputs.foundation_model)
-        args["multiheads_finetuning"] = str(s.strategy == "multihead")
-    if s.strategy == "multihead":
+        args["multiheads_finetuning"] = str(s.replays)
+    if s.replays:
         args["pt_train_file"] = str(inputs.replay_file)
         args["force_mh_ft_lr"] = "True"  # otherwise MACE replaces our lr and EMA decay
         if s.replay_labels == "pseudo":

@@ -22,7 +22,8 @@ ReplayLabels = Literal["reference", "pseudo"]
 
 # Learning rate when none is given: multihead converges best near 1e-4 (and it is what MACE
 # itself uses there), naive/LoRA/frozen fine-tuning tolerates 1e-3, scratch needs MACE's 1e-2.
-# multifidelity trains a new model (one head per level of theory), so it starts like scratch.
+# multifidelity trains a new model (one head per level of theory), so it starts like scratch;
+# with a replay head it fine-tunes the foundation as multihead does.
 DEFAULT_LR = {"multihead": 1e-4, "naive": 1e-3, "scratch": 1e-2, "multifidelity": 1e-2}
 
 
@@ -62,6 +63,13 @@ class TrainSettings:
         metadata=_help(
             "single-head strategies: train frames of every level of theory as one head; off, data at several "
             "levels is refused (one head fitting two levels learns neither)"
+        ),
+    )
+    replay_head: bool = field(
+        default=False,
+        metadata=_help(
+            "multifidelity: fine-tune the foundation instead of training a new model, its replay subset on one more "
+            "head (MACE's pt_head, as in multihead), so the foundation's own level is one more level"
         ),
     )
     freeze: int | None = field(
@@ -108,5 +116,17 @@ class TrainSettings:
     )
 
     @property
+    def replays(self) -> bool:
+        """MACE's multihead fine-tuning: the foundation's replay frames on a head of their own."""
+        return self.strategy == "multihead" or (self.strategy == "multifidelity" and self.replay_head)
+
+    @property
+    def fine_tunes(self) -> bool:
+        """Starts from the foundation's weights (otherwise a new model)."""
+        return self.strategy == "naive" or self.replays
+
+    @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.strategy]
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR["multihead" if self.replays else self.strategy]

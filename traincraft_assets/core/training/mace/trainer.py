@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from traincraft_assets.core.frames import LEVEL_KEY, UNKNOWN_LEVEL, level_of, read_frames, set_label, write_frames
+from traincraft_assets.core.frames import (
+    LEVEL_KEY,
+    UNKNOWN_LEVEL,
+    FrameTally,
+    iter_frames,
+    level_of,
+    read_frames,
+    set_label,
+    write_frames,
+)
 from traincraft_assets.core.training.base import Launch, OnOutput, TrainConfigError, Trainer, TrainInputs, Uses
 from traincraft_assets.core.training.mace.command import (
     command_prefix,
@@ -86,13 +95,16 @@ def foundation_with_e0s(model_path: Path, e0s: dict[int, float], out: Path) -> P
 
 def describe_levels(settings: TrainSettings, inputs: TrainInputs, argv: list[str]) -> dict:
     """The manifest's record of levels of theory: the one the deployed model predicts
-    (`level_of_theory`; several joined with " + " when merged), and for multifidelity each
-    MACE head's level and the heads config MACE was given."""
+    (`level_of_theory`; several joined with " + " when merged), for multifidelity each MACE
+    head's level and the heads config MACE was given, and the replay head's levels (its frames')."""
     deployed = settings.level or " + ".join(inputs.data_levels) or UNKNOWN_LEVEL
     record: dict = {LEVEL_KEY: deployed, "data_levels_of_theory": dict(inputs.data_levels)}
     if settings.strategy == "multifidelity":
         record["head_levels"] = level_heads(settings, inputs.data_levels)
         record["heads_config"] = ast.literal_eval(argv[argv.index("--heads") + 1])
+    if settings.replays and inputs.replay_file is not None:
+        replay = FrameTally().add(iter_frames(inputs.replay_file)).summary()
+        record["replay_levels_of_theory"] = replay["levels_of_theory"]
     return record
 
 
@@ -102,9 +114,8 @@ class MaceTrainer(Trainer):
 
     def uses(self, settings: TrainSettings) -> Uses:
         return Uses(
-            foundation=settings.strategy in ("multihead", "naive")
-            or (settings.strategy == "scratch" and settings.e0s == "foundation"),
-            replay=settings.strategy == "multihead",
+            foundation=settings.fine_tunes or (settings.strategy == "scratch" and settings.e0s == "foundation"),
+            replay=settings.replays,
         )
 
     def validate(self, settings: TrainSettings, inputs: TrainInputs, launch: Launch) -> None:
@@ -176,7 +187,8 @@ class MaceTrainer(Trainer):
                 "strategy": settings.strategy,
                 "freeze": settings.freeze,
                 "lora": settings.lora,
-                "replay_labels": settings.replay_labels if settings.strategy == "multihead" else None,
+                "replay_labels": settings.replay_labels if settings.replays else None,
+                "replay_head": settings.replays,
             },
             "heads": list(settings.heads),
             **describe_levels(settings, inputs, argv),

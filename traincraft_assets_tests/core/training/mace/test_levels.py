@@ -119,6 +119,41 @@ def test_multifidelity_renders_one_head_per_level_for_mace(two_levels, tmp_path)
     assert ast.literal_eval(parsed.heads) == heads
 
 
+def test_a_replay_head_makes_multifidelity_a_multihead_fine_tuning_with_e0s_per_level(two_levels, tmp_path):
+    """replay_head: MACE's multihead fine-tuning (foundation, pt_train_file, our lr) with one head
+    per level; MACE refuses a global `--E0s average` there, so each level's head asks for it."""
+    from mace.tools import build_default_arg_parser
+
+    replay = tmp_path / "replay.xyz"
+    write_frames(replay, [_at_level(cu_bulk(rattle=0.05, seed=50), EMT, "emt:foundation")])
+    inputs = replace(
+        two_levels,
+        replay_file=replay,
+        foundation_model=tmp_path / "foundation.model",
+        foundation={"elements": ["Cu"], "e0s": {"29": -1.0}, "model_class": "ScaleShiftMACE"},
+    )
+    settings = TrainSettings(strategy="multifidelity", replay_head=True, e0s="average", level=EXPENSIVE)
+    prepared = get_trainer("mace").prepare(settings, inputs, tmp_path)
+    argv = render_args(settings, prepared, Launch(), tmp_path / "run", "finetuned")
+    f = flags(argv)
+    assert f["foundation_model"] == str(inputs.foundation_model) and f["multiheads_finetuning"] == "True"
+    assert f["pt_train_file"] == str(replay) and f["force_mh_ft_lr"] == "True" and f["lr"] == "0.0001"
+    assert f["E0s"] == "foundation" and "model" not in f and "loss" not in f
+    heads = ast.literal_eval(f["heads"])
+    assert list(heads)[-1] == TARGET_HEAD and all(head["E0s"] == "average" for head in heads.values())
+    assert ast.literal_eval(build_default_arg_parser().parse_args(argv).heads) == heads
+    described = get_trainer("mace").describe(settings, prepared, argv)
+    assert described["replay_levels_of_theory"] == {"emt:foundation": 1} and described["strategy"]["replay_head"]
+
+    assert "needs a replay subset" in _refused(settings, replace(inputs, replay_file=None))
+    assert "fine-tunes a foundation model, but none was given" in _refused(
+        settings, replace(inputs, foundation_model=None, foundation=None)
+    )
+    assert "strategy 'multihead' always has one" in _refused(
+        TrainSettings(strategy="naive", replay_head=True, e0s="average", level=EXPENSIVE), inputs
+    )
+
+
 def test_a_deployed_level_without_valid_frames_is_refused_before_training(two_levels, tmp_path):
     cheap_valid_only = [a for a in read_frames(two_levels.valid_file) if level_of(a) == CHEAP]
     write_frames(two_levels.valid_file, cheap_valid_only)

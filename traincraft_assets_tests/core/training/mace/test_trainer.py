@@ -58,7 +58,13 @@ def test_describe_records_the_e0s_argument_as_run(tmp_path):
     argv = ["python", "-m", "mace.cli.run_train", "--E0s", "{29: -3.5}", "--name", "finetuned"]
     record = get_trainer("mace").describe(TrainSettings(e0s="dict", e0s_dict={"Cu": -3.5}), inputs, argv)
     assert record == {
-        "strategy": {"strategy": "multihead", "freeze": None, "lora": False, "replay_labels": "reference"},
+        "strategy": {
+            "strategy": "multihead",
+            "freeze": None,
+            "lora": False,
+            "replay_labels": "reference",
+            "replay_head": True,
+        },
         "heads": ["energy", "forces"],
         "e0s": {
             "mode": "dict",
@@ -69,4 +75,5 @@ def test_describe_records_the_e0s_argument_as_run(tmp_path):
         # no level of theory recorded on the frames: the model's is unknown, not guessed
         "level_of_theory": "unknown",
         "data_levels_of_theory": {},
+        "replay_levels_of_theory": {"unknown": 2},
     }
