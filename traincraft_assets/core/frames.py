@@ -247,6 +247,16 @@ class FrameTally:
             self.labels.update(labels_present([atoms]))
         return self
 
+    def add_summary(self, summary: dict) -> FrameTally:
+        """Count another tally's frames from its `summary()`: a batch labelled in parts."""
+        self.n_frames += summary["n_frames"]
+        self.n_atoms += summary["n_atoms"]
+        self.numbers.update(ase.data.atomic_numbers[symbol] for symbol in summary["elements"])
+        self.config_types.update(summary["config_types"])
+        self.levels.update(summary["levels_of_theory"])
+        self.labels.update(summary["labels"])
+        return self
+
     def summary(self) -> dict:
         return {
             "n_frames": self.n_frames,

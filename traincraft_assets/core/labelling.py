@@ -5,12 +5,19 @@ giving its level of theory from the options: one canonical string stamped on eve
 labels (`level_of_theory`). `prelabelled` keeps the labels the file already carries; `emt`,
 `emt_morse`, `xtb` and `pyscf` (core/qm.py) compute them in-process; `command` hands the frames
 to an external program (a DFT code wrapper) through files.
+
+A batch is labelled in one call (`label_batch`), or as several chunk steps: `plan_chunks`
+splits it into contiguous frame ranges, `label_chunk` labels one range into a scratch folder
+(any process, any pod, any number of times), and `merge_chunks` writes the ranges, in order,
+into exactly the file `label_batch` would have written.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import itertools
+import json
 import math
 import multiprocessing
 import os
@@ -18,10 +25,11 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +56,7 @@ from traincraft_assets.core.frames import (
     set_label,
     write_frames,
 )
-from traincraft_assets.core.health import BatchError, batch_problems, refuse_batch
+from traincraft_assets.core.health import BatchError, Problem, batch_problems, refuse_batch
 from traincraft_assets.core.paths import path_problem
 from traincraft_assets.core.qm import (
     INSTALL,
@@ -101,6 +109,13 @@ class LabelOptions:
         metadata={
             "help": "processes labelling chunks of 500 frames side by side (emt/xtb/pyscf/command; prelabelled "
             "only reads, so it stays at 1); each starts a fresh Python (seconds), worth it for slow labellers"
+        },
+    )
+    chunk_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Dagster steps the batch is labelled in, each a contiguous share of its frames (on Kubernetes "
+            "a pod each, retried alone; merged into the same file); 1: one step, with `workers` processes"
         },
     )
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the `command` labeller
@@ -396,8 +411,16 @@ def computing_labellers() -> tuple[str, ...]:
     return tuple(name for name in LABELLERS if name != DEFAULT_LABELLER)
 
 
-def _workers_problem(workers: int) -> str:
-    return f"workers is {workers}; expected 1 (label in this process) or more."
+def _count_problem(options: LabelOptions) -> str | None:
+    """`workers` or `chunk_steps` below 1, said with what each means."""
+    if options.workers < 1:
+        return f"workers is {options.workers}; expected 1 (label in this process) or more."
+    if options.chunk_steps < 1:
+        return (
+            f"chunk_steps is {options.chunk_steps}; expected 1 (the batch labelled in one step) or more "
+            "(that many steps, each labelling a share of the frames)."
+        )
+    return None
 
 
 def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path]) -> list[str]:
@@ -406,8 +429,8 @@ def labeller_problems(labeller: str, options: LabelOptions, roots: Sequence[Path
     cannot be found, or runs a script from outside the project's roots."""
     if labeller not in LABELLERS:
         return [f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}."]
-    if options.workers < 1:
-        return [_workers_problem(options.workers)]
+    if problem := _count_problem(options):
+        return [problem]
     if labeller == "xtb" and importlib.util.find_spec("tblite") is None:
         return [f"labeller 'xtb' needs tblite, not installed here: {INSTALL}."]
     if labeller == "xtb":
@@ -485,24 +508,63 @@ def _labelled_chunks(stamped: Iterator[list[Atoms]], labeller: str, options: Lab
                 future.cancel()
 
 
-def chunk_size(path: Path, options: LabelOptions) -> int:
-    """Frames per labelling chunk: CHUNK_FRAMES, or with several workers an equal share of a
-    smaller batch, so 40 DFT frames on 4 workers take 4 chunks of 10 instead of one of 40."""
+def chunk_size(path: Path, options: LabelOptions, start: int = 0, stop: int | None = None) -> int:
+    """Frames per labelling chunk of frames [start, stop) of `path`: CHUNK_FRAMES, or with
+    several workers an equal share of a smaller batch, so 40 DFT frames on 4 workers take 4
+    chunks of 10 instead of one of 40."""
     if options.workers <= 1:
         return CHUNK_FRAMES
-    return max(1, min(CHUNK_FRAMES, math.ceil(count_frames(path) / options.workers)))
+    n_frames = (count_frames(path) if stop is None else stop) - start
+    return max(1, min(CHUNK_FRAMES, math.ceil(n_frames / options.workers)))
 
 
-def _stamped_chunks(path: Path, batch: str, size: int) -> Iterator[list[Atoms]]:
-    """The batch file's frames in chunks of `size`, each stamped with its batch and index in
-    the file."""
-    start = 0
-    for chunk in chunks(iter_frames(path), size):
+def _stamped_chunks(
+    path: Path, batch: str, size: int, start: int = 0, stop: int | None = None
+) -> Iterator[list[Atoms]]:
+    """Frames [start, stop) of the batch file in chunks of `size`, each stamped with its batch
+    and index in the file."""
+    for chunk in chunks(itertools.islice(iter_frames(path), start, stop), size):
         for index, atoms in enumerate(chunk, start):
             atoms.info[BATCH_KEY], atoms.info[BATCH_INDEX_KEY] = batch, index
             atoms.info.setdefault(CONFIG_TYPE_KEY, batch)
         start += len(chunk)
         yield chunk
+
+
+def _check_request(path: Path, labeller: str, options: LabelOptions) -> None:
+    """Refuse, before a frame is read, what cannot be labelled: an unknown labeller, a count
+    below 1, a file larger than max_file_gib."""
+    if labeller not in LABELLERS:
+        raise ValueError(f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}.")
+    if problem := _count_problem(options):
+        raise ValueError(problem)
+    size_gib = Path(path).stat().st_size / 2**30
+    if size_gib > options.max_file_gib:
+        raise BatchError(
+            f"{path} is {size_gib:.3g} GiB, more than max_file_gib ({options.max_file_gib:g} GiB). A batch is "
+            "labelled, versioned and retired as a whole, so one this large is usually a whole trajectory or "
+            "database by mistake. Split it into several batch files and ingest those, or raise max_file_gib."
+        )
+
+
+def _label_frames(
+    path: Path, batch: str, labeller: str, options: LabelOptions, out: Path, start: int = 0, stop: int | None = None
+) -> tuple[FrameTally, list[Problem]]:
+    """Label frames [start, stop) of `path` into `out`, chunk by chunk (`options.workers`
+    chunks at once); return their tally and every problem found in them."""
+    stamped = _stamped_chunks(path, batch, chunk_size(path, options, start, stop), start, stop)
+    tally, problems = FrameTally(), []
+    with frame_writer(out) as write:
+        try:
+            for labelled in _labelled_chunks(stamped, labeller, options):
+                problems += batch_problems(
+                    labelled, options.check_plausibility, require_labels=labeller == "prelabelled"
+                )
+                tally.add(labelled)
+                write(labelled)
+        except FrameError as exc:  # a labeller's message names the frame; add the file
+            raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
+    return tally, problems
 
 
 def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, out: Path) -> dict:
@@ -511,29 +573,138 @@ def label_batch(path: Path, batch: str, labeller: str, options: LabelOptions, ou
     refuse the whole batch (health.BatchError, listing them all). A `prelabelled` file must
     label every frame; a labeller that computes labels may leave some unlabelled (the batch is
     then partial)."""
-    if labeller not in LABELLERS:
-        raise ValueError(f"unknown labeller {labeller!r}; expected one of {sorted(LABELLERS)}.")
-    if options.workers < 1:
-        raise ValueError(_workers_problem(options.workers))
-    size_gib = Path(path).stat().st_size / 2**30
-    if size_gib > options.max_file_gib:
-        raise BatchError(
-            f"{path} is {size_gib:.3g} GiB, more than max_file_gib ({options.max_file_gib:g} GiB). A batch is "
-            "labelled, versioned and retired as a whole, so one this large is usually a whole trajectory or "
-            "database by mistake. Split it into several batch files and ingest those, or raise max_file_gib."
-        )
-    tally, problems = FrameTally(), []
-    labelled_chunks = _labelled_chunks(_stamped_chunks(path, batch, chunk_size(path, options)), labeller, options)
-    with frame_writer(out) as write:
-        try:
-            for labelled in labelled_chunks:
-                problems += batch_problems(
-                    labelled, options.check_plausibility, require_labels=labeller == "prelabelled"
-                )
-                tally.add(labelled)
-                write(labelled)
-        except FrameError as exc:  # a labeller's message names the frame; add the file
-            raise FrameError(f"{path}, {exc}" if str(exc).startswith("frame ") else str(exc)) from exc
+    _check_request(path, labeller, options)
+    tally, problems = _label_frames(path, batch, labeller, options, out)
     if problems:
         raise refuse_batch(str(path), problems, tally.n_frames)
+    return tally.summary()
+
+
+# A batch labelled as several steps: its plan and each finished chunk, in a scratch folder
+# (core/store.py: ArtifactStore.scratch) until merge_chunks has written the artifact.
+PLAN_FILE = "plan.json"
+SCRATCH_RETENTION_S = 7 * 24 * 3600.0  # a scratch folder untouched this long belongs to a run given up
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a batch is labelled as chunk steps: its file (and sha256), the labeller, and each
+    step's frames as [start, stop) (stop None: to the end of the file)."""
+
+    batch: str
+    source: str
+    source_sha256: str
+    labeller: str
+    bounds: tuple[tuple[int, int | None], ...]
+
+    @classmethod
+    def read(cls, scratch: Path) -> ChunkPlan:
+        path = Path(scratch) / PLAN_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: the plan of this labelling is missing, so its chunks cannot be labelled or merged "
+                "(the scratch folder was removed while the run ran?). Materialize labelled_frames for the batch again."
+            )
+        data = json.loads(path.read_text())
+        return cls(**{**data, "bounds": tuple((start, stop) for start, stop in data["bounds"])})
+
+
+def _chunk_paths(scratch: Path, index: int) -> tuple[Path, Path]:
+    """Chunk `index`'s labelled frames and its record (tally, problems), written last."""
+    return Path(scratch) / f"chunk-{index:05d}.xyz", Path(scratch) / f"chunk-{index:05d}.json"
+
+
+def _replace_atomically(path: Path, fill) -> None:
+    """`fill(temporary)` then one rename onto `path`: a reader sees the old file or the whole
+    new one, and a writer killed half-way leaves only its own temporary file behind."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        fill(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def remove_stale_scratch(parent: Path, now: float | None = None) -> list[Path]:
+    """Scratch folders under `parent` with nothing written for SCRATCH_RETENTION_S: runs that
+    failed and were never re-executed."""
+    now, stale = now or time.time(), []
+    for folder in sorted(Path(parent).iterdir()) if Path(parent).is_dir() else []:
+        if now - max(p.stat().st_mtime for p in [folder, *folder.rglob("*")]) > SCRATCH_RETENTION_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            stale.append(folder)
+    return stale
+
+
+def plan_chunks(
+    path: Path, batch: str, labeller: str, options: LabelOptions, source_sha256: str, scratch: Path
+) -> ChunkPlan:
+    """Split batch file `path` into `options.chunk_steps` contiguous ranges of frames (equal
+    shares, at least one frame each) and write the plan into `scratch`. Everything `label_batch`
+    refuses before reading a frame is refused here. With one step the file is not counted."""
+    _check_request(path, labeller, options)
+    remove_stale_scratch(Path(scratch).parent)
+    if options.chunk_steps == 1:
+        bounds: tuple[tuple[int, int | None], ...] = ((0, None),)
+    else:
+        n_frames = count_frames(path)
+        size = math.ceil(n_frames / min(options.chunk_steps, n_frames))
+        bounds = tuple((start, min(start + size, n_frames)) for start in range(0, n_frames, size))
+    plan = ChunkPlan(batch, str(path), source_sha256, labeller, bounds)
+    scratch = Path(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    _replace_atomically(scratch / PLAN_FILE, lambda tmp: tmp.write_text(json.dumps(asdict(plan))))
+    return plan
+
+
+def label_chunk(scratch: Path, index: int, options: LabelOptions) -> dict:
+    """Label chunk `index` of the plan in `scratch` into its chunk file, with the same code as
+    `label_batch`; return its frames' summary. Idempotent: labelling it again replaces the
+    file with the same bytes (for a deterministic labeller), so a retried step is safe."""
+    plan = ChunkPlan.read(scratch)
+    if not 0 <= index < len(plan.bounds):
+        raise ValueError(f"chunk {index} of batch {plan.batch!r}: the plan has chunks 0-{len(plan.bounds) - 1}.")
+    start, stop = plan.bounds[index]
+    frames_path, record_path = _chunk_paths(scratch, index)
+    found: list = []
+
+    def label(tmp: Path) -> None:
+        found.extend(_label_frames(Path(plan.source), plan.batch, plan.labeller, options, tmp, start, stop))
+
+    _replace_atomically(frames_path, label)
+    tally, problems = found
+    record = {"summary": tally.summary(), "problems": [p.as_row() for p in problems]}
+    _replace_atomically(record_path, lambda tmp: tmp.write_text(json.dumps(record)))
+    return record["summary"]
+
+
+def merge_chunks(scratch: Path, out: Path) -> dict:
+    """Write every chunk of the plan in `scratch`, in order, into `out`: byte for byte the file
+    `label_batch` writes for the same batch. Return the batch's summary; refuse the batch,
+    naming every problem found in any chunk, as `label_batch` does. One chunk is linked, not
+    copied."""
+    plan = ChunkPlan.read(scratch)
+    missing = [i for i in range(len(plan.bounds)) if not _chunk_paths(scratch, i)[1].is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"batch {plan.batch!r}: chunk(s) {missing} of {len(plan.bounds)} have not been labelled into {scratch}. "
+            "Merge runs after every chunk step has succeeded; re-execute the run from its failure."
+        )
+    tally, problems = FrameTally(), []
+    for index in range(len(plan.bounds)):
+        record = json.loads(_chunk_paths(scratch, index)[1].read_text())
+        tally.add_summary(record["summary"])
+        problems += [Problem(**row) for row in record["problems"]]
+    if problems:
+        raise refuse_batch(plan.source, problems, tally.n_frames)
+    if len(plan.bounds) == 1:
+        try:
+            os.link(_chunk_paths(scratch, 0)[0], out)
+            return tally.summary()
+        except OSError:  # another filesystem: copied below
+            pass
+    with open(out, "wb") as handle:
+        for index in range(len(plan.bounds)):
+            with _chunk_paths(scratch, index)[0].open("rb") as chunk:
+                shutil.copyfileobj(chunk, handle, 1 << 20)
     return tally.summary()

@@ -143,6 +143,11 @@ class ArtifactStore:
         """Where trainings keep their work directories (checkpoints) until they publish."""
         return self.root / ".training"
 
+    def scratch(self, key: str) -> Path:
+        """A folder for work passed between the steps of one run (a batch labelled as several
+        steps), on the store's volume so that every pod sees it; `verify` does not look in it."""
+        return self.root / ".scratch" / key
+
     def open(self, kind: type[A], sha256: str) -> A:
         path = self.root / kind.asset / sha256
         if not path.is_dir():

@@ -12,9 +12,10 @@ its sha256, which is its Dagster data version. `@artifact_asset` makes that a co
   kind to add), writes its own kind, and returns `step.materialized(...)`: the artifact's
   sha256 as data version, and every artifact version it read as `read_artifacts` metadata.
 
-`@artifact_check` does the same for asset checks. Both give a recipe whose `build(deployment)`
-makes the Dagster definition once the deployment is known (pod profile, retries). The project
-layout page of the docs says why this is a decorator and not an IO manager.
+`@artifact_check` does the same for asset checks, and `fanned_out_asset` for an asset whose work
+runs as several steps (plan, one step per part, merge). Each gives a recipe whose
+`build(deployment)` makes the Dagster definition once the deployment is known (pod profile,
+retries). The project layout page of the docs says why this is a decorator and not an IO manager.
 """
 
 import contextlib
@@ -35,7 +36,7 @@ from traincraft_assets.defs.k8s import Deployment
 from traincraft_assets.defs.preflight import Check, preflight, register_preflight
 
 A = TypeVar("A", bound=Artifact)
-Context = dg.AssetExecutionContext | dg.AssetCheckExecutionContext
+Context = dg.AssetExecutionContext | dg.AssetCheckExecutionContext | dg.OpExecutionContext
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,22 @@ def _compute(body: Callable, name: str, reads: Sequence[type[Artifact]], own, co
     return compute
 
 
+class _AssetRecipe:
+    """What every asset recipe answers: the name and key of the asset it makes."""
+
+    kind: type[Artifact]
+
+    @property
+    def name(self) -> str:
+        return self.kind.asset
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(self.name)
+
+
 @dataclass(frozen=True)
-class ArtifactAsset:
+class ArtifactAsset(_AssetRecipe):
     """An asset recipe (see the module docstring); `build` gives the Dagster asset."""
 
     kind: type[Artifact]
@@ -207,14 +222,6 @@ class ArtifactAsset:
     profile: str
     resources: frozenset[str]
     options: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.kind.asset
-
-    @property
-    def key(self) -> dg.AssetKey:
-        return dg.AssetKey(self.name)
 
     def build(self, deployment: Deployment) -> dg.AssetsDefinition:
         reads = tuple(_kind(r) for r in self.reads)
@@ -228,6 +235,90 @@ class ArtifactAsset:
             **deployment.step(self.profile),
             **self.options,
         )(compute)
+
+
+@dataclass(frozen=True)
+class FannedOutAsset(_AssetRecipe):
+    """An asset recipe whose work runs as several steps, so that its parts can run at once (a
+    pod each on Kubernetes) and a lost one is retried alone: a Dagster graph of `plan` (how
+    many parts), one `part` step per part (its pod profile, retry policy and concurrency pool),
+    and `merge`, which publishes the artifact. Each step gets a Step and runs preflight as an
+    artifact_asset's does. The steps share the asset's config: a run config gives it under
+    `ops: <asset>: config:`, as for any other asset. The steps pass nothing but their order
+    between them (Nothing outputs, so no IO manager); what they share lies in the store."""
+
+    kind: type[Artifact]
+    plan: Callable  # (step, config) -> the number of parts
+    part: Callable  # (step, config, index) -> None; may run again (a retry), so idempotent
+    merge: Callable  # (step, config) -> step.materialized(...)
+    config: type[SettingsConfig]
+    profile: str  # plan's and merge's pod profile
+    part_profile: str
+    resources: frozenset[str]
+    options: dict = field(default_factory=dict)
+    reads: tuple[Read, ...] = ()  # reads nothing upstream (a graph asset has no `deps`)
+
+    def build(self, deployment: Deployment) -> dg.AssetsDefinition:
+        plan, part, merge = self.plan, self.part, self.merge
+
+        def planned(step: Step, config) -> Iterator[dg.DynamicOutput]:
+            for index in range(plan(step, config)):
+                yield dg.DynamicOutput(None, mapping_key=str(index))
+
+        def one_part(step: Step, config) -> None:
+            part(step, config, int(step.context.get_mapping_key()))
+
+        def merged(step: Step, config) -> dg.Output:
+            result = merge(step, config)
+            return dg.Output(None, data_version=result.data_version, metadata=result.metadata)
+
+        def op(body: Callable, named: Callable, profile: str, own: type[Artifact] | None, **io) -> dg.OpDefinition:
+            compute = _compute(body, self.name, (), own, self.config, dg.OpExecutionContext)
+            pod = deployment.step(profile)
+            return dg.op(
+                name=named.__name__,
+                description=inspect.getdoc(named),
+                required_resource_keys={"store", *self.resources},
+                tags=pod.pop("op_tags"),  # an op's tags are what an asset's op_tags become
+                **pod,
+                **io,
+            )(compute)
+
+        plan_op = op(planned, plan, self.profile, None, out=dg.DynamicOut(dg.Nothing))
+        part_op = op(
+            one_part, part, self.part_profile, None, ins={"planned": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing)
+        )
+        merge_op = op(merged, merge, self.profile, self.kind, ins={"parts": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
+        names = (plan.__name__, part.__name__, merge.__name__)
+        config = dg.ConfigMapping(
+            config_fn=lambda value: {name: {"config": value} for name in names},
+            config_schema=self.config.to_config_schema(),
+        )
+
+        def compose():
+            return merge_op(parts=plan_op().map(lambda planned: part_op(planned=planned)).collect())
+
+        return dg.graph_asset(name=self.name, config=config, code_version="1", **self.options)(compose)
+
+
+def fanned_out_asset(
+    kind: type[Artifact],
+    *,
+    plan: Callable,
+    part: Callable,
+    merge: Callable,
+    config: type[SettingsConfig],
+    preflight: Check | None = None,
+    profile: str = "cpu",
+    part_profile: str = "cpu",
+    resources: Sequence[str] = (),
+    **options,
+) -> FannedOutAsset:
+    """Declare the asset of `kind` whose work is planned, run in parts and merged (see
+    FannedOutAsset); `options` are `@dg.graph_asset` options (description, group_name,
+    partitions_def, ...)."""
+    register_preflight(kind.asset, config, preflight)
+    return FannedOutAsset(kind, plan, part, merge, config, profile, part_profile, frozenset(resources), options)
 
 
 def artifact_asset(

@@ -11,7 +11,7 @@ from traincraft_assets.core.labelling import LABELLERS
 from traincraft_assets.core.training import TRAINERS
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 from traincraft_assets.core.training.mace.settings import E0sMode, Strategy
-from traincraft_assets.defs.data.assets import LabelledFramesConfig
+from traincraft_assets.defs.data.labelling import LabelledFramesConfig
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.foundation.assets import FoundationConfig
 from traincraft_assets.defs.training.assets import FinetuneConfig
@@ -42,8 +42,8 @@ def test_finetune_config_has_every_training_setting_with_its_default():
 
 
 def _choices(asset: str, field: str) -> set:
-    op = build_defs().resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.op
-    choice = op.config_schema.config_type.fields[field].config_type
+    node = build_defs().resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.node_def  # an op or a graph
+    choice = node.config_schema.config_type.fields[field].config_type
     return {value.config_value for value in choice.enum_values}
 
 

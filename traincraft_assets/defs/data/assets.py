@@ -7,7 +7,7 @@ import dagster as dg
 
 from traincraft_assets.core.artifacts import Dataset, LabelledFrames, Split
 from traincraft_assets.core.dataset import FINGERPRINT_KEY, LabelConflict, MergeReport, merge_batches
-from traincraft_assets.core.frames import FrameError, frame_writer, iter_frames, read_frames, write_frames
+from traincraft_assets.core.frames import frame_writer, iter_frames, read_frames, write_frames
 from traincraft_assets.core.split import SplitSettings, split_frames
 from traincraft_assets.defs import instance
 from traincraft_assets.defs.config import settings_config

@@ -11,7 +11,7 @@ import dagster as dg
 
 from traincraft_assets.core.settings import Deployment as DeploymentName
 from traincraft_assets.core.settings import Settings
-from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, GPU_POOL, PodProfile, load_profiles
+from traincraft_assets.defs.k8s.profiles import DEFAULT_PROFILES, POOLS, PodProfile, load_profiles
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 
@@ -28,13 +28,13 @@ class Deployment:
     def step(self, profile: str) -> dict:
         """The `@asset` / `@asset_check` arguments of a step that runs with this pod profile:
         its pod's config, its retries on the cluster (locally a failure is a real one), and for
-        GPU steps the concurrency pool that caps how many run at once."""
+        GPU and labelling steps the concurrency pool that caps how many run at once."""
         pod = (self.profiles or DEFAULT_PROFILES)[profile]
         on_cluster = self.name == "k8s"
         return {
             "op_tags": {K8S_CONFIG_TAG: pod.k8s_config()},
             "retry_policy": pod.retry_policy() if on_cluster else None,
-            **({"pool": GPU_POOL} if profile == "gpu" else {}),
+            **({"pool": POOLS[profile]} if profile in POOLS else {}),
         }
 
     def executor(self):

@@ -1,11 +1,13 @@
 """Pod profiles: what a step's Kubernetes pod asks for, as typed config.
 
-Two profiles: `cpu` for data steps, `gpu` for training and evaluation. Each becomes the
-`dagster-k8s/config` op tag of its assets, which `k8s_job_executor` applies to the step's pod
+Three profiles: `cpu` for data steps, `gpu` for training and evaluation, `label` for the steps
+that run a labeller (a DFT code wants other pods than a dataset merge). Each becomes the
+`dagster-k8s/config` op tag of its steps, which `k8s_job_executor` applies to the step's pod
 (locally the tag is inert). A team overrides them without code changes: a YAML file named by
-TRAINCRAFT_POD_PROFILES with any of the fields below under `cpu:` / `gpu:`. GPU steps also
-share the `gpu` concurrency pool, so an instance limit on that pool (k8s/dagster.yaml) caps how
-many run at once to the GPUs the team has.
+TRAINCRAFT_POD_PROFILES with any of the fields below under `cpu:` / `gpu:` / `label:`. GPU
+steps share the `gpu` concurrency pool and labelling steps the `label` pool, so an instance
+limit on each (k8s/dagster.yaml) caps how many run at once: the GPUs the team has, the
+labelling pods the cluster may hold.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import yaml
 
 from traincraft_assets.core.settings import TRAINING_PROCESSES_ENV
 
-PROFILE_NAMES = ("cpu", "gpu")
-GPU_POOL = "gpu"
+PROFILE_NAMES = ("cpu", "gpu", "label")
+# The concurrency pool of each profile that has one: steps that compete for GPUs, or for the
+# cluster's labelling capacity, across every run.
+POOLS = {"gpu": "gpu", "label": "label"}
 NVIDIA_GPU = "nvidia.com/gpu"
 
 
@@ -101,6 +105,8 @@ DEFAULT_PROFILES = {
         shm_size="8Gi",
         retries=2,
     ),
+    # a labelling step's pod lost with its node is retried alone; its chunk is labelled again
+    "label": PodProfile(cpu="1", memory="4Gi", memory_limit="8Gi", retries=2),
 }
 
 

@@ -27,9 +27,10 @@ GPU_ASSETS = {
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _step_pod(asset: str):
-    """The pod spec dagster-k8s builds for this asset's step."""
-    op = build_defs().resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.op
+def _step_pod(asset: str, step: str | None = None, defs: dg.Definitions | None = None):
+    """The pod spec dagster-k8s builds for this asset's step (`step`: one op of a graph-backed asset)."""
+    node = (defs or build_defs()).resolve_asset_graph().get(dg.AssetKey(asset)).assets_def.node_def
+    op = node if step is None else next(op for op in node.iterate_op_defs() if op.name == step)
     job = construct_dagster_k8s_job(
         DagsterK8sJobConfig(job_image="traincraft:test", dagster_home="/opt/dagster/home"),
         args=["dagster", "api", "execute_step"],
@@ -56,9 +57,19 @@ def test_training_and_evaluation_steps_ask_for_a_gpu_and_tolerate_gpu_nodes(asse
     assert op.retry_policy is None  # locally a failed training is a real failure
 
 
-@pytest.mark.parametrize("asset", ["labelled_frames", "dataset", "split", "pretraining_frames", "replay_subset"])
-def test_data_steps_stay_on_cpu(asset):
-    pod, op = _step_pod(asset)
+@pytest.mark.parametrize(
+    "asset, step",
+    [
+        ("labelled_frames", "plan_chunks"),
+        ("labelled_frames", "merge_chunks"),
+        ("dataset", None),
+        ("split", None),
+        ("pretraining_frames", None),
+        ("replay_subset", None),
+    ],
+)
+def test_data_steps_stay_on_cpu(asset, step):
+    pod, op = _step_pod(asset, step)
     [container] = pod.containers
     assert "nvidia.com/gpu" not in (container.resources.limits or {})
     assert container.resources.requests == {"cpu": "1", "memory": "4Gi"}
@@ -143,12 +154,33 @@ def test_the_cluster_deployment_reads_the_profiles_file_and_retries_gpu_steps(tm
     ]
 
 
+def test_labelling_chunks_run_on_label_pods_in_the_label_pool_and_are_retried_on_the_cluster(tmp_path):
+    """Each chunk step of labelled_frames gets the `label` profile (sized apart from the data
+    steps: a DFT code's pod), the `label` concurrency pool (the instance's limit on it caps the
+    labelling pods of every run together) and, on the cluster, its retries: a chunk whose pod
+    was lost is labelled again, alone."""
+    pod, op = _step_pod("labelled_frames", "label_chunk")
+    [container] = pod.containers
+    assert container.resources.requests == {"cpu": "1", "memory": "4Gi"} and not pod.tolerations
+    assert op.pool == "label" and op.retry_policy is None  # locally a failure is a real one
+    path = tmp_path / "profiles.yaml"
+    path.write_text("label:\n  cpu: '16'\n  memory: 64Gi\n")
+    defs = build_defs(load_settings({"TRAINCRAFT_POD_PROFILES": str(path), "TRAINCRAFT_DEPLOYMENT": "k8s"}))
+    pod, op = _step_pod("labelled_frames", "label_chunk", defs)
+    [container] = pod.containers
+    assert container.resources.requests == {"cpu": "16", "memory": "64Gi"}
+    assert {e.name: e.value for e in container.env}["OMP_NUM_THREADS"] == "16"
+    assert op.retry_policy.max_retries == DEFAULT_PROFILES["label"].retries == 2
+    _, plan = _step_pod("labelled_frames", "plan_chunks", defs)
+    assert plan.retry_policy is None and plan.pool is None
+
+
 def test_every_step_of_the_graph_has_a_pod_profile():
     """Asset checks are steps (pods) too: one without a profile would land on any node with no
     requests. The foundation check evaluates the foundation on the dataset and the quality gates
     run MD with the model, so both are GPU steps."""
     # every job's steps: the whole graph spans two partitionings (batches, comparison arms)
-    ops = {op.name: op for job in build_defs().resolve_all_job_defs() for op in job.graph.node_defs}.values()
+    ops = {op.name: op for job in build_defs().resolve_all_job_defs() for op in job.graph.iterate_op_defs()}.values()
     gpu = set()
     for op in ops:
         assert "dagster-k8s/config" in op.tags, f"step {op.name} has no pod profile"
