@@ -17,12 +17,20 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.units import Debye
 
 from traincraft_assets.core.artifacts import ParityReport
 from traincraft_assets.core.device import Device, resolve_device
-from traincraft_assets.core.frames import frames_at_level, level_of, read_frames
+from traincraft_assets.core.frames import frames_at_level, level_of, read_frames, symbols
 from traincraft_assets.core.metrics import Prediction, error_ratio, errors_by_config_type, to_mev
-from traincraft_assets.core.models import REPLAY_HEAD, known_frames, load_model, model_head, model_heads
+from traincraft_assets.core.models import (
+    REPLAY_HEAD,
+    known_frames,
+    load_model,
+    model_elements,
+    model_head,
+    model_heads,
+)
 from traincraft_assets.core.plots import figure_thumbnail_base64, learning_curve_figure, parity_figure, save_figure
 
 # MACE model classes that predict dipoles/polarizabilities but no energy or forces.
@@ -50,7 +58,9 @@ class EvalSettings:
 def predict(
     model, frames: Sequence[Atoms], head: str | None = None, batch_size: int = 32, device: str = "cpu"
 ) -> list[Prediction]:
-    """Energies, forces and stresses for `frames`, in batches, in the model's own dtype.
+    """Energies, forces and stresses for `frames`, and dipoles and polarizabilities from a model
+    with those heads, in batches, in the model's own dtype. (MACE's own `mace_eval_configs`
+    reads the energy of every model, so it cannot evaluate a dipole-only one.)
 
     `head` defaults to the model's target head (core.models.model_head), never the replay head.
     """
@@ -62,14 +72,13 @@ def predict(
     torch_tools.set_default_dtype(str(next(model.parameters()).dtype).replace("torch.", ""))
     heads = model_heads(model)
     head = head or model_head(heads)
-    if type(model).__name__ in MODELS_WITHOUT_ENERGY:
-        raise ValueError(
-            f"{model.__class__.__name__} predicts dipoles/polarizabilities, not energies and forces; "
-            "parity for these heads is not implemented yet (evaluate with MACECalculator "
-            "model_type='DipoleMACE')."
-        )
     if head not in heads:
         raise ValueError(f"model has heads {heads}; asked for head {head!r}.")
+    if unknown := {int(z) for atoms in frames for z in atoms.numbers} - model_elements(model):
+        raise ValueError(
+            f"the model has no embedding for {symbols(unknown)}, which these frames hold (it covers "
+            f"{symbols(model_elements(model))}): evaluate it on frames of its elements, or train one that covers them."
+        )
     z_table = utils.AtomicNumberTable([int(z) for z in model.atomic_numbers])
     # Labels are not needed to predict: an empty key specification keeps MACE from reading any.
     keyspec = data.KeySpecification(info_keys={}, arrays_keys={})
@@ -88,17 +97,32 @@ def predict(
     model = model.to(device)
     out: list[Prediction] = []
     periodic = [bool(a.pbc.all()) for a in frames]
+    with_energy = type(model).__name__ not in MODELS_WITHOUT_ENERGY
+    # the dipole-only models refuse to compute forces (they assert it is off)
+    options = {"compute_stress": any(periodic)} if with_energy else {"compute_force": False}
+
+    def numpy(result, key):
+        value = result.get(key)
+        return None if value is None else value.detach().cpu().numpy()
+
     for batch in loader:
         batch = batch.to(device)
-        result = model(batch.to_dict(), compute_stress=any(periodic), training=False)
-        energies = result["energy"].detach().cpu().numpy()
-        forces = np.split(result["forces"].detach().cpu().numpy(), batch.ptr[1:-1].cpu().numpy())
-        stresses = result.get("stress")
-        stresses = None if stresses is None else stresses.detach().cpu().numpy()
-        for k in range(len(energies)):
+        result = model(batch.to_dict(), training=False, **options)
+        energies, stresses = numpy(result, "energy"), numpy(result, "stress")
+        dipoles, polarizabilities = numpy(result, "dipole"), numpy(result, "polarizability")
+        forces = numpy(result, "forces")
+        forces = None if forces is None else np.split(forces, batch.ptr[1:-1].cpu().numpy())
+        for k in range(batch.num_graphs):
             i = len(out)
-            stress = stresses[k] if stresses is not None and periodic[i] else None
-            out.append(Prediction(float(energies[k]), forces[k], stress))
+            out.append(
+                Prediction(
+                    float(energies[k]) if energies is not None else None,
+                    forces[k] if forces is not None else None,
+                    stresses[k] if stresses is not None and periodic[i] else None,
+                    dipoles[k] if dipoles is not None else None,
+                    polarizabilities[k] if polarizabilities is not None else None,
+                )
+            )
     return out
 
 
@@ -124,9 +148,35 @@ def evaluate(
     return Evaluation(frames, predictions, errors_by_config_type(frames, predictions))
 
 
+# Dipole and polarizability errors as reported: dipoles in mD (as MACE's own error tables),
+# polarizabilities in milli of the labels' e·Å²/V. Metric key -> (column, factor).
+PROPERTY_COLUMNS = {
+    "rmse_mu": ("rmse_mu_mdebye", 1000 / Debye),
+    "mae_mu": ("mae_mu_mdebye", 1000 / Debye),
+    "rmse_mu_norm": ("rmse_mu_norm_mdebye", 1000 / Debye),
+    "rmse_alpha": ("rmse_alpha_me_a2_per_v", 1000),
+    "mae_alpha": ("mae_alpha_me_a2_per_v", 1000),
+    "rmse_alpha_iso": ("rmse_alpha_iso_me_a2_per_v", 1000),
+    "rmse_alpha_aniso": ("rmse_alpha_aniso_me_a2_per_v", 1000),
+}
+
+
+def property_errors(evaluation: Evaluation, config_type: str = "all", prefix: str = "") -> dict[str, float]:
+    """The dipole and polarizability columns (PROPERTY_COLUMNS) of the properties `evaluation`'s
+    model predicts and its frames are labelled with; none for an energy-only model."""
+    measured = evaluation.overall
+    row = evaluation.by_config_type[config_type]
+    return {
+        f"{prefix}{column}": row[key] * factor
+        for key, (column, factor) in PROPERTY_COLUMNS.items()
+        if np.isfinite(measured[key])
+    }
+
+
 def compare_rows(candidate: Evaluation, baselines: dict[str, Evaluation]) -> list[dict]:
-    """Per-config_type rows in meV units, candidate beside each named baseline, on the same frames
-    (a baseline's columns are prefixed with its name)."""
+    """Per-config_type rows in meV units (dipoles and polarizabilities where predicted),
+    candidate beside each named baseline, on the same frames (a baseline's columns are
+    prefixed with its name)."""
     rows = []
     for name, ft in candidate.by_config_type.items():
         row = {
@@ -137,6 +187,7 @@ def compare_rows(candidate: Evaluation, baselines: dict[str, Evaluation]) -> lis
             "rmse_f_mev_per_a": to_mev(ft["rmse_f"]),
             "mae_f_mev_per_a": to_mev(ft["mae_f"]),
             "rmse_s_mev_per_a3": to_mev(ft["rmse_s"]),
+            **property_errors(candidate, name),
         }
         for baseline_name, baseline in baselines.items():
             base = baseline.by_config_type[name]
@@ -144,6 +195,7 @@ def compare_rows(candidate: Evaluation, baselines: dict[str, Evaluation]) -> lis
                 f"{baseline_name}_rmse_e_mev_per_atom": to_mev(base["rmse_e_per_atom"]),
                 f"{baseline_name}_rmse_f_mev_per_a": to_mev(base["rmse_f"]),
                 f"{baseline_name}_rmse_s_mev_per_a3": to_mev(base["rmse_s"]),
+                **property_errors(baseline, name, f"{baseline_name}_"),
             }
         rows.append(row)
     return rows
@@ -184,6 +236,12 @@ class Parity:
             "replay_rmse_f_mev_per_a": to_mev(self.replay.overall["rmse_f"]),
             "n_valid": len(self.valid.frames),
         }
+
+    @property
+    def property_metrics(self) -> dict:
+        """Valid-set dipole and polarizability errors of the fine-tuned model and, where it
+        predicts them too, the foundation's (empty for energy-only models)."""
+        return {**property_errors(self.valid), **property_errors(self.valid_foundation, prefix="foundation_")}
 
     @property
     def champion_metrics(self) -> dict:
@@ -262,8 +320,9 @@ class Parity:
         ft, fnd = self.replay.overall, self.replay_foundation.overall
         return {
             **self.metrics,
+            **self.property_metrics,
             **self.champion_metrics,
-            "units": "meV/atom (energy), meV/Å (forces), meV/Å³ (stress)",
+            "units": "meV/atom (energy), meV/Å (forces), meV/Å³ (stress), mD (dipoles), me·Å²/V (polarizabilities)",
             "rows": self.rows,
             "test_rows": self.test_rows,
             "replay_heldout": {

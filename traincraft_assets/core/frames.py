@@ -204,10 +204,14 @@ def frames_at_level(frames: Iterable[Atoms], level: str | None) -> list[Atoms]:
     return chosen if chosen else frames
 
 
+def symbols(numbers: Iterable[int]) -> list[str]:
+    """Chemical symbols of atomic numbers, sorted by atomic number, each once."""
+    return [ase.data.chemical_symbols[z] for z in sorted({int(z) for z in numbers})]
+
+
 def elements(frames: Iterable[Atoms]) -> list[str]:
     """Chemical symbols present, sorted by atomic number."""
-    numbers = sorted({int(z) for atoms in frames for z in atoms.numbers})
-    return [ase.data.chemical_symbols[z] for z in numbers]
+    return symbols(z for atoms in frames for z in atoms.numbers)
 
 
 def fingerprint(atoms: Atoms) -> str:
@@ -261,7 +265,7 @@ class FrameTally:
         return {
             "n_frames": self.n_frames,
             "n_atoms": self.n_atoms,
-            "elements": [ase.data.chemical_symbols[z] for z in sorted(self.numbers)],
+            "elements": symbols(self.numbers),
             "config_types": dict(sorted(self.config_types.items())),
             "labels": [name for name in REF_KEYS if name in self.labels],
             "levels_of_theory": dict(sorted(self.levels.items())),

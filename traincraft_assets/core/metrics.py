@@ -13,27 +13,57 @@ from traincraft_assets.core.frames import CONFIG_TYPE_KEY, get_label
 
 @dataclass
 class Prediction:
-    energy: float
-    forces: np.ndarray
+    energy: float | None  # None: a model that predicts dipoles/polarizabilities only
+    forces: np.ndarray | None
     stress: np.ndarray | None  # 3x3, eV/Å^3, only for fully periodic frames
+    dipole: np.ndarray | None = None  # (3,), e·Å, for models with a dipole head
+    polarizability: np.ndarray | None = None  # 3x3, e·Å²/V, for models with a polarizability head
+
+
+# The six unique components of a symmetric 3x3 tensor, in Voigt order (xx, yy, zz, yz, xz, xy).
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def polarizability_parts(alpha) -> tuple[np.ndarray, float, float]:
+    """The six unique components of a polarizability a (symmetrised), its isotropic part
+    tr(a)/3, and its anisotropy sqrt(((axx-ayy)^2 + (ayy-azz)^2 + (azz-axx)^2 + 6(axy^2 + axz^2 + ayz^2))/2):
+    the two invariants Raman intensities are made of."""
+    a = np.asarray(alpha, dtype=float).reshape(3, 3)
+    a = (a + a.T) / 2
+    unique = np.array([a[i, j] for i, j in VOIGT])
+    xx, yy, zz, yz, xz, xy = unique
+    aniso = np.sqrt(((xx - yy) ** 2 + (yy - zz) ** 2 + (zz - xx) ** 2 + 6 * (xy**2 + xz**2 + yz**2)) / 2)
+    return unique, float(np.trace(a) / 3), float(aniso)
 
 
 def errors(frames: Sequence[Atoms], predictions: Sequence[Prediction]) -> dict[str, float]:
-    """RMSE/MAE of per-atom energy (eV/atom), force components (eV/Å), stress (eV/Å^3).
+    """RMSE/MAE of per-atom energy (eV/atom), force components (eV/Å), stress (eV/Å^3), dipole
+    components and magnitude (e·Å), polarizability's six unique components, isotropic part and
+    anisotropy (e·Å²/V).
 
-    A metric with no reference label in `frames` is NaN, not zero.
+    A metric with no reference label in `frames`, or no prediction of it, is NaN, not zero.
     """
-    de, df, ds = [], [], []
+    de, df, ds, dmu, dmu_norm, dalpha, diso, daniso = ([] for _ in range(8))
     for atoms, pred in zip(frames, predictions):
         e = get_label(atoms, "energy")
-        if e is not None:
+        if e is not None and pred.energy is not None:
             de.append((pred.energy - float(e)) / len(atoms))
         f = get_label(atoms, "forces")
-        if f is not None:
+        if f is not None and pred.forces is not None:
             df.append((pred.forces - f).ravel())
         s = get_label(atoms, "stress")
         if s is not None and pred.stress is not None:
             ds.append(pred.stress.reshape(-1) - s.reshape(-1))
+        mu = get_label(atoms, "dipole")
+        if mu is not None and pred.dipole is not None:
+            dmu.append(pred.dipole - mu)
+            dmu_norm.append(np.linalg.norm(pred.dipole) - np.linalg.norm(mu))
+        alpha = get_label(atoms, "polarizability")
+        if alpha is not None and pred.polarizability is not None:
+            (ref, ref_iso, ref_aniso), (got, iso, aniso) = map(polarizability_parts, (alpha, pred.polarizability))
+            dalpha.append(got - ref)
+            diso.append(iso - ref_iso)
+            daniso.append(aniso - ref_aniso)
 
     def rmse_mae(parts):
         if not parts:
@@ -42,6 +72,7 @@ def errors(frames: Sequence[Atoms], predictions: Sequence[Prediction]) -> dict[s
         return float(np.sqrt(np.mean(x**2))), float(np.mean(np.abs(x)))
 
     (re, me), (rf, mf), (rs, ms) = rmse_mae(de), rmse_mae(df), rmse_mae(ds)
+    (rmu, mmu), (ra, ma) = rmse_mae(dmu), rmse_mae(dalpha)
     return {
         "n_frames": len(frames),
         "rmse_e_per_atom": re,
@@ -50,6 +81,13 @@ def errors(frames: Sequence[Atoms], predictions: Sequence[Prediction]) -> dict[s
         "mae_f": mf,
         "rmse_s": rs,
         "mae_s": ms,
+        "rmse_mu": rmu,
+        "mae_mu": mmu,
+        "rmse_mu_norm": rmse_mae(dmu_norm)[0],
+        "rmse_alpha": ra,
+        "mae_alpha": ma,
+        "rmse_alpha_iso": rmse_mae(diso)[0],
+        "rmse_alpha_aniso": rmse_mae(daniso)[0],
     }
 
 

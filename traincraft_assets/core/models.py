@@ -11,8 +11,9 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-import ase.data
 from ase import Atoms
+
+from traincraft_assets.core.frames import symbols
 
 # MACE's name for a single-head model's head and for the head a multihead fine-tuning trains
 # (and deploys); the replay head of a multihead fine-tuned model is "pt_head". A multifidelity
@@ -91,7 +92,7 @@ def describe_model(model_path: str | Path) -> dict:
         "shape": _shape(model),
         "model_class": type(model).__name__,
         "atomic_numbers": numbers,
-        "elements": [ase.data.chemical_symbols[z] for z in numbers],
+        "elements": symbols(numbers),
         "r_max": float(model.r_max),
         "heads": heads,
         "head": head,

@@ -11,27 +11,26 @@ import numpy as np
 from ase import Atoms
 
 from traincraft_assets.core.frames import get_label
-from traincraft_assets.core.metrics import Prediction
+from traincraft_assets.core.metrics import Prediction, polarizability_parts
 
 
 def _pairs(frames, predictions, quantity):
+    """Reference and predicted values of `quantity` over the frames that have both."""
     ref, pred = [], []
     for atoms, p in zip(frames, predictions):
+        label = get_label(atoms, quantity)
+        predicted = getattr(p, quantity)
+        if label is None or predicted is None:
+            continue
         if quantity == "energy":
-            e = get_label(atoms, "energy")
-            if e is not None:
-                ref.append(float(e) / len(atoms))
-                pred.append(p.energy / len(atoms))
-        elif quantity == "forces":
-            f = get_label(atoms, "forces")
-            if f is not None:
-                ref.extend(f.ravel())
-                pred.extend(p.forces.ravel())
+            ref.append(float(label) / len(atoms))
+            pred.append(predicted / len(atoms))
+        elif quantity == "polarizability":  # the six unique components
+            ref.extend(polarizability_parts(label)[0])
+            pred.extend(polarizability_parts(predicted)[0])
         else:
-            s = get_label(atoms, "stress")
-            if s is not None and p.stress is not None:
-                ref.extend(s.ravel())
-                pred.extend(p.stress.ravel())
+            ref.extend(np.ravel(label))
+            pred.extend(np.ravel(predicted))
     return np.asarray(ref), np.asarray(pred)
 
 
@@ -39,22 +38,27 @@ PANELS = (
     ("energy", "energy / atom", "eV/atom"),
     ("forces", "force components", "eV/Å"),
     ("stress", "stress components", "eV/Å³"),
+    ("dipole", "dipole components", "e·Å"),
+    ("polarizability", "polarizability components", "e·Å²/V"),
 )
 
 
 def parity_figure(series: Sequence[tuple[str, Sequence[Atoms], Sequence[Prediction]]], title: str):
-    """One row of energy/forces/stress parity panels, one colour per (label, frames, preds);
-    sized to fill the Dagster UI's dialog (1000 px at 80 dpi) with legends at 9 pt."""
+    """One row of parity panels, one colour per (label, frames, preds): energy and forces, then
+    stress, dipoles and polarizabilities where some series has them; sized to fill the Dagster
+    UI's dialog (1000 px at 80 dpi) with legends at 9 pt."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.6))
-    for ax, (quantity, name, unit) in zip(axes, PANELS):
+    present = {q for _, frames, preds in series for q, *_ in PANELS if len(_pairs(frames, preds, q)[0])}
+    panels = [panel for panel in PANELS if panel[0] in ("energy", "forces") or panel[0] in present]
+    fig, axes = plt.subplots(1, len(panels), figsize=(12.5 * max(3, len(panels)) / 3, 4.6))
+    for ax, (quantity, name, unit) in zip(axes, panels):
         lo, hi = np.inf, -np.inf
-        for label, frames, preds in series:
+        for colour, (label, frames, preds) in enumerate(series):
             ref, pred = _pairs(frames, preds, quantity)
             if len(ref) == 0:
                 continue
             rmse = np.sqrt(np.mean((pred - ref) ** 2))
-            ax.scatter(ref, pred, s=6, alpha=0.6, label=f"{label} (RMSE {rmse:.3g} {unit})")
+            ax.scatter(ref, pred, s=6, alpha=0.6, color=f"C{colour}", label=f"{label} (RMSE {rmse:.3g} {unit})")
             lo, hi = min(lo, ref.min(), pred.min()), max(hi, ref.max(), pred.max())
         if np.isfinite(lo):
             ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)

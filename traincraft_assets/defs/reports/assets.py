@@ -112,6 +112,8 @@ def parity_report(step: Step, config) -> dg.MaterializeResult:
         if kept
         else ""
     )
+    if properties := result.property_metrics:
+        step.log.info("valid dipole/polarizability errors: " + ", ".join(f"{k} {v:.2f}" for k, v in properties.items()))
     step.log.info(
         f"valid force RMSE: fine-tuned {metrics['rmse_f_mev_per_a']:.1f} meV/Å vs zero-shot "
         f"foundation {metrics['foundation_rmse_f_mev_per_a']:.1f} meV/Å "
@@ -122,6 +124,7 @@ def parity_report(step: Step, config) -> dg.MaterializeResult:
         artifact,
         {
             **metrics,
+            **result.property_metrics,
             "report_path": dg.MetadataValue.path(str(artifact.report_path)),
             "replay_rmse_f_foundation_mev_per_a": to_mev(result.replay_foundation.overall["rmse_f"]),
             "replay_rmse_e_mev_per_atom": to_mev(result.replay.overall["rmse_e_per_atom"]),

@@ -1,0 +1,129 @@
+"""Dipole and polarizability heads evaluated like energies: tiny MACE models with those heads,
+trained for real on water clusters labelled by PySCF (HF/STO-3G, dipoles and finite-field
+polarizabilities), predicted in batches and compared with MACE's own MACECalculator on the
+same frames; the parity report carries their errors, the baseline's where it predicts them."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.units import Debye
+
+from traincraft_assets.core.artifacts import ParityReport
+from traincraft_assets.core.evaluation import EvalSettings, evaluate, parity, write_parity_report
+from traincraft_assets.core.fidelity import water_clusters
+from traincraft_assets.core.frames import get_label, read_frames, write_frames
+from traincraft_assets.core.labelling import LABELLERS, LabelOptions
+from traincraft_assets.core.metrics import polarizability_parts
+from traincraft_assets.core.models import load_model
+from traincraft_assets.core.qm import QMOptions
+from traincraft_assets.core.training import Launch, TrainInputs, get_trainer
+from traincraft_assets.core.training.mace import ModelShape, TrainSettings
+
+pytestmark = pytest.mark.integration
+
+# MACECalculator's model_type for each model class MACE trains for these heads
+MODELS = {
+    ("energy", "forces", "dipole"): ("EnergyDipolesMACE", "EnergyDipoleMACE", 1),
+    ("dipole",): ("AtomicDipolesMACE", "DipoleMACE", 1),
+    ("dipole", "polarizability"): ("AtomicDielectricMACE", "DipolePolarizabilityMACE", 2),
+}
+
+
+@pytest.fixture(scope="module")
+def water(tmp_path_factory):
+    """24 water monomers and dimers labelled with PySCF: energies, forces, dipoles and
+    polarizabilities; 18 to train on, 6 to validate."""
+    root = tmp_path_factory.mktemp("water")
+    options = LabelOptions(qm=QMOptions(method="HF", basis="sto-3g", polarizability=True))
+    frames = LABELLERS["pyscf"](water_clusters(24, seed=1, max_waters=2), options)
+    write_frames(root / "train.xyz", frames[:18])
+    write_frames(root / "valid.xyz", frames[18:])
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(water):
+    """One tiny model per head set, 2 epochs, by mace_run_train."""
+    inputs = TrainInputs(
+        train_file=water / "train.xyz",
+        valid_file=water / "valid.xyz",
+        data_labels=("energy", "forces", "dipole", "polarizability"),
+        data_elements=("H", "O"),
+    )
+    made = {}
+    for heads, (model_class, _, max_l) in MODELS.items():
+        settings = TrainSettings(
+            strategy="scratch",
+            heads=heads,
+            e0s="average",
+            max_num_epochs=2,
+            batch_size=4,
+            dtype="float64",
+            shape=ModelShape(num_channels=8, max_L=max_l, r_max=4.0, num_interactions=2, correlation=2),
+        )
+        run = water / "_".join(heads)
+        result = get_trainer("mace").train(settings, inputs, Launch(), run, lambda line: None, "model")
+        assert type(load_model(result.model_path)).__name__ == model_class
+        made[heads] = result.model_path
+    return made
+
+
+def test_batched_predictions_are_mace_calculators_own(water, models):
+    from mace.calculators import MACECalculator
+
+    frames = read_frames(water / "valid.xyz")
+    for heads, path in models.items():
+        _, model_type, _ = MODELS[heads]
+        calculator = MACECalculator(model_paths=str(path), model_type=model_type, device="cpu", default_dtype="float64")
+        predictions = evaluate(load_model(path), frames).predictions
+        for atoms, predicted in zip(frames, predictions):
+            atoms = atoms.copy()
+            calculator.calculate(atoms)
+            direct = calculator.results
+            assert np.allclose(predicted.dipole, direct["dipole"], atol=1e-8)
+            if "polarizability" in heads:
+                assert np.allclose(predicted.polarizability, np.reshape(direct["polarizability"], (3, 3)), atol=1e-8)
+            else:
+                assert predicted.polarizability is None
+            if "energy" in heads:
+                assert predicted.energy == pytest.approx(direct["energy"], abs=1e-8)
+                assert np.allclose(predicted.forces, direct["forces"], atol=1e-8)
+            else:
+                assert predicted.energy is None and predicted.forces is None
+
+
+def test_parity_reports_dipole_and_polarizability_errors_beside_the_baseline(water, models, tmp_path):
+    """A dielectric model against an energy-and-dipole baseline: both are judged on dipoles, only
+    the model on polarizabilities; the numbers are recomputed here from the predictions."""
+    dielectric, baseline = models[("dipole", "polarizability")], models[("energy", "forces", "dipole")]
+    result = parity(dielectric, baseline, water / "valid.xyz", None, None, EvalSettings(device="cpu"))
+    frames = read_frames(water / "valid.xyz")
+    predictions = evaluate(load_model(dielectric), frames).predictions
+    dmu = np.concatenate([p.dipole - get_label(a, "dipole") for a, p in zip(frames, predictions)])
+    dalpha = [
+        polarizability_parts(p.polarizability)[1] - polarizability_parts(get_label(a, "polarizability"))[1]
+        for a, p in zip(frames, predictions)
+    ]
+    metrics = result.property_metrics
+    assert metrics["rmse_mu_mdebye"] == pytest.approx(np.sqrt(np.mean(dmu**2)) / Debye * 1000)
+    assert metrics["rmse_alpha_iso_me_a2_per_v"] == pytest.approx(np.sqrt(np.mean(np.square(dalpha))) * 1000)
+    assert metrics["foundation_rmse_mu_mdebye"] > 0 and "foundation_rmse_alpha_me_a2_per_v" not in metrics
+    assert np.isnan(result.metrics["rmse_f_mev_per_a"])  # the dielectric model predicts no forces
+
+    out = ParityReport(tmp_path / "report")
+    out.path.mkdir()
+    write_parity_report(result, out, {}, {}, [])
+    report = json.loads(Path(out.report_path).read_text())
+    assert report["rmse_mu_mdebye"] == pytest.approx(metrics["rmse_mu_mdebye"])
+    row = report["rows"][0]
+    assert {"rmse_alpha_aniso_me_a2_per_v", "foundation_rmse_mu_mdebye"} <= set(row)
+    assert out.valid_plot_path.stat().st_size > 10_000
+
+
+def test_frames_with_elements_the_model_lacks_are_refused_naming_them(models):
+    from ase.build import bulk
+
+    with pytest.raises(ValueError, match=r"no embedding for \['Cu'\].*it covers \['H', 'O'\]"):
+        evaluate(load_model(models[("dipole",)]), [bulk("Cu")])
