@@ -31,6 +31,7 @@ ROWS = {
     9: ("exploration throughput", lambda tmp, mode, n: exploration.measure(mode, n)),
     10: ("labelling throughput per labeller", lambda tmp, mode, n: labelling.throughput(mode, n)),
     11: ("replay from a million-frame pool", lambda tmp, mode, n: replay_pool.measure(mode, n)),
+    12: ("labelling fan-out over chunk steps", lambda tmp, mode, n: labelling.fan_out(mode, n)),
 }
 RESULTS = Path(__file__).parent / "results"
 

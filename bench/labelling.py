@@ -1,5 +1,5 @@
-"""Rows 4, 7 and 10: labelling in parallel, labelling's memory against the batch file's size,
-and each labeller's throughput.
+"""Rows 4, 7, 10 and 12: labelling in parallel, labelling's memory against the batch file's
+size, each labeller's throughput, and a batch labelled as several chunk steps.
 
 Row 4: label_batch with `workers: 2` vs `workers: 1`, EMT and xTB (tblite), same file.
 Row 7: peak resident memory of labelling and of merging two batches, each in a fresh process,
@@ -8,6 +8,8 @@ above that process's memory after its imports (the kernel's peak is reset throug
 reading the whole file at once (what labelling did before it streamed).
 Row 10: frames per second per core of label_batch for EMT, xTB and PySCF (PBE/sto-3g on water
 dimers), and PySCF with `workers: 2` vs `workers: 1`.
+Row 12: wall time of one labelled_frames run with `chunk_steps: 2` and `4` vs `1`, with Dagster's
+multiprocess executor (a process per step, standing in for a pod per step).
 """
 
 from __future__ import annotations
@@ -285,3 +287,93 @@ def throughput(mode: str, repeats: int) -> list[Row]:
         )
     what = f"{sizes['pyscf']} water dimers, an equal share per worker"
     return [*rows, workers_row("10", "labelling pyscf, 2 workers vs 1", anchors, targets, what)]
+
+
+# Row 12: a batch labelled as 1, 2 and 4 chunk steps. (frames, seconds a frame): a labeller slow
+# enough that the steps' start-up (a fresh Python loading the definitions) does not decide it.
+FAN_OUT = {"quick": (8, 1.0), "full": (16, 5.0)}
+FAN_OUT_STEPS = (1, 2, 4)
+# EMT after a pause per frame: the pause stands in for a DFT code's work on its pod's own cores,
+# which a 2-core machine cannot give four chunks at once.
+SLOW_EMT = (
+    "import os, sys, time\n"
+    "from traincraft_assets.core.frames import read_frames, write_frames\n"
+    "from traincraft_assets.core.labelling import LabelOptions, emt\n"
+    "frames = read_frames(os.environ['TRAINCRAFT_INPUT'])\n"
+    "time.sleep(float(sys.argv[1]) * len(frames))\n"
+    "write_frames(os.environ['TRAINCRAFT_OUTPUT'], emt(frames, LabelOptions()))\n"
+)
+
+
+def fan_out_job():
+    """label_batch's asset with Dagster's multiprocess executor: each step its own process, as
+    each is its own pod on the cluster (a module-level function: the executor's processes
+    rebuild the job from it)."""
+    import dagster as dg
+
+    from traincraft_assets.defs.definitions import build_defs
+    from traincraft_assets.defs.partitions import data_batches
+
+    job = dg.define_asset_job(
+        "label_fanned_out",
+        selection=["labelled_frames"],
+        partitions_def=data_batches,
+        executor_def=dg.multiprocess_executor,
+    )
+    return dg.Definitions.merge(build_defs(), dg.Definitions(jobs=[job])).resolve_job_def("label_fanned_out")
+
+
+def fan_out(mode: str, repeats: int) -> list[Row]:
+    """One batch labelled as 1, 2 and 4 chunk steps in turn (1-2-4, then 4-2-1, ...), each run
+    timed from launch to its end; the figures are the medians."""
+    import shlex
+
+    import dagster as dg
+
+    from bench.common import Project
+    from traincraft_assets.core.frames import write_frames
+
+    n_frames, pause = FAN_OUT[mode]
+    seconds: dict[int, list[float]] = {steps: [] for steps in FAN_OUT_STEPS}
+    with tempfile.TemporaryDirectory() as tmp, Project(Path(tmp)) as project:
+        program, src = Path(tmp) / "slow_emt.py", Path(tmp) / "fan_out.xyz"
+        program.write_text(SLOW_EMT)
+        write_frames(src, rattled_cells(n_frames, 2, 1))
+        [batch] = project.add_batches([src])
+        command = shlex.join([sys.executable, str(program), str(pause)])
+
+        def run(steps: int) -> float:
+            config = {"labeller": "command", "command": command, "chunk_steps": steps}
+            return timed(
+                lambda: dg.execute_job(
+                    dg.reconstructable(fan_out_job),
+                    project.instance,
+                    run_config={
+                        "ops": {"labelled_frames": {"config": config}},
+                        "execution": {"config": {"max_concurrent": max(FAN_OUT_STEPS)}},
+                    },
+                    tags={"dagster/partition": batch},
+                    raise_on_error=True,
+                )
+            )
+
+        for i in range(repeats):
+            for steps in FAN_OUT_STEPS if i % 2 == 0 else FAN_OUT_STEPS[::-1]:
+                seconds[steps].append(run(steps))
+    one = median(seconds[1])
+    return [
+        Row(
+            "12",
+            f"labelling fan-out, {steps} chunk steps vs 1",
+            "1 step",
+            f"{steps} steps",
+            one,
+            median(seconds[steps]),
+            "s",
+            one / median(seconds[steps]),
+            note=f"{n_frames} frames, the labeller {pause:g} s a frame (a pause: work on other pods' cores); "
+            f"multiprocess executor, a process per step; speed-up = anchor s / target s, {steps}x at best",
+            details={"seconds": seconds},
+        )
+        for steps in FAN_OUT_STEPS[1:]
+    ]

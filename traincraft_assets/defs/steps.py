@@ -268,10 +268,6 @@ class FannedOutAsset(_AssetRecipe):
         def one_part(step: Step, config) -> None:
             part(step, config, int(step.context.get_mapping_key()))
 
-        def merged(step: Step, config) -> dg.Output:
-            result = merge(step, config)
-            return dg.Output(None, data_version=result.data_version, metadata=result.metadata)
-
         def op(body: Callable, named: Callable, profile: str, own: type[Artifact] | None, **io) -> dg.OpDefinition:
             compute = _compute(body, self.name, (), own, self.config, dg.OpExecutionContext)
             pod = deployment.step(profile)
@@ -288,7 +284,7 @@ class FannedOutAsset(_AssetRecipe):
         part_op = op(
             one_part, part, self.part_profile, None, ins={"planned": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing)
         )
-        merge_op = op(merged, merge, self.profile, self.kind, ins={"parts": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
+        merge_op = op(merge, merge, self.profile, self.kind, ins={"parts": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing))
         names = (plan.__name__, part.__name__, merge.__name__)
         config = dg.ConfigMapping(
             config_fn=lambda value: {name: {"config": value} for name in names},

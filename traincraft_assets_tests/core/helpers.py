@@ -101,3 +101,44 @@ def merge_in_memory(batches):
     merged = []
     report = merge_batches(batches, merged.extend)
     return merged, report
+
+
+# A `command` labeller program for chunk-step tests: EMT, with each run recorded in a folder
+# (argv[1]: a file named after the run's first batch index and pid), a pause per frame
+# (argv[3], seconds: a pod deleted mid-labelling) and one failure (argv[2]: the first run given
+# that batch index exits 3, once).
+CHUNK_LABELLER = """\
+import os, sys, time
+from pathlib import Path
+from ase.calculators.emt import EMT
+from ase.io import read, write
+runs, fail_at, pause = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+frames = read(os.environ["TRAINCRAFT_INPUT"], ":")
+indices = [atoms.info["batch_index"] for atoms in frames]
+runs.mkdir(exist_ok=True)
+(runs / f"{indices[0]}-{os.getpid()}").write_text("")
+if fail_at in indices and not (runs / "failed").exists():
+    (runs / "failed").write_text("")
+    sys.exit(3)
+for atoms in frames:
+    time.sleep(pause)
+    atoms.calc = EMT()
+    atoms.get_forces()
+write(os.environ["TRAINCRAFT_OUTPUT"], frames, format="extxyz")
+"""
+
+
+def chunk_labeller(folder: Path, runs: Path, fail_at: int = -1, pause_s: float = 0.0) -> dict:
+    """labelled_frames config running CHUNK_LABELLER (written into `folder`) as a `command`."""
+    program = folder / "chunk_labeller.py"
+    program.write_text(CHUNK_LABELLER)
+    return {"labeller": "command", "command": python_command(program, str(runs), str(fail_at), str(pause_s))}
+
+
+def chunk_runs(runs: Path) -> dict[int, int]:
+    """How many times the labeller program ran for each chunk (by its first batch index)."""
+    counts: dict[int, int] = {}
+    for path in runs.glob("*-*"):
+        first = int(path.name.split("-")[0])
+        counts[first] = counts.get(first, 0) + 1
+    return counts

@@ -10,7 +10,17 @@ from ase.build import fcc111, molecule
 from ase.calculators.emt import EMT
 
 from traincraft_assets.core.frames import FrameError, get_label, read_frames, write_frames
-from traincraft_assets.core.labelling import LABELLERS, LabelOptions, label_batch, prelabelled
+from traincraft_assets.core.health import BatchError
+from traincraft_assets.core.labelling import (
+    LABELLERS,
+    ChunkPlan,
+    LabelOptions,
+    label_batch,
+    label_chunk,
+    merge_chunks,
+    plan_chunks,
+    prelabelled,
+)
 from traincraft_assets_tests.core.helpers import cu_bulk, python_command
 
 # Three conventions a batch file arrives in: ASE's plain keys (read into a calculator),
@@ -309,3 +319,45 @@ def test_labeller_problems_are_found_before_any_frame_is_read(tmp_path):
     )
     [problem] = labeller_problems("command", LabelOptions(command=python_command(outside)), roots)
     assert str(outside) in problem and "outside the directories this project reads" in problem
+
+
+def test_a_batch_labelled_in_chunks_is_the_file_label_batch_writes(tmp_path):
+    """plan_chunks gives contiguous equal shares (never an empty one); each chunk labelled,
+    twice for one of them (a retried step), and merged is label_batch's file byte for byte."""
+    path, _ = _unlabelled_batch(tmp_path, n=7)
+    whole = tmp_path / "whole.xyz"
+    summary = label_batch(path, "b", "emt", LabelOptions(), whole)
+    scratch = tmp_path / "scratch" / "run"
+    plan = plan_chunks(path, "b", "emt", LabelOptions(chunk_steps=3), "sha", scratch)
+    assert plan.bounds == ((0, 3), (3, 6), (6, 7)) and ChunkPlan.read(scratch) == plan
+    assert plan_chunks(path, "b", "emt", LabelOptions(chunk_steps=20), "sha", scratch).bounds == tuple(
+        (i, i + 1) for i in range(7)
+    )
+    plan_chunks(path, "b", "emt", LabelOptions(chunk_steps=3), "sha", scratch)
+    for index in (0, 1, 1, 2):
+        label_chunk(scratch, index, LabelOptions())
+    assert merge_chunks(scratch, tmp_path / "merged.xyz") == summary
+    assert (tmp_path / "merged.xyz").read_bytes() == whole.read_bytes()
+
+
+def test_merging_refuses_what_label_batch_refuses_and_waits_for_every_chunk(tmp_path):
+    """A problem in any chunk refuses the batch naming the file and every frame, as
+    label_batch does; a merge before a chunk was labelled says which and what to do."""
+    frames = [cu_bulk(rattle=0.05, seed=i, repeat=1) for i in range(4)]
+    for atoms in frames:
+        atoms.calc = EMT()
+        atoms.info["energy"], atoms.arrays["forces"] = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = None
+    frames[0].info["energy"] = frames[3].info["energy"] = float("nan")
+    path = tmp_path / "nan.xyz"
+    write_frames(path, frames)
+    scratch = tmp_path / "scratch"
+    plan_chunks(path, "nan.xyz", "prelabelled", LabelOptions(chunk_steps=2), "sha", scratch)
+    label_chunk(scratch, 0, LabelOptions())
+    with pytest.raises(FileNotFoundError, match=r"chunk\(s\) \[1\] of 2 have not been labelled"):
+        merge_chunks(scratch, tmp_path / "out.xyz")
+    label_chunk(scratch, 1, LabelOptions())
+    with pytest.raises(BatchError) as refused:
+        merge_chunks(scratch, tmp_path / "out.xyz")
+    assert f"{path}: 2 problem(s) in 4 frames" in str(refused.value)
+    assert "frame 0, field REF_energy" in str(refused.value) and "frame 3, field REF_energy" in str(refused.value)

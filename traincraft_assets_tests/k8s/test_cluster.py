@@ -30,12 +30,14 @@ from traincraft_assets.app.batches import ingest
 from traincraft_assets.core.artifacts import FinetunedModel
 from traincraft_assets.core.demo import loop_starts, write_target_batches
 from traincraft_assets.core.frames import write_frames
-from traincraft_assets.core.store import ArtifactStore
+from traincraft_assets.core.labelling import LabelOptions, label_batch
+from traincraft_assets.core.processes import descendants
+from traincraft_assets.core.store import ArtifactStore, tree_sha256
 from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
 from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_daemon, running_webserver, with_session_foundation
-from traincraft_assets_tests.core.helpers import mace_eval_epochs
+from traincraft_assets_tests.core.helpers import chunk_labeller, chunk_runs, cu_bulk, mace_eval_epochs
 from traincraft_assets_tests.k8s.cluster import NVIDIA_GPU, Cluster, Node, image_env
 
 pytestmark = pytest.mark.integration
@@ -148,7 +150,7 @@ def deployment(tmp_path_factory, graph_run):
         profiles = _manifest("pod-profiles.yaml")
         # a retried step waits a second here instead of the profile's minute
         text = yaml.safe_load(profiles["data"]["pod-profiles.yaml"])
-        text["gpu"]["retry_delay_s"] = 1
+        text["gpu"]["retry_delay_s"] = text["label"]["retry_delay_s"] = 1
         profiles["data"]["pod-profiles.yaml"] = yaml.safe_dump(text)
         cluster.apply(profiles)
         store = cluster.pvc("traincraft-store")
@@ -363,6 +365,70 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
     assert cluster.history[waiting.name].exit_code == 0 and not cluster.history[waiting.name].deleted
     assert _materialization(deployment, second_run).metadata["resumed_from_epoch"].value == -1
     assert deployment.instance.get_run_by_id(second_run).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, tmp_path):
+    """labelled_frames with chunk_steps: 3 on the cluster: three label_chunk pods label at once
+    (a labeller pausing 4 s a frame, 2 frames each). One is deleted mid-labelling; its step
+    alone is retried in a new pod, and the merged artifact is the one a local, single-process
+    label_batch makes of the same file, byte for byte."""
+    cluster = deployment.cluster
+    path = tmp_path / "chunked.xyz"
+    write_frames(path, [cu_bulk(rattle=0.05, seed=seed, repeat=1) for seed in range(6)])
+    [batch] = ingest(deployment.instance, deployment.store / "inbox", [path])
+    # the program and its run records on the store volume, as a team's DFT wrapper would be
+    work = deployment.store / "chunk-labeller"
+    work.mkdir()
+    runs = work / "runs"
+    config = chunk_labeller(work, runs, pause_s=4)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    local = chunk_labeller(tmp_path, tmp_path / "local-runs")
+    label_batch(path, batch.name, "command", LabelOptions(command=local["command"]), reference / "frames.xyz")
+
+    jobs_before = len(cluster.received_jobs)
+    proc = deployment.submit(
+        "--job",
+        "label_batch",
+        "--partition",
+        batch.name,
+        "--wait",
+        config={"ops": {"labelled_frames": {"config": {**config, "chunk_steps": 3}}}},
+    )
+    deadline = time.monotonic() + 300
+    while len(list(runs.glob("*-*"))) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    started = {int(p.name.split("-")[1]): int(p.name.split("-")[0]) for p in runs.glob("*-*")}
+    assert len(started) == 3, f"the three chunks' labeller runs did not all start: {started}"
+    with cluster._lock:  # the pod running the chunk whose labeller started last
+        pid = max(started, key=lambda pid: (runs / f"{started[pid]}-{pid}").stat().st_mtime)
+        [victim] = [name for name, p in cluster._procs.items() if pid in descendants(p.pid)]
+        running = [r for r in cluster.history.values() if r.started and r.finished is None]
+    cluster.delete_pod(victim)
+
+    code, out = _finish(proc)
+    assert code == 0, out[-3000:]
+    run_id = _run_id(out)
+    chunk_jobs = {
+        j["metadata"]["name"]
+        for j in cluster.received_jobs[jobs_before:]
+        if "label_chunk" in j["metadata"]["labels"].get("dagster/op", "")
+    }
+    first = [r for r in cluster.history.values() if r.job in chunk_jobs and not r.job.endswith("-1")]
+    assert len(first) == 3 and all(r in running for r in first), "the three chunk pods were not running at once"
+    victim_job = cluster.history[victim].job
+    assert chunk_jobs == {r.job for r in first} | {f"{victim_job}-1"}  # the lost chunk's step alone retried
+    retried_chunk = started[pid]
+    assert chunk_runs(runs) == {first: 2 if first == retried_chunk else 1 for first in (0, 2, 4)}
+    steps = deployment.step_jobs(run_id)
+    assert sum(len(v) for k, v in steps.items() if "label_chunk" not in k) == 3  # plan, merge, the check
+
+    [record] = deployment.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("labelled_frames"), asset_partitions=[batch.name]), limit=1
+    ).records
+    assert record.run_id == run_id
+    assert record.asset_materialization.tags["dagster/data_version"] == tree_sha256(reference)
+    assert not any((deployment.store / ".scratch").iterdir())
 
 
 def _run_of_job(cluster: Cluster, job: str) -> str:

@@ -12,7 +12,6 @@ run (shared by its re-executions, which share its root run id).
 """
 
 import contextlib
-import inspect
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,9 +95,8 @@ def label_chunk(step: Step, config, index: int) -> None:
 
 
 def merge_chunks(step: Step, config) -> dg.MaterializeResult:
-    """One data batch, read from the inbox and labelled, with every label under a REF_* key.
-    A batch ingested with a labeller (the loop's batches, `traincraft ingest --labeller`) is
-    labelled with it; others with the configured one."""
+    """Write the chunks, in order, into the batch's artifact: the file one process would have
+    written, so its sha256 does not depend on chunk_steps. Then the run's chunks are removed."""
     scratch = _scratch(step)
     plan = ChunkPlan.read(scratch)
     with _refusing(step):
@@ -131,7 +129,9 @@ labelled_frames = fanned_out_asset(
     preflight=lambda config, run: labeller_problems(config.labeller, config.to_settings(), run.roots),
     part_profile="label",
     resources=["inbox"],
-    description=inspect.getdoc(merge_chunks),
+    description="One data batch, read from the inbox and labelled, with every label under a REF_* key. A batch "
+    "ingested with a labeller (the loop's batches, `traincraft ingest --labeller`) is labelled with it; others with "
+    "the configured one. Steps: plan_chunks, one label_chunk per chunk_steps, merge_chunks.",
     partitions_def=data_batches,
     group_name="data",
     kinds={"ase"},
