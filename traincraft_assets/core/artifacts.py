@@ -339,6 +339,63 @@ class SelectedFrames(Artifact):
         return json.loads(self.record_path.read_text())
 
 
+@dataclass(frozen=True)
+class SpectrumTrajectories(Artifact):
+    """The MD a model's spectra are made of: one file per trajectory (its NVE positions,
+    energies and temperatures, and the dipoles and polarizabilities predicted along it), and
+    trajectories.json (the settings, the models, and each trajectory's start and energy drift)."""
+
+    asset = "spectrum_trajectories"
+
+    @property
+    def starts_path(self) -> Path:
+        """The starting structures, in the order trajectories take them (trajectory i: start i mod n)."""
+        return self.path / "starts.xyz"
+
+    def trajectory_path(self, index: int) -> Path:
+        return self.path / f"trajectory-{index:03d}.npz"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "trajectories.json"
+
+    @property
+    def record(self) -> dict:
+        return json.loads(self.record_path.read_text())
+
+
+@dataclass(frozen=True)
+class Spectra(Artifact):
+    """A spectrum averaged over the trajectories: spectrum.csv (wavenumber and intensities),
+    spectrum.json (settings, peaks, and the harmonic references' peaks beside them) and its plot."""
+
+    @property
+    def table_path(self) -> Path:
+        return self.path / "spectrum.csv"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "spectrum.json"
+
+    @property
+    def report(self) -> dict:
+        return json.loads(self.report_path.read_text())
+
+    @property
+    def plot_path(self) -> Path:
+        return self.path / "spectrum.png"
+
+
+@dataclass(frozen=True)
+class IRSpectrum(Spectra):
+    asset = "ir_spectrum"
+
+
+@dataclass(frozen=True)
+class RamanSpectrum(Spectra):
+    asset = "raman_spectrum"
+
+
 CATALOGUE: dict[str, type[Artifact]] = {
     kind.asset: kind
     for kind in (
@@ -357,5 +414,8 @@ CATALOGUE: dict[str, type[Artifact]] = {
         Exploration,
         Candidates,
         SelectedFrames,
+        SpectrumTrajectories,
+        IRSpectrum,
+        RamanSpectrum,
     )
 }

@@ -19,6 +19,12 @@ from traincraft_assets.core.frames import symbols
 # (and deploys); the replay head of a multihead fine-tuned model is "pt_head". A multifidelity
 # model names its deployed level's head TARGET_HEAD too (core/training/mace/command.py).
 TARGET_HEAD = "Default"
+# MACE's calculator type for each model class that is not an energy model ("MACE").
+CALCULATOR_MODEL_TYPES = {
+    "EnergyDipolesMACE": "EnergyDipoleMACE",
+    "AtomicDipolesMACE": "DipoleMACE",
+    "AtomicDielectricMACE": "DipolePolarizabilityMACE",
+}
 REPLAY_HEAD = "pt_head"
 
 NOT_A_MODEL = (
@@ -77,17 +83,20 @@ def describe_model(model_path: str | Path) -> dict:
         raise ValueError(
             f"{model_path}: not a MACE model; torch could not load it ({type(exc).__name__}). {NOT_A_MODEL}"
         ) from exc
-    missing = [name for name in ("atomic_numbers", "atomic_energies_fn", "r_max") if not hasattr(model, name)]
+    missing = [name for name in ("atomic_numbers", "r_max") if not hasattr(model, name)]
     if missing:
         raise ValueError(f"{model_path}: not a MACE model: a {type(model).__name__} without {missing}. {NOT_A_MODEL}")
     numbers = [int(z) for z in model.atomic_numbers]
-    e0s = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
     heads = model_heads(model)
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    # E0s are stored per head ([n_heads, n_elements]) in recent MACE, flat in older models.
-    e0_rows = e0s.reshape(len(heads), -1) if e0s.ndim == 2 else e0s.reshape(1, -1)
     head = model_head(heads)
-    row = e0_rows[heads.index(head)] if len(e0_rows) == len(heads) else e0_rows[0]
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    e0s = {}
+    if hasattr(model, "atomic_energies_fn"):  # the dipole-only models have no energy, so no E0s
+        table = model.atomic_energies_fn.atomic_energies.detach().cpu().numpy()
+        # E0s are stored per head ([n_heads, n_elements]) in recent MACE, flat in older models.
+        rows = table.reshape(len(heads), -1) if table.ndim == 2 else table.reshape(1, -1)
+        row = rows[heads.index(head)] if len(rows) == len(heads) else rows[0]
+        e0s = {str(z): float(e) for z, e in zip(numbers, row)}
     return {
         "shape": _shape(model),
         "model_class": type(model).__name__,
@@ -97,7 +106,7 @@ def describe_model(model_path: str | Path) -> dict:
         "heads": heads,
         "head": head,
         "dtype": dtype,
-        "e0s": {str(z): float(e) for z, e in zip(numbers, row)},
+        "e0s": e0s,
     }
 
 

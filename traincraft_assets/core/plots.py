@@ -297,3 +297,28 @@ def fidelity_figure(rows: Sequence[dict], pretrain_points: Sequence[tuple[int, f
     fig.suptitle(f"cheap: {levels.get('xtb', '?')}; expensive: {levels.get('pyscf', '?')}", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below
     return fig
+
+
+def spectrum_figure(parts: dict, references: dict, broadening_cm: float, title: str):
+    """MD spectra (name -> core.spectra.Spectrum) as lines, harmonic references (name ->
+    core.vibrations.HarmonicModes) as sticks broadened onto the same grid, each normalised to 1
+    and offset, so peak positions are compared by eye; intensities are arbitrary units."""
+    from traincraft_assets.core.vibrations import broaden, stick_spectrum
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(12.5, 4.6))
+    grid = next(iter(parts.values())).wavenumbers_cm
+    curves = [(name, spectrum.intensities) for name, spectrum in parts.items()]
+    curves += [(name, broaden(stick_spectrum(modes), grid, broadening_cm)) for name, modes in references.items()]
+    for offset, (name, curve) in enumerate(curves):
+        ax.plot(grid, curve + 1.1 * offset, lw=1.2, color=f"C{offset}", label=name)
+    for offset, modes in enumerate(references.values(), start=len(parts)):
+        for wavenumber in modes.wavenumbers_cm:
+            ax.axvline(wavenumber, ymin=0, ymax=0.03, color=f"C{offset}")
+    ax.set_xlabel("wavenumber (cm⁻¹)")
+    ax.set_ylabel("intensity (normalised, offset)")
+    ax.set_yticks([])
+    ax.legend(fontsize=9, loc="upper left")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -27,7 +27,13 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.data import chemical_symbols
 from ase.units import _amu, _c, _e, _eps0, _Nav
 
-from traincraft_assets.core.models import load_model, model_elements, model_head, model_heads
+from traincraft_assets.core.models import (
+    CALCULATOR_MODEL_TYPES,
+    load_model,
+    model_elements,
+    model_head,
+    model_heads,
+)
 from traincraft_assets.core.spectra import Peak
 
 # wavenumber = WAVENUMBER_PER_ROOT_EIGENVALUE · √λ for an eigenvalue λ of the mass-weighted Hessian in
@@ -39,10 +45,6 @@ KM_PER_MOL_PER_E2_AMU = _Nav * _e**2 / (12 * _eps0 * _c**2 * _amu) / 1000
 LINEAR_TOLERANCE = 1e-5
 # Finite-difference displacement (Å): ASE's default.
 DELTA = 0.01
-
-# The MACECalculator model_type of the MACE model classes with a dipole head used here; an
-# energy model's is "MACE".
-CALCULATOR_MODEL_TYPES = {"EnergyDipolesMACE": "EnergyDipoleMACE", "AtomicDielectricMACE": "DipolePolarizabilityMACE"}
 
 
 @dataclass(frozen=True)

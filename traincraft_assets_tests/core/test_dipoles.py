@@ -1,7 +1,8 @@
-"""Dipole and polarizability heads evaluated like energies: tiny MACE models with those heads,
-trained for real on water clusters labelled by PySCF (HF/STO-3G, dipoles and finite-field
-polarizabilities), predicted in batches and compared with MACE's own MACECalculator on the
-same frames; the parity report carries their errors, the baseline's where it predicts them."""
+"""Dipole and polarizability heads evaluated like energies, and sampled along MD for spectra:
+tiny MACE models with those heads, trained for real on water clusters labelled by PySCF
+(HF/STO-3G, dipoles and finite-field polarizabilities), predicted in batches and compared with
+MACE's own MACECalculator on the same frames; the parity report carries their errors, the
+baseline's where it predicts them; a trajectory's dipoles are the dipole model's."""
 
 import json
 from pathlib import Path
@@ -16,18 +17,19 @@ from traincraft_assets.core.fidelity import water_clusters
 from traincraft_assets.core.frames import get_label, read_frames, write_frames
 from traincraft_assets.core.labelling import LABELLERS, LabelOptions
 from traincraft_assets.core.metrics import polarizability_parts
-from traincraft_assets.core.models import load_model
+from traincraft_assets.core.models import CALCULATOR_MODEL_TYPES, load_model
 from traincraft_assets.core.qm import QMOptions
 from traincraft_assets.core.training import Launch, TrainInputs, get_trainer
 from traincraft_assets.core.training.mace import ModelShape, TrainSettings
 
 pytestmark = pytest.mark.integration
 
-# MACECalculator's model_type for each model class MACE trains for these heads
+# The model class MACE trains for each set of heads, and the max_L it needs
 MODELS = {
-    ("energy", "forces", "dipole"): ("EnergyDipolesMACE", "EnergyDipoleMACE", 1),
-    ("dipole",): ("AtomicDipolesMACE", "DipoleMACE", 1),
-    ("dipole", "polarizability"): ("AtomicDielectricMACE", "DipolePolarizabilityMACE", 2),
+    ("energy", "forces"): ("ScaleShiftMACE", 0),
+    ("energy", "forces", "dipole"): ("EnergyDipolesMACE", 1),
+    ("dipole",): ("AtomicDipolesMACE", 1),
+    ("dipole", "polarizability"): ("AtomicDielectricMACE", 2),
 }
 
 
@@ -53,7 +55,7 @@ def models(water):
         data_elements=("H", "O"),
     )
     made = {}
-    for heads, (model_class, _, max_l) in MODELS.items():
+    for heads, (model_class, max_l) in MODELS.items():
         settings = TrainSettings(
             strategy="scratch",
             heads=heads,
@@ -75,7 +77,9 @@ def test_batched_predictions_are_mace_calculators_own(water, models):
 
     frames = read_frames(water / "valid.xyz")
     for heads, path in models.items():
-        _, model_type, _ = MODELS[heads]
+        if "dipole" not in heads:
+            continue
+        model_type = CALCULATOR_MODEL_TYPES[MODELS[heads][0]]
         calculator = MACECalculator(model_paths=str(path), model_type=model_type, device="cpu", default_dtype="float64")
         predictions = evaluate(load_model(path), frames).predictions
         for atoms, predicted in zip(frames, predictions):
@@ -127,3 +131,84 @@ def test_frames_with_elements_the_model_lacks_are_refused_naming_them(models):
 
     with pytest.raises(ValueError, match=r"no embedding for \['Cu'\].*it covers \['H', 'O'\]"):
         evaluate(load_model(models[("dipole",)]), [bulk("Cu")])
+
+
+def test_a_trajectory_samples_nve_after_nvt_and_its_dipoles_are_the_models(water, models):
+    from mace.calculators import MACECalculator
+
+    from traincraft_assets.core.trajectories import (
+        MDPlan,
+        Trajectory,
+        energy_calculator,
+        run_trajectory,
+        sample_response,
+    )
+
+    start = next(a for a in read_frames(water / "valid.xyz") if len(a) == 3)
+    energy_model = models[("energy", "forces", "dipole")]
+    plan = MDPlan(temperature_k=300, time_step_fs=0.25, equilibration_steps=10, sampled_steps=40)
+    trajectory = run_trajectory(start, energy_calculator(energy_model, "cpu"), plan, seed=3)
+    assert trajectory.positions.shape == (40, 3, 3) and (trajectory.temperature_k > 0).all()
+    # NVE at a short step conserves energy: far less drift than the ~0.1 eV of thermal motion
+    assert abs(trajectory.total_energy - trajectory.total_energy[0]).max() < 0.01
+    again = Trajectory.load(trajectory.save(water / "trajectory.npz"))
+    assert np.array_equal(again.positions, trajectory.positions) and again.time_step_fs == 0.25
+
+    dielectric = models[("dipole", "polarizability")]
+    response = sample_response(trajectory, dielectric, "cpu")
+    assert response.dipoles.shape == (40, 3) and response.polarizabilities.shape == (40, 3, 3)
+    calculator = MACECalculator(model_paths=str(dielectric), model_type="DipolePolarizabilityMACE", device="cpu")
+    last = trajectory.frames()[-1]
+    calculator.calculate(last)
+    assert np.allclose(response.dipoles[-1], calculator.results["dipole"], atol=1e-8)
+    assert sample_response(trajectory, energy_model, "cpu").polarizabilities is None
+
+    with pytest.raises(ValueError, match=r"predicts no dipole.*heads: \[energy, forces, dipole\]"):
+        sample_response(trajectory, models[("energy", "forces")], "cpu")
+
+
+def test_ir_and_raman_from_trajectories_with_harmonic_references(water, models, tmp_path):
+    """Two short trajectories of a water molecule, dipoles and polarizabilities from the
+    dielectric model; the IR spectrum beside the model's and GFN2-xTB's harmonic modes, and the
+    Raman spectra. Tiny models: the numbers are not physics, the pipeline is."""
+    from traincraft_assets.core.artifacts import IRSpectrum, RamanSpectrum, SpectrumTrajectories
+    from traincraft_assets.core.spectroscopy import (
+        SpectraSettings,
+        TrajectorySettings,
+        make_ir,
+        make_raman,
+        read_series,
+        run_one,
+        write_record,
+    )
+
+    energy_model, dielectric = models[("energy", "forces", "dipole")], models[("dipole", "polarizability")]
+    settings = TrajectorySettings(
+        n_trajectories=2, time_step_fs=0.25, equilibration_ps=0.0025, length_ps=0.05, device="cpu"
+    )
+    starts = [next(a for a in read_frames(water / "valid.xyz") if len(a) == 3)]
+    trajectories = SpectrumTrajectories(tmp_path / "trajectories")
+    trajectories.path.mkdir()
+    write_record(trajectories, settings, starts, {"energy model": energy_model, "dipole model": dielectric})
+    summaries = [run_one(i, starts, energy_model, dielectric, settings, "cpu", trajectories) for i in range(2)]
+    assert [s["n_steps"] for s in summaries] == [200, 200]
+    series = read_series(trajectories)
+    assert not np.allclose(series.dipoles[0], series.dipoles[1])  # two seeds, two trajectories
+
+    ir = IRSpectrum(tmp_path / "ir")
+    ir.path.mkdir()
+    report = make_ir(trajectories, energy_model, dielectric, SpectraSettings(), "cpu", ir)
+    assert report["settings"]["n_trajectories"] == 2 and report["settings"]["window"] == "hann"
+    xtb = report["harmonic"]["xtb harmonic"]
+    bend, *stretches = xtb["wavenumbers_cm"]
+    assert 1400 < bend < 1800 and all(3300 < w < 4000 for w in stretches) and min(xtb["intensities_km_mol"]) > 0
+    assert len(report["peak_table"]) == 3 and {"model harmonic", "model MD"} <= set(report["peak_table"][0])
+    assert ir.plot_path.stat().st_size > 10_000
+    assert np.loadtxt(ir.table_path, delimiter=",", skiprows=1).shape[1] == 2
+
+    raman = RamanSpectrum(tmp_path / "raman")
+    raman.path.mkdir()
+    report = make_raman(trajectories, SpectraSettings(), raman)
+    assert report["settings"]["n_trajectories"] == 2 and report["peaks_cm"] == sorted(report["peaks_cm"])
+    parts = np.loadtxt(raman.table_path, delimiter=",", skiprows=1)
+    assert parts.shape[1] == 4  # wavenumber, isotropic, anisotropic, total
