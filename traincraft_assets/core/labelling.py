@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -616,8 +617,9 @@ def _chunk_paths(scratch: Path, index: int) -> tuple[Path, Path]:
 
 def _replace_atomically(path: Path, fill) -> None:
     """`fill(temporary)` then one rename onto `path`: a reader sees the old file or the whole
-    new one, and a writer killed half-way leaves only its own temporary file behind."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    new one, and a writer killed half-way leaves only its own temporary file behind (named by
+    host and pid: a lost pod may still be writing on the shared volume when its retry starts)."""
+    temporary = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.partial")
     try:
         fill(temporary)
         os.replace(temporary, path)

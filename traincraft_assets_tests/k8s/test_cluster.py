@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from traincraft_assets.app.batches import ingest
+from traincraft_assets.app.batches import ingest, retire
 from traincraft_assets.core.artifacts import FinetunedModel
 from traincraft_assets.core.demo import loop_starts, write_target_batches
 from traincraft_assets.core.frames import write_frames
@@ -367,15 +367,24 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
     assert deployment.instance.get_run_by_id(second_run).status == dg.DagsterRunStatus.SUCCESS
 
 
-def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, tmp_path):
+@pytest.fixture
+def chunked_batch(deployment, tmp_path):
+    """A batch of 6 unlabelled Cu cells in the cluster's inbox, retired afterwards: the later
+    tests' datasets hold the fixture's batches at one level of theory."""
+    path = tmp_path / "chunked.xyz"
+    write_frames(path, [cu_bulk(rattle=0.05, seed=seed, repeat=1) for seed in range(6)])
+    [batch] = ingest(deployment.instance, deployment.store / "inbox", [path])
+    yield path, batch
+    retire(deployment.instance, deployment.store / "inbox", batch.name, "the chunk-pod test's batch")
+
+
+def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, chunked_batch, tmp_path):
     """labelled_frames with chunk_steps: 3 on the cluster: three label_chunk pods label at once
     (a labeller pausing 4 s a frame, 2 frames each). One is deleted mid-labelling; its step
     alone is retried in a new pod, and the merged artifact is the one a local, single-process
     label_batch makes of the same file, byte for byte."""
     cluster = deployment.cluster
-    path = tmp_path / "chunked.xyz"
-    write_frames(path, [cu_bulk(rattle=0.05, seed=seed, repeat=1) for seed in range(6)])
-    [batch] = ingest(deployment.instance, deployment.store / "inbox", [path])
+    path, batch = chunked_batch
     # the program and its run records on the store volume, as a team's DFT wrapper would be
     work = deployment.store / "chunk-labeller"
     work.mkdir()
