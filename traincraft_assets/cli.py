@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a committee of 2, short walks and trainings, 3 iterations")
     p.add_argument("--no-random-arm", action="store_true", help="skip the control arm (half the training time)")
     p.add_argument("--data-dir", type=Path, default=Path(".traincraft/loop_data"))
+    p = sub.add_parser(
+        "spectra", help="worked example: water's dipoles, IR and Raman spectra against xTB's harmonic modes"
+    )
+    p.add_argument("--quick", action="store_true", help="few frames, short trainings and trajectories: a few minutes")
+    p.add_argument("--data-dir", type=Path, default=Path(".traincraft/spectra"), help="labels, models and results")
     sub.add_parser("verify", help="re-hash every artifact in the store; report changes and orphans")
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) on this directory's instance")
     p.add_argument("--port", type=int, default=3000)
@@ -142,6 +147,13 @@ def fidelity(args) -> int:
     return 0
 
 
+def spectra(args) -> int:
+    from traincraft_assets.app import spectra
+
+    say(spectra.text(spectra.run(args.data_dir, args.quick, say=say), args.data_dir))
+    return 0
+
+
 def explore(args, instance, settings, defs) -> int:
     from traincraft_assets.app import explore
 
@@ -188,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "compare" and args.fidelity:  # trains in this process: no Dagster instance
             return fidelity(args)
+        if args.command == "spectra":  # likewise
+            return spectra(args)
         settings = load_settings()
         with local_instance() as instance:
             return ON_THE_LOCAL_INSTANCE[args.command](args, instance, settings, lambda: build_defs(settings))

@@ -38,6 +38,7 @@ LONGEST_FIRST = (
     "core/training/mace/test_strategies.py",
     "test_cli.py",
     "core/test_fidelity.py",
+    "core/test_spectra_example.py",
     "defs/training/test_resume.py",
     "defs/deploy/test_champion.py",
     "defs/loop/test_loop.py",

@@ -18,7 +18,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from traincraft_assets.core.labelling import LABELLERS, LabelOptions, labeller_p
 from traincraft_assets.core.metrics import to_mev
 from traincraft_assets.core.models import describe_file, load_model
 from traincraft_assets.core.plots import fidelity_figure, save_figure
+from traincraft_assets.core.processes import temporarily
 from traincraft_assets.core.qm import QMOptions
 from traincraft_assets.core.store import file_sha256
 from traincraft_assets.core.training import Launch, TrainInputs, TrainResult, get_trainer
@@ -231,17 +232,11 @@ def label_options(settings: FidelitySettings) -> dict[str, LabelOptions]:
     }
 
 
-@contextlib.contextmanager
-def pyscf_threads(threads: int) -> Iterator[None]:
+def pyscf_threads(threads: int) -> contextlib.AbstractContextManager:
     """PySCF's OpenMP threads for a while: the CPU-seconds measured depend on them."""
     from pyscf import lib
 
-    before = lib.num_threads()
-    lib.num_threads(threads)
-    try:
-        yield
-    finally:
-        lib.num_threads(before)
+    return temporarily(lib.num_threads, lib.num_threads, threads)
 
 
 def labels_key(frames: Sequence[Atoms], level: str) -> str:

@@ -1,10 +1,27 @@
 """Is a process still the one we knew? Used to tell a live holder (of a training's work
-directory, of a Dagster run) from one that died, without trusting a recycled pid."""
+directory, of a Dagster run) from one that died, without trusting a recycled pid. And a
+process-wide setting (a library's thread count) changed for a while."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def temporarily(get: Callable[[], T], put: Callable[[T], Any], value: T) -> Iterator[None]:
+    """`put(value)` for the block, then the value `get()` gave before, whatever happens."""
+    before = get()
+    put(value)
+    try:
+        yield
+    finally:
+        put(before)
 
 
 def _started_at(pid: int) -> float | None:

@@ -12,7 +12,9 @@ shows that shift instead of hiding it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,6 +28,7 @@ from traincraft_assets.core.device import Device
 from traincraft_assets.core.frames import elements, read_frames, write_frames
 from traincraft_assets.core.models import describe_file
 from traincraft_assets.core.paths import input_path
+from traincraft_assets.core.processes import temporarily
 from traincraft_assets.core.spectra import (
     Peak,
     RamanSpectra,
@@ -74,6 +77,13 @@ class TrajectorySettings:
     )
     seed: int = field(default=0, metadata={"help": "velocities and Langevin noise; trajectory i uses seed + i"})
     device: Device = field(default="auto", metadata={"help": "auto: cuda when the step's machine has one"})
+    cpu_threads: int = field(
+        default=1,
+        metadata={
+            "help": "torch threads for MD on a CPU: one is fastest for a molecule of a few atoms (water: 22 ms a "
+            "step against 116 ms with 2, on 2 busy cores); raise it for hundreds of atoms"
+        },
+    )
 
     def plan(self) -> MDPlan:
         return MDPlan(
@@ -93,8 +103,10 @@ def trajectory_problems(settings: TrajectorySettings) -> list[str]:
         problems.append(f"time_step_fs must be positive; got {settings.time_step_fs}.")
     elif problem := timestep_problem(settings.time_step_fs, settings.highest_wavenumber_cm):
         problems.append(problem + ".")
-    if settings.n_trajectories < 1:
-        problems.append(f"n_trajectories is {settings.n_trajectories}; expected 1 or more.")
+    if settings.n_trajectories < 1 or settings.cpu_threads < 1:
+        problems.append(
+            f"n_trajectories {settings.n_trajectories}, cpu_threads {settings.cpu_threads}: expected 1 or more of each."
+        )
     if not settings.length_ps > 0 or settings.equilibration_ps < 0 or not settings.temperature_k > 0:
         problems.append(
             f"length_ps {settings.length_ps}, equilibration_ps {settings.equilibration_ps}, temperature_k "
@@ -132,6 +144,14 @@ def element_problems(structures: Sequence[Atoms], models: dict[str, Path]) -> li
     return problems
 
 
+def torch_threads(threads: int) -> contextlib.AbstractContextManager:
+    """torch's intra-op CPU threads for a while: a few-atom model gains nothing from several,
+    and on a busy machine they contend."""
+    import torch
+
+    return temporarily(torch.get_num_threads, torch.set_num_threads, threads)
+
+
 def run_one(
     index: int,
     starts: Sequence[Atoms],
@@ -144,10 +164,11 @@ def run_one(
     """Trajectory `index` from start `index` mod n, its dipoles (and polarizabilities) sampled,
     written to its file (the same file again on a retry: the seed is the index's)."""
     start = index % len(starts)
-    trajectory = run_trajectory(
-        starts[start], energy_calculator(energy_model, device), settings.plan(), settings.seed + index
-    )
-    response = sample_response(trajectory, dipole_model, device)
+    with torch_threads(settings.cpu_threads):
+        trajectory = run_trajectory(
+            starts[start], energy_calculator(energy_model, device), settings.plan(), settings.seed + index
+        )
+        response = sample_response(trajectory, dipole_model, device)
     path = out.trajectory_path(index)
     partial = path.with_name(f"{path.stem}.partial.npz")  # a pod lost mid-write leaves no half file
     series = {"dipoles": response.dipoles}
@@ -155,6 +176,20 @@ def run_one(
         series["polarizabilities"] = response.polarizabilities
     trajectory.save(partial, **series).replace(path)
     return summary_of(index, start, trajectory)
+
+
+def add_polarizabilities(out: SpectrumTrajectories, index: int, model: Path, device: str) -> None:
+    """Trajectory `index`'s polarizabilities from a dielectric `model`, beside the dipoles it
+    has: the IR dipoles and the Raman polarizabilities may come from two models (an
+    EnergyDipolesMACE and an AtomicDielectricMACE trained on another level)."""
+    path = out.trajectory_path(index)
+    response = sample_response(Trajectory.load(path), model, device)
+    if response.polarizabilities is None:
+        raise ValueError(f"{model} predicts no polarizability: give a model with heads [dipole, polarizability].")
+    with np.load(path) as data:
+        dipoles = data["dipoles"]
+    partial = path.with_name(f"{path.stem}.partial.npz")
+    Trajectory.load(path).save(partial, dipoles=dipoles, polarizabilities=response.polarizabilities).replace(path)
 
 
 def summary_of(index: int, start: int, trajectory: Trajectory) -> dict:
@@ -167,11 +202,24 @@ def summary_of(index: int, start: int, trajectory: Trajectory) -> dict:
     }
 
 
-def write_record(out: SpectrumTrajectories, settings: TrajectorySettings, starts: Sequence[Atoms], models: dict):
+def write_record(
+    out: SpectrumTrajectories, settings: TrajectorySettings, starts: Sequence[Atoms], models: dict, **facts
+) -> None:
+    """The starts and trajectories.json (settings, models by role, and any other `facts`),
+    written before the first trajectory: every trajectory step reads its start and models there."""
     write_frames(out.starts_path, list(starts))
-    out.record_path.write_text(
-        json.dumps({"settings": asdict(settings), "models": {k: str(v) for k, v in models.items()}}, indent=1)
-    )
+    record = {"settings": asdict(settings), "models": {k: str(v) for k, v in models.items()}, **facts}
+    out.record_path.write_text(json.dumps(record, indent=1))
+
+
+def copy_trajectories(staged: SpectrumTrajectories, out: SpectrumTrajectories) -> None:
+    """The record, starts and every trajectory of `staged` into `out`, refused when one is missing."""
+    n = staged.record["settings"]["n_trajectories"]
+    missing = [i for i in range(n) if not staged.trajectory_path(i).is_file()]
+    if missing:
+        raise FileNotFoundError(f"trajectories {missing} of {n} were not written to {staged.path}: run them again.")
+    for path in (staged.record_path, staged.starts_path, *(staged.trajectory_path(i) for i in range(n))):
+        shutil.copyfile(path, out.path / path.name)
 
 
 @dataclass

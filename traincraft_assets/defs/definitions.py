@@ -10,7 +10,18 @@ from __future__ import annotations
 import dagster as dg
 
 from traincraft_assets.core.settings import Settings, load_settings
-from traincraft_assets.defs import automation, comparison, data, deploy, foundation, jobs, loop, reports, training
+from traincraft_assets.defs import (
+    automation,
+    comparison,
+    data,
+    deploy,
+    foundation,
+    jobs,
+    loop,
+    reports,
+    spectra,
+    training,
+)
 from traincraft_assets.defs.k8s import Deployment
 from traincraft_assets.defs.resources import default_resources
 
@@ -22,6 +33,7 @@ ASSETS = [
     *deploy.ASSETS,
     *comparison.ASSETS,
     *loop.ASSETS,
+    *spectra.ASSETS,
 ]
 CHECKS = [*data.CHECKS, *deploy.CHECKS]
 

@@ -17,11 +17,13 @@ from traincraft_assets.core.artifacts import (
     Exploration,
     FinetunedModel,
     FoundationModel,
+    IRSpectrum,
     LabelledFrames,
     ParityReport,
     PretrainingFrames,
     ReplaySubset,
     SelectedFrames,
+    SpectrumTrajectories,
     Split,
     StrategyArm,
 )
@@ -36,6 +38,9 @@ COMPARE = "compare_strategies"  # one run per arm (partition): they can run in p
 TRAIN_COMMITTEE = "train_committee"
 EXPLORE = "explore"
 SELECT_FRAMES = "select_frames"
+# The fine-tuned model's MD (a step per trajectory) and its IR spectrum; Raman on demand, as it
+# needs a dipole model with a polarizability head.
+SPECTRA = "spectra"
 
 
 def run_config_for(job: dg.JobDefinition, run_config: dict) -> dict:
@@ -71,6 +76,7 @@ def build(settings: Settings, graph: dg.Definitions) -> dg.Definitions:
         TRAIN_COMMITTEE: [CommitteeMember],
         EXPLORE: [Exploration],
         SELECT_FRAMES: [Candidates, SelectedFrames],
+        SPECTRA: [SpectrumTrajectories, IRSpectrum],
     }
     run_config = read_run_config(settings)
     jobs = []

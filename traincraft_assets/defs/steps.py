@@ -256,10 +256,12 @@ class FannedOutAsset(_AssetRecipe):
     part_profile: str
     resources: frozenset[str]
     options: dict = field(default_factory=dict)
-    reads: tuple[Read, ...] = ()  # reads nothing upstream (a graph asset has no `deps`)
+    # Unpartitioned upstream kinds only: a graph asset takes its dependencies as Nothing inputs
+    # of its first step (so no IO manager loads anything), and every step may read them.
+    reads: tuple[type[Artifact], ...] = ()
 
     def build(self, deployment: Deployment) -> dg.AssetsDefinition:
-        plan, part, merge = self.plan, self.part, self.merge
+        plan, part, merge, reads = self.plan, self.part, self.merge, self.reads
 
         def planned(step: Step, config) -> Iterator[dg.DynamicOutput]:
             for index in range(plan(step, config)):
@@ -269,7 +271,7 @@ class FannedOutAsset(_AssetRecipe):
             part(step, config, int(step.context.get_mapping_key()))
 
         def op(body: Callable, named: Callable, profile: str, own: type[Artifact] | None, **io) -> dg.OpDefinition:
-            compute = _compute(body, self.name, (), own, self.config, dg.OpExecutionContext)
+            compute = _compute(body, self.name, reads, own, self.config, dg.OpExecutionContext)
             pod = deployment.step(profile)
             return dg.op(
                 name=named.__name__,
@@ -280,7 +282,8 @@ class FannedOutAsset(_AssetRecipe):
                 **io,
             )(compute)
 
-        plan_op = op(planned, plan, self.profile, None, out=dg.DynamicOut(dg.Nothing))
+        upstream = {kind.asset: dg.In(dg.Nothing) for kind in reads}
+        plan_op = op(planned, plan, self.profile, None, ins=upstream, out=dg.DynamicOut(dg.Nothing))
         part_op = op(
             one_part, part, self.part_profile, None, ins={"planned": dg.In(dg.Nothing)}, out=dg.Out(dg.Nothing)
         )
@@ -291,10 +294,15 @@ class FannedOutAsset(_AssetRecipe):
             config_schema=self.config.to_config_schema(),
         )
 
-        def compose():
-            return merge_op(parts=plan_op().map(lambda planned: part_op(planned=planned)).collect())
+        def compose(**inputs):
+            return merge_op(parts=plan_op(**inputs).map(lambda planned: part_op(planned=planned)).collect())
 
-        return dg.graph_asset(name=self.name, config=config, code_version="1", **self.options)(compose)
+        # Dagster reads a graph's inputs from its function's signature
+        compose.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in upstream]
+        )
+        ins = {name: dg.AssetIn(name, dagster_type=dg.Nothing) for name in upstream}
+        return dg.graph_asset(name=self.name, ins=ins, config=config, code_version="1", **self.options)(compose)
 
 
 def fanned_out_asset(
@@ -308,13 +316,16 @@ def fanned_out_asset(
     profile: str = "cpu",
     part_profile: str = "cpu",
     resources: Sequence[str] = (),
+    reads: Sequence[type[Artifact]] = (),
     **options,
 ) -> FannedOutAsset:
     """Declare the asset of `kind` whose work is planned, run in parts and merged (see
-    FannedOutAsset); `options` are `@dg.graph_asset` options (description, group_name,
-    partitions_def, ...)."""
+    FannedOutAsset), reading the unpartitioned artifact kinds in `reads`; `options` are
+    `@dg.graph_asset` options (description, group_name, partitions_def, ...)."""
     register_preflight(kind.asset, config, preflight)
-    return FannedOutAsset(kind, plan, part, merge, config, profile, part_profile, frozenset(resources), options)
+    return FannedOutAsset(
+        kind, plan, part, merge, config, profile, part_profile, frozenset(resources), options, tuple(reads)
+    )
 
 
 def artifact_asset(

@@ -43,5 +43,5 @@ def test_deploy_model_is_the_one_the_manifest_names(tmp_path):
 
 def test_every_asset_has_its_own_folder():
     folders = [kind.asset for kind in CATALOGUE.values()]
-    assert len(set(folders)) == len(folders) == 15  # champion_model, the comparison and the loop included
+    assert len(set(folders)) == len(folders) == 18  # champion_model, the comparison, the loop and the spectra included
     assert all(name == kind.asset for name, kind in CATALOGUE.items())

@@ -65,8 +65,10 @@ def test_an_unknown_choice_is_refused_before_the_run():
 
 def test_foundation_config_exposes_the_scratch_options_with_the_demo_foundation_defaults():
     fields = FoundationConfig.model_fields
-    assert set(fields) == {"source", "path", "name", *DEMO_FOUNDATION_OPTIONS}
+    # heads too: a foundation pre-trained on molecules has no stress to fit
+    assert set(fields) == {"source", "path", "name", "heads", *DEMO_FOUNDATION_OPTIONS}
     demo = _leaf_defaults(DEMO_FOUNDATION)
+    assert fields["heads"].default == list(DEMO_FOUNDATION.heads)
     for name in DEMO_FOUNDATION_OPTIONS:
         assert fields[name].default == demo[name], name
     settings = FoundationConfig(num_channels=8, max_num_epochs=2).to_settings()

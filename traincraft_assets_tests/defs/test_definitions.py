@@ -57,6 +57,9 @@ def test_assets_have_typed_config_code_versions_and_jobs():
         "exploration",
         "candidates",
         "selected_frames",
+        "spectrum_trajectories",
+        "ir_spectrum",
+        "raman_spectrum",
     }
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key

@@ -275,7 +275,7 @@ def test_the_demo_ends_with_a_plain_summary_that_leads_with_what_to_read(graph_r
 
 
 def test_a_foundation_trained_here_is_not_trained_again_for_the_same_recipe(graph_copy):
-    """`--select 'not group:comparison and not group:loop'` re-materializes foundation_model: an unchanged scratch
+    """`--select 'not group:comparison and not group:loop and not group:spectra'` re-materializes foundation_model: an unchanged scratch
     recipe (settings and pool) re-records the stored model instead of training again."""
     from traincraft_assets_tests.conftest import TINY_RUN_CONFIG
 

@@ -92,7 +92,7 @@ def _trained_before(step: Step, recipe: str):
 def foundation_model(step: Step, config) -> dg.MaterializeResult:
     """The model to fine-tune, staged once into the store so training pods never download it.
     A foundation trained here is trained once per recipe (settings and pool): materializing it
-    again (`--select 'not group:comparison and not group:loop'`) re-records the stored one instead of retraining."""
+    again (`--select 'not group:comparison and not group:loop and not group:spectra'`) re-records the stored one instead of retraining."""
     settings = config.to_settings()
     pool = step.read(PretrainingFrames) if settings.source == "scratch" else None
     recipe = scratch_recipe(settings, pool.sha256) if pool else None

@@ -64,7 +64,8 @@ def _table(rows: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
 
 
-def _image(name: str, png_base64: str) -> dg.MetadataValue:
+def markdown_image(name: str, png_base64: str) -> dg.MetadataValue:
+    """An image embedded in metadata, shown by the UI's [Show Markdown]."""
     return dg.MetadataValue.md(f"![{name}](data:image/png;base64,{png_base64})")
 
 
@@ -138,9 +139,9 @@ def parity_report(step: Step, config) -> dg.MaterializeResult:
             "beats_foundation_on_forces": better,
             "per_config_type": _table(result.rows),
             **({"per_head": _table(result.head_rows)} if result.head_rows else {}),
-            "parity_plot": _image("parity, valid set", figures[artifact.valid_plot_path.stem]),
-            "forgetting_plot": _image("parity, held-out replay", figures[artifact.replay_plot_path.stem]),
-            "learning_curve": _image("learning curve", figures[artifact.learning_curve_path.stem]),
+            "parity_plot": markdown_image("parity, valid set", figures[artifact.valid_plot_path.stem]),
+            "forgetting_plot": markdown_image("parity, held-out replay", figures[artifact.replay_plot_path.stem]),
+            "learning_curve": markdown_image("learning curve", figures[artifact.learning_curve_path.stem]),
             "parity_plot_path": dg.MetadataValue.path(str(artifact.valid_plot_path)),
         },
     )

@@ -186,4 +186,4 @@ def test_every_step_of_the_graph_has_a_pod_profile():
         assert "dagster-k8s/config" in op.tags, f"step {op.name} has no pod profile"
         if "nvidia.com/gpu" in op.tags["dagster-k8s/config"]:
             gpu.add(op.name)
-    assert gpu == GPU_ASSETS | {"foundation_agreement", "quality_gates"}
+    assert gpu == GPU_ASSETS | {"foundation_agreement", "quality_gates", "run_trajectory"}
