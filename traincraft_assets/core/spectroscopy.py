@@ -26,7 +26,7 @@ from ase import Atoms
 from traincraft_assets.core.artifacts import Spectra, SpectrumTrajectories
 from traincraft_assets.core.device import Device
 from traincraft_assets.core.frames import elements, read_frames, write_frames
-from traincraft_assets.core.models import describe_file
+from traincraft_assets.core.models import CALCULATOR_MODEL_TYPES, describe_file
 from traincraft_assets.core.paths import input_path
 from traincraft_assets.core.processes import temporarily
 from traincraft_assets.core.spectra import (
@@ -44,7 +44,11 @@ from traincraft_assets.core.trajectories import MDPlan, Trajectory, energy_calcu
 from traincraft_assets.core.vibrations import HarmonicModes, harmonic_modes, mace_harmonic_modes, match_peaks
 
 Reference = Literal["none", "xtb"]
-PEAK_TOLERANCE_CM = 150.0  # peaks further apart than this are not called the same mode
+PEAK_TOLERANCE_CM = 150.0
+DIPOLE_ONLY = (
+    "AtomicDipolesMACE",
+    "AtomicDielectricMACE",
+)  # no energy: they cannot drive MD  # peaks further apart than this are not called the same mode
 
 
 @dataclass
@@ -129,17 +133,29 @@ def starting_structures(settings: TrajectorySettings, valid_frames: Sequence[Ato
     return [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc) for a in found]
 
 
-def element_problems(structures: Sequence[Atoms], models: dict[str, Path]) -> list[str]:
-    """Elements of the structures a model has no embedding for, per model (`models`: role ->
-    path), so the MD is refused before it starts instead of failing inside MACE."""
-    present = elements(structures)
+def model_problems(structures: Sequence[Atoms], energy_model: Path, dipole_model: Path) -> list[str]:
+    """What stops the MD of these structures with these models, known from the files before any
+    step: a dynamics model without energies, a dipole model without a dipole head, elements a
+    model has no embedding for."""
+    energy, dipole = describe_file(energy_model), describe_file(dipole_model)
     problems = []
-    for role, path in models.items():
-        known = describe_file(path)["elements"]
-        if lacking := [e for e in present if e not in known]:
+    if energy["model_class"] in DIPOLE_ONLY:
+        problems.append(
+            f"the fine-tuned model ({energy_model}) is an {energy['model_class']}: it predicts no energy, so it "
+            "cannot drive MD. Train one with heads [energy, forces, dipole] and give this one as dipole_model."
+        )
+    if dipole["model_class"] not in CALCULATOR_MODEL_TYPES:
+        problems.append(
+            f"the dipole model ({dipole_model}) is a {dipole['model_class']} without a dipole head, and a spectrum is "
+            "made of dipoles: train one with heads [energy, forces, dipole] (or [dipole, polarizability] for Raman) "
+            "and give it as dipole_model."
+        )
+    present = elements(structures)
+    for role, path, info in (("fine-tuned model", energy_model, energy), ("dipole model", dipole_model, dipole)):
+        if lacking := [e for e in present if e not in info["elements"]]:
             problems.append(
                 f"the starting structures hold {lacking}, which the {role} ({path}) has no embedding for (it knows "
-                f"{known}): use structures of its elements."
+                f"{info['elements']}): use structures of its elements."
             )
     return problems
 

@@ -212,3 +212,21 @@ def test_ir_and_raman_from_trajectories_with_harmonic_references(water, models, 
     assert report["settings"]["n_trajectories"] == 2 and report["peaks_cm"] == sorted(report["peaks_cm"])
     parts = np.loadtxt(raman.table_path, delimiter=",", skiprows=1)
     assert parts.shape[1] == 4  # wavenumber, isotropic, anisotropic, total
+
+
+def test_md_for_a_spectrum_is_refused_before_it_starts_when_the_models_cannot_make_one(water, models):
+    """A dipole model without a dipole head, a dipole-only model as the dynamics model, and
+    elements a model lacks: each named, before any MD step."""
+    from ase.build import bulk
+
+    from traincraft_assets.core.spectroscopy import model_problems
+
+    water_molecule = [next(a for a in read_frames(water / "valid.xyz") if len(a) == 3)]
+    energy_only, dielectric = models[("energy", "forces")], models[("dipole", "polarizability")]
+    assert model_problems(water_molecule, models[("energy", "forces", "dipole")], dielectric) == []
+    (no_dipole,) = model_problems(water_molecule, energy_only, energy_only)
+    assert "ScaleShiftMACE without a dipole head" in no_dipole and "heads [energy, forces, dipole]" in no_dipole
+    (no_energy,) = model_problems(water_molecule, dielectric, dielectric)
+    assert "AtomicDielectricMACE: it predicts no energy, so it cannot drive MD" in no_energy
+    lacking = model_problems([bulk("Cu")], energy_only, dielectric)
+    assert len(lacking) == 2 and all("hold ['Cu']" in p for p in lacking)

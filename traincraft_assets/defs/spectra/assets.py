@@ -21,9 +21,9 @@ from traincraft_assets.core.spectroscopy import (
     SpectraSettings,
     TrajectorySettings,
     copy_trajectories,
-    element_problems,
     make_ir,
     make_raman,
+    model_problems,
     read_series,
     run_one,
     starting_structures,
@@ -72,7 +72,7 @@ def plan_trajectories(step: Step, config) -> int:
     except ValueError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     models = {"energy model": energy_model, "dipole model": dipole_model}
-    if problems := trajectory_problems(settings) + element_problems(starts, models):
+    if problems := trajectory_problems(settings) + model_problems(starts, energy_model, dipole_model):
         raise dg.Failure(
             "the spectrum's MD cannot start:\n" + "\n".join(f"- {p}" for p in problems), allow_retries=False
         )
