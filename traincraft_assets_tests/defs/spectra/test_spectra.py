@@ -4,6 +4,7 @@ Kubernetes), and the IR spectrum made of them beside the harmonic references; a 
 asked of a model without polarizabilities, and a time step too long for O-H stretches, are
 refused before any work."""
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -54,9 +55,15 @@ def water_model(tmp_path_factory):
         yield project
 
 
-def test_trajectories_run_as_steps_and_the_ir_spectrum_sits_beside_its_harmonic_references(water_model):
+@pytest.fixture(scope="module")
+def ir_run(water_model):
+    """Two trajectories and the IR spectrum made of them, in one run."""
     config = {"ops": {"spectrum_trajectories": {"config": {**TRAJECTORIES, "device": "cpu"}}}}
-    result = water_model.materialize(["spectrum_trajectories", "ir_spectrum"], config)
+    return water_model.materialize(["spectrum_trajectories", "ir_spectrum"], config)
+
+
+def test_trajectories_run_as_steps_and_the_ir_spectrum_sits_beside_its_harmonic_references(water_model, ir_run):
+    result = ir_run
     started = Counter(e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START)
     assert [k for k in started if "run_trajectory" in k] == [
         f"spectrum_trajectories.run_trajectory[{i}]" for i in range(2)
@@ -93,3 +100,35 @@ def test_a_time_step_too_long_for_o_h_stretches_is_refused_with_the_numbers(wate
     assert not result.success and "nothing was run or written" in message
     assert "4000 cm⁻¹ have a period of 8.3 fs" in message and "at most 0.83 fs" in message
     assert not [e for e in result.all_events if e.is_step_success]
+
+
+def test_the_ir_spectrum_page_shows_the_peak_table_and_opens_the_figure(water_model, ir_run, tmp_path):
+    """The asset page as a user sees it, in a real dagster-webserver and headless Chromium."""
+    from traincraft_assets_tests.conftest import running_webserver
+    from traincraft_assets_tests.defs.test_ui import Page
+
+    env = {
+        "DAGSTER_HOME": str(water_model.root / "dagster_home"),
+        "TRAINCRAFT_STORE": str(water_model.store),
+        "TRAINCRAFT_INBOX": str(water_model.inbox),
+    }
+    page = Page(tmp_path / "chromium")
+    try:
+        with running_webserver(env) as url:
+            text = page.open(f"{url}/assets/ir_spectrum", "peak_table")
+            assert "xtb harmonic" in text and "model MD" in text and "Could not parse" not in text
+            page.js(
+                "Array.from(document.querySelectorAll('a,button')).find(e => e.innerText.trim() == '[Show Markdown]').click()"
+            )
+            deadline = time.monotonic() + 20
+            while not (
+                shown := page.js(
+                    "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0 && "
+                    "i.src.startsWith('data:image/png')).map(i => [i.alt, i.naturalWidth])"
+                )
+            ):
+                assert time.monotonic() < deadline, "the spectrum figure did not open"
+                time.sleep(0.3)
+            assert shown == [["IR spectrum", 1000]]
+    finally:
+        page.close()
