@@ -22,7 +22,7 @@ from ase.units import Debye
 from traincraft_assets.core.artifacts import ParityReport
 from traincraft_assets.core.device import Device, resolve_device
 from traincraft_assets.core.frames import frames_at_level, level_of, read_frames, symbols
-from traincraft_assets.core.metrics import Prediction, error_ratio, errors_by_config_type, to_mev
+from traincraft_assets.core.metrics import Prediction, error_ratio, errors, errors_by_config_type, to_mev
 from traincraft_assets.core.models import (
     REPLAY_HEAD,
     known_frames,
@@ -138,6 +138,11 @@ class Evaluation:
     def overall(self) -> dict[str, float]:
         return self.by_config_type["all"]
 
+    def of(self, config_type: str) -> dict[str, float]:
+        """The errors of one config_type; NaN where this evaluation has no frame of it (a
+        foundation that could not evaluate these frames)."""
+        return self.by_config_type.get(config_type) or errors([], [])
+
 
 def evaluate(
     model, frames: Sequence[Atoms], head: str | None = None, batch_size: int = 32, device: str = "cpu"
@@ -165,7 +170,7 @@ def property_errors(evaluation: Evaluation, config_type: str = "all", prefix: st
     """The dipole and polarizability columns (PROPERTY_COLUMNS) of the properties `evaluation`'s
     model predicts and its frames are labelled with; none for an energy-only model."""
     measured = evaluation.overall
-    row = evaluation.by_config_type[config_type]
+    row = evaluation.of(config_type)
     return {
         f"{prefix}{column}": row[key] * factor
         for key, (column, factor) in PROPERTY_COLUMNS.items()
@@ -190,7 +195,7 @@ def compare_rows(candidate: Evaluation, baselines: dict[str, Evaluation]) -> lis
             **property_errors(candidate, name),
         }
         for baseline_name, baseline in baselines.items():
-            base = baseline.by_config_type[name]
+            base = baseline.of(name)
             row |= {
                 f"{baseline_name}_rmse_e_mev_per_atom": to_mev(base["rmse_e_per_atom"]),
                 f"{baseline_name}_rmse_f_mev_per_a": to_mev(base["rmse_f"]),
@@ -365,9 +370,12 @@ def parity(
     head = model_head(model_heads(ft_model))
 
     def both(frames):
+        # a foundation without an element of the frames (a model trained from scratch on new
+        # elements) has nothing to say about them: its columns stay NaN
+        known = len(known_frames(frames, fnd_model)) == len(frames)
         return (
             evaluate(ft_model, frames, head, settings.batch_size, device),
-            evaluate(fnd_model, frames, None, settings.batch_size, device),
+            evaluate(fnd_model, frames if known else [], None, settings.batch_size, device),
         )
 
     every_valid = read_frames(valid)

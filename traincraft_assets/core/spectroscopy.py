@@ -44,11 +44,9 @@ from traincraft_assets.core.trajectories import MDPlan, Trajectory, energy_calcu
 from traincraft_assets.core.vibrations import HarmonicModes, harmonic_modes, mace_harmonic_modes, match_peaks
 
 Reference = Literal["none", "xtb"]
-PEAK_TOLERANCE_CM = 150.0
-DIPOLE_ONLY = (
-    "AtomicDipolesMACE",
-    "AtomicDielectricMACE",
-)  # no energy: they cannot drive MD  # peaks further apart than this are not called the same mode
+PEAK_TOLERANCE_CM = 150.0  # peaks further apart than this are not called the same mode
+# MACE model classes without an energy: they cannot drive MD
+DIPOLE_ONLY = ("AtomicDipolesMACE", "AtomicDielectricMACE")
 
 
 @dataclass

@@ -230,3 +230,15 @@ def test_md_for_a_spectrum_is_refused_before_it_starts_when_the_models_cannot_ma
     assert "AtomicDielectricMACE: it predicts no energy, so it cannot drive MD" in no_energy
     lacking = model_problems([bulk("Cu")], energy_only, dielectric)
     assert len(lacking) == 2 and all("hold ['Cu']" in p for p in lacking)
+
+
+def test_parity_against_a_foundation_without_the_datas_elements_leaves_its_columns_empty(water, models):
+    """A model trained from scratch on H and O against the Cu demo foundation: the foundation has
+    nothing to say about water, so its numbers are NaN and the model's are reported."""
+    from traincraft_assets.core import demo
+
+    foundation = demo.SHIPPED_FOUNDATION_DIR / "foundation.model"
+    result = parity(models[("energy", "forces", "dipole")], foundation, water / "valid.xyz", None, None, EvalSettings())
+    assert np.isnan(result.metrics["foundation_rmse_f_mev_per_a"]) and result.metrics["rmse_f_mev_per_a"] > 0
+    assert "rmse_mu_mdebye" in result.property_metrics and "foundation_rmse_mu_mdebye" not in result.property_metrics
+    assert all(np.isnan(row["foundation_rmse_f_mev_per_a"]) for row in result.rows)
