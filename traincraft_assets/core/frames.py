@@ -23,8 +23,8 @@ Label = Literal["energy", "forces", "stress", "dipole", "polarizability"]
 # label name -> REF_* key. Energy and stress are per-frame (atoms.info), forces per-atom (arrays).
 REF_KEYS = {name: f"REF_{name}" for name in get_args(Label)}
 PER_ATOM_LABELS = {"forces"}
-# Per-atom partial charges (e) a labeller computes (xtb), under MACE's default charges key; not a
-# label the project trains on, so not in REF_KEYS.
+# Per-atom partial charges (e) a labeller computes (xtb); not a label the project trains on, so
+# not in REF_KEYS, and never a training input (core/training/mace/command.py, UNREAD_CHARGES_KEY).
 CHARGES_KEY = "REF_charges"
 
 # Keys a labelled input file may carry each label under, in order of preference (labelling.py

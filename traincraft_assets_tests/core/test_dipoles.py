@@ -242,3 +242,37 @@ def test_parity_against_a_foundation_without_the_datas_elements_leaves_its_colum
     assert np.isnan(result.metrics["foundation_rmse_f_mev_per_a"]) and result.metrics["rmse_f_mev_per_a"] > 0
     assert "rmse_mu_mdebye" in result.property_metrics and "foundation_rmse_mu_mdebye" not in result.property_metrics
     assert all(np.isnan(row["foundation_rmse_f_mev_per_a"]) for row in result.rows)
+
+
+def test_a_dipole_model_trained_on_frames_with_charges_predicts_without_them(tmp_path):
+    """xtb labels carry partial charges under MACE's default charges key; MACE's dipole models add
+    those charges' dipole to their own, so a model trained with them needs them at MD time too.
+    Kept out of training, the dipoles MACE validated on are the ones the model predicts alone."""
+    from traincraft_assets.core.frames import CHARGES_KEY
+    from traincraft_assets.core.training.mace.command import UNREAD_CHARGES_KEY
+
+    frames = LABELLERS["xtb"](water_clusters(16, seed=4, max_waters=1), LabelOptions())
+    assert all(CHARGES_KEY in atoms.arrays for atoms in frames)
+    write_frames(tmp_path / "train.xyz", frames[:12])
+    write_frames(tmp_path / "valid.xyz", frames[12:])
+    inputs = TrainInputs(
+        train_file=tmp_path / "train.xyz",
+        valid_file=tmp_path / "valid.xyz",
+        data_labels=("energy", "forces", "dipole"),
+        data_elements=("H", "O"),
+    )
+    settings = TrainSettings(
+        strategy="scratch",
+        heads=("energy", "forces", "dipole"),
+        e0s="average",
+        max_num_epochs=2,
+        batch_size=4,
+        dtype="float64",
+        shape=ModelShape(num_channels=8, max_L=1, r_max=4.0, num_interactions=2, correlation=2),
+    )
+    result = get_trainer("mace").train(settings, inputs, Launch(), tmp_path / "run", lambda line: None, "model")
+    assert result.argv[result.argv.index("--charges_key") + 1] == UNREAD_CHARGES_KEY
+    logged = [json.loads(line) for line in next((tmp_path / "run" / "results").glob("*.txt")).open()]
+    validated = [row["rmse_mu"] for row in logged if row.get("mode") == "eval"]
+    predicted = evaluate(load_model(result.model_path), read_frames(tmp_path / "valid.xyz")).overall["rmse_mu"]
+    assert min(abs(predicted - v) for v in validated) < 1e-6 * max(1.0, predicted), (predicted, validated)

@@ -83,7 +83,15 @@ MANAGED_FLAGS = {
     "launcher": "TRAINCRAFT_TRAINING_PROCESSES",
     "heads": "strategy 'multifidelity' (one head per level of theory)",
     "config": "-",
+    "charges_key": "-",
 }
+
+# MACE's dipole models add the dipole of the frames' own atomic charges (read under its charges
+# key, REF_charges by default, where the xtb labeller keeps its partial charges) to the dipole
+# they predict. A model trained so needs those charges again to predict, and MD has none: one
+# trained on xTB water was right in MACE's log (0.8 me·Å) and off by 0.9 e·Å, sign flipped, in
+# MD. So no frame's charges are an input: the key points at nothing.
+UNREAD_CHARGES_KEY = "traincraft_charges_are_not_an_input"
 
 
 @dataclass(frozen=True)
@@ -419,6 +427,7 @@ def render_args(
     for head in ("energy", "forces", "stress", "dipole", "polarizability"):
         if head in ("energy", "forces") or head in s.heads:
             args[f"{head}_key"] = REF_KEYS[head]
+    args["charges_key"] = UNREAD_CHARGES_KEY
     args["E0s"] = _e0s_argument(s, inputs)
     if not s.fine_tunes:
         args["model"] = plan.model or "MACE"
