@@ -129,6 +129,12 @@ def run_trajectory(
         thermostat.run(1)
         if on_progress and step % 100 == 0:
             on_progress(step, total)
+    if not atoms.pbc.any():
+        # A molecule in vacuum keeps the angular momentum the thermostat left it, and its dipole
+        # turns with it: a rotational band and P/R branches that bury the vibrations (measured on
+        # water: the band at 100-250 cm⁻¹ five times the bend). Stopped here, NVE keeps it at zero.
+        ZeroRotation(atoms)
+        Stationary(atoms)
     verlet = VelocityVerlet(atoms, timestep=dt)
     positions = np.empty((plan.sampled_steps, len(atoms), 3))
     energy = np.empty(plan.sampled_steps)
