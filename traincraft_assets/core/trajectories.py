@@ -80,6 +80,14 @@ class Trajectory:
         return cls(**own | {"time_step_fs": float(own["time_step_fs"])})
 
 
+def degrees_of_freedom(atoms: Atoms) -> int:
+    """The velocity components NVE keeps free: 3N less the centre of mass's 3 and, for a
+    molecule, its rotations (2 if linear, else 3), which are stopped (ASE's get_temperature
+    counts all 3N, and reads a water molecule at a third of its temperature)."""
+    rotations = 0 if atoms.pbc.any() else int(np.sum(atoms.get_moments_of_inertia() > 1e-6))
+    return max(1, 3 * len(atoms) - 3 - rotations)
+
+
 def energy_calculator(model_path: Path, device: str):
     """MACE's ASE calculator for a model's energy and forces, in the model's own dtype."""
     from mace.calculators import MACECalculator
@@ -136,6 +144,7 @@ def run_trajectory(
         ZeroRotation(atoms)
         Stationary(atoms)
     verlet = VelocityVerlet(atoms, timestep=dt)
+    dof = degrees_of_freedom(atoms)
     positions = np.empty((plan.sampled_steps, len(atoms), 3))
     energy = np.empty(plan.sampled_steps)
     temperature = np.empty(plan.sampled_steps)
@@ -144,7 +153,7 @@ def run_trajectory(
             verlet.run(1)
         positions[step] = atoms.positions
         energy[step] = atoms.get_potential_energy() + atoms.get_kinetic_energy()
-        temperature[step] = atoms.get_temperature()
+        temperature[step] = 2 * atoms.get_kinetic_energy() / (dof * units.kB)
         if on_progress and (plan.equilibration_steps + step) % 100 == 0:
             on_progress(plan.equilibration_steps + step, total)
     return Trajectory(
