@@ -197,13 +197,12 @@ def add_polarizabilities(out: SpectrumTrajectories, index: int, model: Path, dev
     has: the IR dipoles and the Raman polarizabilities may come from two models (an
     EnergyDipolesMACE and an AtomicDielectricMACE trained on another level)."""
     path = out.trajectory_path(index)
-    response = sample_response(Trajectory.load(path), model, device)
+    trajectory, series = Trajectory.load_with_series(path)
+    response = sample_response(trajectory, model, device)
     if response.polarizabilities is None:
         raise ValueError(f"{model} predicts no polarizability: give a model with heads [dipole, polarizability].")
-    with np.load(path) as data:
-        dipoles = data["dipoles"]
     partial = path.with_name(f"{path.stem}.partial.npz")
-    Trajectory.load(path).save(partial, dipoles=dipoles, polarizabilities=response.polarizabilities).replace(path)
+    trajectory.save(partial, dipoles=series["dipoles"], polarizabilities=response.polarizabilities).replace(path)
 
 
 def summary_of(index: int, start: int, trajectory: Trajectory) -> dict:
@@ -250,11 +249,10 @@ def read_series(trajectories: SpectrumTrajectories) -> SampledSeries:
     n_starts = len(read_frames(trajectories.starts_path))
     dipoles, alphas, summaries = [], [], []
     for index in range(settings["n_trajectories"]):
-        path = trajectories.trajectory_path(index)
-        with np.load(path) as data:
-            dipoles.append(data["dipoles"])
-            alphas.append(data["polarizabilities"] if "polarizabilities" in data.files else None)
-        summaries.append(summary_of(index, index % n_starts, Trajectory.load(path)))
+        trajectory, series = Trajectory.load_with_series(trajectories.trajectory_path(index))
+        dipoles.append(series["dipoles"])
+        alphas.append(series.get("polarizabilities"))
+        summaries.append(summary_of(index, index % n_starts, trajectory))
     polarizabilities = alphas if all(a is not None for a in alphas) else None
     return SampledSeries(settings["time_step_fs"], dipoles, polarizabilities, summaries)
 

@@ -75,9 +75,15 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: Path) -> Trajectory:
+        return cls.load_with_series(path)[0]
+
+    @classmethod
+    def load_with_series(cls, path: Path) -> tuple[Trajectory, dict[str, np.ndarray]]:
+        """The trajectory and the series saved beside it (`save`'s keywords), in one read."""
         with np.load(path) as data:
-            own = {f.name: data[f.name] for f in fields(cls)}
-        return cls(**own | {"time_step_fs": float(own["time_step_fs"])})
+            arrays = {key: data[key] for key in data.files}
+        own = {f.name: arrays.pop(f.name) for f in fields(cls)}
+        return cls(**own | {"time_step_fs": float(own["time_step_fs"])}), arrays
 
 
 def degrees_of_freedom(atoms: Atoms) -> int:
