@@ -218,14 +218,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_daemon(env: dict, cwd: Path):
-    """A real `dagster-daemon run` for `-m traincraft_assets` (sensors, run monitoring, retries)."""
-    daemon = subprocess.Popen(
-        [Path(sys.executable).parent / "dagster-daemon", "run", "-m", "traincraft_assets"],
-        env={**os.environ, **env},
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    """A real `dagster-daemon run` for `-m traincraft_assets` (sensors, run monitoring, retries),
+    its log in `cwd`/dagster-daemon.log for a failing test to show."""
+    with open(Path(cwd) / "dagster-daemon.log", "ab") as log:
+        daemon = subprocess.Popen(
+            [Path(sys.executable).parent / "dagster-daemon", "run", "-m", "traincraft_assets"],
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield daemon
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -104,9 +105,10 @@ def merge_in_memory(batches):
 
 
 # A `command` labeller program for chunk-step tests: EMT, with each run recorded in a folder
-# (argv[1]: a file named after the run's first batch index and pid), a pause per frame
-# (argv[3], seconds: a pod deleted mid-labelling) and one failure (argv[2]: the first run given
-# that batch index exits 3, once).
+# (argv[1]: a file named after the run's first batch index and pid, holding its start time and,
+# once it has written its output, its end time), a pause per frame (argv[3], seconds: a pod
+# deleted mid-labelling) and one failure (argv[2]: the first run given that batch index exits 3,
+# once).
 CHUNK_LABELLER = """\
 import os, sys, time
 from pathlib import Path
@@ -116,7 +118,11 @@ runs, fail_at, pause = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 frames = read(os.environ["TRAINCRAFT_INPUT"], ":")
 indices = [atoms.info["batch_index"] for atoms in frames]
 runs.mkdir(exist_ok=True)
-(runs / f"{indices[0]}-{os.getpid()}").write_text("")
+record, partial = runs / f"{indices[0]}-{os.getpid()}", runs / f"{os.getpid()}.partial"
+def note(text):  # whole or not at all, for a test reading it meanwhile
+    partial.write_text(text)
+    partial.replace(record)
+note(f"{time.time()}")
 if fail_at in indices and not (runs / "failed").exists():
     (runs / "failed").write_text("")
     sys.exit(3)
@@ -125,6 +131,7 @@ for atoms in frames:
     atoms.calc = EMT()
     atoms.get_forces()
 write(os.environ["TRAINCRAFT_OUTPUT"], frames, format="extxyz")
+note(f"{record.read_text()} {time.time()}")
 """
 
 
@@ -133,6 +140,13 @@ def chunk_labeller(folder: Path, runs: Path, fail_at: int = -1, pause_s: float =
     program = folder / "chunk_labeller.py"
     program.write_text(CHUNK_LABELLER)
     return {"labeller": "command", "command": python_command(program, str(runs), str(fail_at), str(pause_s))}
+
+
+def most_at_once(runs: Path) -> int:
+    """The most labeller runs (of `chunk_labeller`'s record folder) that were labelling at the
+    same moment (a run that never wrote its end, lost with its pod, counts as labelling on)."""
+    spans = [[*map(float, path.read_text().split()), math.inf][:2] for path in runs.glob("*-*")]
+    return max(sum(start <= s < end for start, end in spans) for s, _ in spans)
 
 
 def chunk_runs(runs: Path) -> dict[int, int]:

@@ -22,7 +22,10 @@ dagster-k8s's depend on it, and simple elsewhere:
   pod's root directory, linked at their mountPath inside it; an env value that is a path on a
   mount is rewritten to the pod's root, the way a container sees its mounts. There is no
   container isolation: security contexts, resource limits and a read-only root filesystem are
-  recorded, not enforced. Deleting a pod SIGKILLs its whole process tree, like a lost node.
+  recorded, not enforced. Deleting a pod SIGKILLs every process of it, like a lost node: each
+  pod's processes carry its name in their environment (STAND_IN_POD), what a container's cgroup
+  is on a node, so a process that left the pod's tree or process group dies with it too (and is
+  recorded in `escaped`, for a test to say so).
 """
 
 from __future__ import annotations
@@ -44,6 +47,19 @@ from urllib.parse import parse_qs, urlsplit
 from traincraft_assets.core.processes import descendants
 
 NVIDIA_GPU = "nvidia.com/gpu"
+POD_MARKER = "STAND_IN_POD"  # in each pod process's environment: the pod it belongs to
+
+
+def pod_processes(name: str) -> set[int]:
+    """The live processes of pod `name` on this host, whoever their parent or process group:
+    those whose environment carries its marker (a container's cgroup, here)."""
+    marker = f"{POD_MARKER}={name}".encode()
+    found = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if marker in environ.read_bytes().split(b"\0"):
+                found.add(int(environ.parent.name))
+    return found
 
 
 def _now() -> str:
@@ -135,6 +151,9 @@ class Cluster:
         self.config_maps: dict[str, dict[str, str]] = {}
         self.secrets: dict[str, dict[str, str]] = {}
         self.received_jobs: list[dict] = []  # every Job body as the API received it
+        # Processes of a deleted pod found outside its process tree and group ("pod: pid cmdline"):
+        # killed with it, as its cgroup would be, and recorded so that a test can show them.
+        self.escaped: list[str] = []
         # Calls the stand-in does not implement ("METHOD path"): a real API server would answer
         # them, so a test whose code made one fails instead of passing on a bare 404/405.
         self.unknown_calls: list[str] = []
@@ -348,6 +367,7 @@ class Cluster:
             ):
                 env[key] = str(root / value.lstrip("/"))
         env["PATH"] = self.exec_path  # a host path: never rewritten
+        env[POD_MARKER] = name
         if "OMP_NUM_THREADS" in os.environ:  # no cgroup here: every node is this host, with the host's threads at most
             host = int(os.environ["OMP_NUM_THREADS"])
             env["OMP_NUM_THREADS"] = str(min(host, int(env.get("OMP_NUM_THREADS", host))))
@@ -448,15 +468,20 @@ class Cluster:
         proc = self._procs.pop(name, None)
         if proc is None:
             return
-        for _ in range(20):  # the whole tree, as when a container's cgroup is killed
-            tree = descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set())
-            if not tree:
+        tree = descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set())
+        for pid in pod_processes(name) - tree:
+            with contextlib.suppress(OSError):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                self.escaped.append(f"{name}: {pid} {command[:200]}")
+        for _ in range(20):  # every process of the pod, as when a container's cgroup is killed
+            members = descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set()) | pod_processes(name)
+            if not members:
                 break
             # the pod's process group first (it leads its own session): a child whose parent is
             # killed before it is re-parented away from the tree, but stays in the group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            for pid in tree:
+            for pid in members:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)

@@ -6,7 +6,7 @@ dagster-webserver loading `-m traincraft_assets` with the image's environment
 `k8s_job_executor` talking HTTP to the stand-in through the official `kubernetes` client; every
 run and step pod as a `dagster api execute_run` / `execute_step` process; real MACE training.
 The instance is k8s/dagster.yaml, the pod profiles k8s/manifests/pod-profiles.yaml and the
-image env k8s/Dockerfile's, with only what the stand-in needs changed (see `_instance_yaml`).
+image env k8s/Dockerfile's, with only what the stand-in needs changed (see `deployment.instance_yaml`).
 
 What stands in for what: traincraft_assets_tests/k8s/cluster.py stands in for the cluster (a
 CPU node and a tainted node with one NVIDIA GPU; a second GPU node joins for the committee); its
@@ -18,32 +18,28 @@ import itertools
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from traincraft_assets.app.batches import ingest, retire
-from traincraft_assets.core.artifacts import FinetunedModel
 from traincraft_assets.core.demo import loop_starts, write_target_batches
 from traincraft_assets.core.frames import write_frames
 from traincraft_assets.core.labelling import LabelOptions, label_batch
 from traincraft_assets.core.processes import descendants
-from traincraft_assets.core.store import ArtifactStore, tree_sha256
+from traincraft_assets.core.store import tree_sha256
 from traincraft_assets.core.training.mace.results import _complete
 from traincraft_assets.defs.definitions import build_defs
 from traincraft_assets.defs.resources import InboxResource, StoreResource
-from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, running_daemon, running_webserver, with_session_foundation
-from traincraft_assets_tests.core.helpers import chunk_labeller, chunk_runs, cu_bulk, mace_eval_epochs
-from traincraft_assets_tests.k8s.cluster import NVIDIA_GPU, Cluster, Node, image_env
+from traincraft_assets_tests.conftest import TINY_RUN_CONFIG, with_session_foundation
+from traincraft_assets_tests.core.helpers import chunk_labeller, chunk_runs, cu_bulk, mace_eval_epochs, most_at_once
+from traincraft_assets_tests.k8s.cluster import NVIDIA_GPU, Cluster, Node
+from traincraft_assets_tests.k8s.deployment import Deployment, deployed
 
 pytestmark = pytest.mark.integration
 
-K8S = Path(__file__).resolve().parents[2] / "k8s"
-NAMESPACE = "traincraft"
 GPU_STEPS = {"finetuned_model", "parity_report", "foundation_agreement", "quality_gates"}
 SHARED_GPU_EPOCHS = 12  # the pod is deleted right after epoch 1's checkpoint: 10 epochs to spare
 FINETUNE = TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"]
@@ -51,136 +47,25 @@ FINETUNE = TINY_RUN_CONFIG["ops"]["finetuned_model"]["config"]
 COMMITTEE = {"strategy": "naive", "dtype": "float32", "lr": 0.01, "max_num_epochs": 3, "batch_size": 4, "seed": 5}
 
 
-def _manifest(name: str) -> dict:
-    return yaml.safe_load((K8S / "manifests" / name).read_text())
-
-
-def _instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
-    """k8s/dagster.yaml with what the stand-in needs: the test's PostgreSQL, the stand-in's
-    API (instead of the in-cluster service account), runs launched at once (the queue is the
-    daemon's; the webserver launches here), run monitoring every second instead of every
-    minute (and a minute, not 15, for a run pod to start), automation off, and no instance limit on the gpu pool, so that the cluster's GPU capacity does
-    the queueing."""
-    config = yaml.safe_load((K8S / "dagster.yaml").read_text())
-    config["storage"] = {"postgres": {"postgres_url": postgres_url}}
-    launcher = config["run_launcher"]["config"]
-    launcher.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig), job_image="traincraft:standin")
-    config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
-    del config["concurrency"]["pools"]
-    config["run_monitoring"]["poll_interval_seconds"] = 1
-    config["run_monitoring"]["start_timeout_seconds"] = 60  # a run pod that never starts fails the test fast
-    # declarative automation off: its runs (champion_model) would compete for the one GPU here
-    config["auto_materialize"] = {"enabled": False, "use_sensors": False}
-    return yaml.safe_dump(config)
-
-
-class Deployment:
-    def __init__(self, cluster: Cluster, instance: dg.DagsterInstance, root: Path, store: Path, url: str, env: dict):
-        self.cluster, self.instance, self.root, self.store, self.url, self.env = (
-            cluster,
-            instance,
-            root,
-            store,
-            url,
-            env,
-        )
-
-    def submit(self, *args: str, config: dict) -> subprocess.CompletedProcess | subprocess.Popen:
-        """`traincraft submit` as a user types it."""
-        path = Path(tempfile.mkstemp(suffix=".yaml", dir=self.root)[1])
-        path.write_text(yaml.safe_dump(config))
-        argv = [Path(sys.executable).parent / "traincraft", "submit", "--url", self.url, "-c", str(path), *args]
-        return subprocess.Popen(
-            argv, env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-
-    def model(self, materialization) -> FinetunedModel:
-        """The model artifact a materialization names, on the store volume."""
-        return ArtifactStore(self.store).open(FinetunedModel, materialization.tags["dagster/data_version"])
-
-    def step_jobs(self, run_id: str) -> dict[str, list[dict]]:
-        """The step Jobs the API received for a run, by step key, in order of creation."""
-        jobs: dict[str, list[dict]] = {}
-        for job in self.cluster.received_jobs:
-            labels = job["metadata"].get("labels") or {}
-            if labels.get("dagster/run-id") == run_id and "dagster/op" in labels:
-                jobs.setdefault(labels["dagster/op"], []).append(job)
-        return jobs
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, graph_run):
-    import pgserver
-
     root = tmp_path_factory.mktemp("cluster")
-    pgdata = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short: PostgreSQL's socket lives here
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    nodes = [
-        Node("cpu-node"),
-        Node(
-            "gpu-node",
-            gpus=1,
-            labels={"nvidia.com/gpu.present": "true"},
-            taints=[{"key": NVIDIA_GPU, "value": "present", "effect": "NoSchedule"}],
-        ),
-    ]
-    exec_path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"  # the "image": this venv
-    with Cluster(root, nodes, image_env(K8S / "Dockerfile"), exec_path, NAMESPACE) as cluster:
-        home = root / "dagster_home"
-        home.mkdir()
-        # the driver k8s/dagster.yaml names (`scheme`): SQLAlchemy 2.1 would pick psycopg 3
-        instance_yaml = _instance_yaml(
-            server.get_uri().replace("postgresql://", "postgresql+psycopg2://"), cluster.kubeconfig
-        )
-        (home / "dagster.yaml").write_text(instance_yaml)
-        cluster.apply(
-            {
-                "kind": "ConfigMap",
-                "metadata": {"name": "traincraft-dagster-instance"},
-                "data": {"dagster.yaml": instance_yaml},
-            }
-        )
-        cluster.apply(
-            {
-                "kind": "Secret",
-                "metadata": {"name": "traincraft-postgresql"},
-                "stringData": {"DAGSTER_PG_PASSWORD": "unused"},
-            }
-        )
-        profiles = _manifest("pod-profiles.yaml")
-        # a retried step waits a second here instead of the profile's minute
-        text = yaml.safe_load(profiles["data"]["pod-profiles.yaml"])
-        text["gpu"]["retry_delay_s"] = text["label"]["retry_delay_s"] = 1
-        profiles["data"]["pod-profiles.yaml"] = yaml.safe_dump(text)
-        cluster.apply(profiles)
-        store = cluster.pvc("traincraft-store")
 
-        # Upstream data, made in this process against the same instance and store volume:
-        # labelled batches and the session's tiny foundation (what `stage_foundation` would have made).
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            defs = build_defs(
-                resources={"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))}
-            )
-            for batch in ingest(instance, store / "inbox", write_target_batches(root / "batches", 4)):
-                defs.resolve_job_def("label_batch").execute_in_process(instance=instance, partition_key=batch.name)
-            stage = with_session_foundation(
-                graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}}
-            )
-            defs.resolve_job_def("stage_foundation").execute_in_process(instance=instance, run_config=stage)
+    def upstream(instance: dg.DagsterInstance, store: Path) -> None:
+        """Labelled batches and the session's tiny foundation (what `stage_foundation` would
+        have made)."""
+        defs = build_defs(
+            resources={"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))}
+        )
+        for batch in ingest(instance, store / "inbox", write_target_batches(root / "batches", 4)):
+            defs.resolve_job_def("label_batch").execute_in_process(instance=instance, partition_key=batch.name)
+        stage = with_session_foundation(
+            graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}}
+        )
+        defs.resolve_job_def("stage_foundation").execute_in_process(instance=instance, run_config=stage)
 
-            # The webserver sees what the chart's webserver and user deployment would see.
-            profiles_path = root / "pod-profiles.yaml"
-            profiles_path.write_text(profiles["data"]["pod-profiles.yaml"])
-            env = {
-                **{k: v for k, v in image_env(K8S / "Dockerfile").items() if k.startswith("TRAINCRAFT_")},
-                "DAGSTER_HOME": str(home),
-                "TRAINCRAFT_STORE": str(store),
-                "TRAINCRAFT_INBOX": str(store / "inbox"),
-                "TRAINCRAFT_POD_PROFILES": str(profiles_path),
-            }
-            with running_daemon(env, cwd=root), running_webserver(env, cwd=root) as url:
-                yield Deployment(cluster, instance, root, store, url, env)
-    server.cleanup()
+    with deployed(root, upstream) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -203,17 +88,13 @@ def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def _run_id(output: str) -> str:
-    return next(line for line in output.splitlines() if "/runs/" in line).rsplit("/", 1)[1].strip()
-
-
 def test_a_finetune_run_is_one_pod_per_step_with_its_pod_profile(deployment):
     config = {
         "ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset", "finetuned_model", "quality_gates")}
     }
     code, out = _finish(deployment.submit("--job", "finetune", "--wait", config=config))
     assert code == 0, out
-    run_id = _run_id(out)
+    run_id = Deployment.run_id(out)
     run = deployment.instance.get_run_by_id(run_id)
     assert run.status == dg.DagsterRunStatus.SUCCESS
 
@@ -359,7 +240,9 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
     assert run_jobs == [f"dagster-run-{second_run}", f"dagster-run-{second_run}-1"], (
         run_jobs,
         pods,
+        cluster.escaped,
         _run_log(deployment, second_run),
+        deployment.daemon_log(),
     )
     assert [j["metadata"]["name"] for j in deployment.step_jobs(second_run)["finetuned_model"]] == [waiting.job]
     assert cluster.history[waiting.name].exit_code == 0 and not cluster.history[waiting.name].deleted
@@ -368,23 +251,30 @@ def test_two_trainings_share_one_gpu_and_survive_a_lost_training_pod_and_a_lost_
 
 
 @pytest.fixture
-def chunked_batch(deployment, tmp_path):
-    """A batch of 6 unlabelled Cu cells in the cluster's inbox, retired afterwards: the later
-    tests' datasets hold the fixture's batches at one level of theory."""
-    path = tmp_path / "chunked.xyz"
-    write_frames(path, [cu_bulk(rattle=0.05, seed=seed, repeat=1) for seed in range(6)])
-    [batch] = ingest(deployment.instance, deployment.store / "inbox", [path])
-    yield path, batch
-    retire(deployment.instance, deployment.store / "inbox", batch.name, "the chunk-pod test's batch")
+def inbox_batch(deployment, tmp_path):
+    """Puts a batch of unlabelled Cu cells (one per seed) in the cluster's inbox, retired
+    afterwards: the later tests' datasets hold the fixture's batches at one level of theory."""
+    made = []
+
+    def make(seeds: range):
+        path = tmp_path / f"cells-{seeds.start}.xyz"
+        write_frames(path, [cu_bulk(rattle=0.05, seed=seed, repeat=1) for seed in seeds])
+        [batch] = ingest(deployment.instance, deployment.store / "inbox", [path])
+        made.append(batch)
+        return path, batch
+
+    yield make
+    for batch in made:
+        retire(deployment.instance, deployment.store / "inbox", batch.name, "a chunk-pod test's batch")
 
 
-def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, chunked_batch, tmp_path):
+def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, inbox_batch, tmp_path):
     """labelled_frames with chunk_steps: 3 on the cluster: three label_chunk pods label at once
     (a labeller pausing 4 s a frame, 2 frames each). One is deleted mid-labelling; its step
     alone is retried in a new pod, and the merged artifact is the one a local, single-process
     label_batch makes of the same file, byte for byte."""
     cluster = deployment.cluster
-    path, batch = chunked_batch
+    path, batch = inbox_batch(range(6))
     # the program and its run records on the store volume, as a team's DFT wrapper would be
     work = deployment.store / "chunk-labeller"
     work.mkdir()
@@ -410,14 +300,14 @@ def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, ch
     started = {int(p.name.split("-")[1]): int(p.name.split("-")[0]) for p in runs.glob("*-*")}
     assert len(started) == 3, f"the three chunks' labeller runs did not all start: {started}"
     with cluster._lock:  # the pod running the chunk whose labeller started last
-        pid = max(started, key=lambda pid: (runs / f"{started[pid]}-{pid}").stat().st_mtime)
+        pid = max(started, key=lambda pid: float((runs / f"{started[pid]}-{pid}").read_text().split()[0]))
         [victim] = [name for name, p in cluster._procs.items() if pid in descendants(p.pid)]
         running = [r for r in cluster.history.values() if r.started and r.finished is None]
     cluster.delete_pod(victim)
 
     code, out = _finish(proc)
     assert code == 0, out[-3000:]
-    run_id = _run_id(out)
+    run_id = Deployment.run_id(out)
     chunk_jobs = {
         j["metadata"]["name"]
         for j in cluster.received_jobs[jobs_before:]
@@ -438,6 +328,32 @@ def test_a_batch_labelled_as_chunk_pods_survives_a_lost_chunk_pod(deployment, ch
     assert record.run_id == run_id
     assert record.asset_materialization.tags["dagster/data_version"] == tree_sha256(reference)
     assert not any((deployment.store / ".scratch").iterdir())
+
+
+def test_chunk_pods_across_runs_stay_within_the_label_pool(deployment, inbox_batch, tmp_path):
+    """With the `label` pool set as docs/kubernetes.md says (`dagster instance concurrency set
+    label 2`), two batches submitted at once, each as 3 chunk steps, label in no more than two
+    pods at a time across both runs; every chunk is labelled once."""
+    batches = [inbox_batch(range(10, 16)), inbox_batch(range(20, 26))]
+    runs = deployment.store / "pool-labeller" / "runs"
+    runs.parent.mkdir()
+    config = {
+        "ops": {"labelled_frames": {"config": {**chunk_labeller(runs.parent, runs, pause_s=2), "chunk_steps": 3}}}
+    }
+    dagster = [str(Path(sys.executable).parent / "dagster"), "instance", "concurrency"]
+    env = {**os.environ, **deployment.env}
+    subprocess.run([*dagster, "set", "label", "2"], env=env, check=True, capture_output=True)
+    try:
+        procs = [
+            deployment.submit("--job", "label_batch", "--partition", batch.name, "--wait", config=config)
+            for _, batch in batches
+        ]
+        results = [_finish(proc) for proc in procs]
+    finally:
+        deployment.instance.event_log_storage.delete_concurrency_limit("label")  # unlimited again
+    assert all(code == 0 for code, _ in results), "\n".join(out[-3000:] for _, out in results)
+    assert chunk_runs(runs) == {0: 2, 2: 2, 4: 2}  # chunks start at frames 0, 2, 4 of each batch: each once
+    assert most_at_once(runs) == 2, "the label pool's limit was not what bounded the chunk pods"
 
 
 def _run_of_job(cluster: Cluster, job: str) -> str:

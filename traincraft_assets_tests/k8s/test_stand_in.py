@@ -1,9 +1,13 @@
 """The Kubernetes stand-in itself: a call it does not implement is recorded, so the cluster
-tests fail on it (test_cluster.py checks after each test) instead of passing on a bare 404."""
+tests fail on it (test_cluster.py checks after each test) instead of passing on a bare 404; a
+deleted pod leaves no process behind, as a lost node's cgroup does not."""
 
 import json
+import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +48,37 @@ def test_calls_the_stand_in_does_not_implement_are_recorded(cluster):
     for method, url in unknown:
         assert _call(url, method, {} if method in ("PATCH", "POST") else None) in (404, 405)
     assert cluster.unknown_calls == [f"{method} {url.removeprefix(cluster.url)}" for method, url in unknown]
+
+
+# A pod whose grandchild left its tree and process group: started in its own session by a child
+# that then exited, so it was re-parented away. A run worker's helper could end up so.
+ESCAPING = """
+import subprocess, sys, time
+sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+start = f"import subprocess; print(subprocess.Popen({sleeper!r}, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
+child = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, check=True)
+open("grandchild", "w").write(child.stdout.strip())
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_deleted_pod_leaves_no_process_behind_even_one_outside_its_tree_and_group(cluster):
+    container = {"name": "main", "command": [sys.executable, "-c", ESCAPING]}
+    cluster._create_job({"metadata": {"name": "escape"}, "spec": {"template": {"spec": {"containers": [container]}}}})
+    [pod] = [r.name for r in cluster.history.values() if r.job == "escape"]
+    marker = cluster.root / "pods" / pod / "root" / "grandchild"
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    grandchild = int(marker.read_text())
+    assert _alive(grandchild)
+    cluster.delete_pod(pod)
+    assert not _alive(grandchild), "a process of the deleted pod survived it"
+    assert [line.split()[1] for line in cluster.escaped] == [str(grandchild)]
