@@ -57,7 +57,7 @@ from traincraft_assets.core.frames import (
     set_label,
     write_frames,
 )
-from traincraft_assets.core.health import BatchError, Problem, batch_problems, refuse_batch
+from traincraft_assets.core.health import LABEL_ERROR_KEY, BatchError, Problem, batch_problems, refuse_batch
 from traincraft_assets.core.paths import path_problem
 from traincraft_assets.core.qm import (
     INSTALL,
@@ -227,10 +227,17 @@ def prelabelled(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     return _to_ref_keys(frames)
 
 
-def label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions) -> list[Atoms]:
+def label_with_calculator(
+    frames: list[Atoms],
+    make_calc,
+    options: LabelOptions,
+    unlabelled: Callable[[Exception], str | None] = lambda exc: None,
+) -> list[Atoms]:
     """Copies of `frames` labelled by a fresh `make_calc()` each: energy and forces; stress on
     fully periodic cells; the dipole of molecules (no periodic direction) and per-atom partial
-    charges where the calculator computes them (xTB)."""
+    charges where the calculator computes them (xTB). A failure `unlabelled` gives a reason
+    for (an SCF that did not converge) leaves that frame unlabelled with the reason; any other
+    refuses the batch, naming the frame."""
     out = []
     for index, atoms in enumerate(frames):
         atoms = atoms.copy()
@@ -246,6 +253,11 @@ def label_with_calculator(frames: list[Atoms], make_calc, options: LabelOptions)
             if "charges" in calc.implemented_properties:
                 charges = atoms.get_charges()
         except Exception as exc:  # the calculator's own words, with the frame they are about
+            if reason := unlabelled(exc):
+                atoms.calc = None
+                atoms.info[LABEL_ERROR_KEY] = reason
+                out.append(atoms)
+                continue
             raise FrameError(
                 f"{frame_name(atoms, index)}: the labeller failed: {type(exc).__name__}: {exc}. Check that the "
                 "labeller supports these elements and this geometry, or label the frame elsewhere and add it as "
@@ -302,7 +314,9 @@ def xtb_level(options: LabelOptions) -> str:
 def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
     """GFN-xTB through tblite (the `qm` extra): energy, forces, stress on fully periodic frames,
     the dipole of molecules, per-atom partial charges. A charge or spin that does not fit a
-    frame's electrons is refused (tblite would compute something for it)."""
+    frame's electrons is refused (tblite would compute something for it); a frame whose SCF
+    does not converge in `scf_max_cycle` iterations is left unlabelled with the reason, as
+    with pyscf."""
     try:
         from tblite.ase import TBLite
     except ImportError as exc:
@@ -312,10 +326,23 @@ def xtb(frames: list[Atoms], options: LabelOptions) -> list[Atoms]:
         if problem := electron_problem(atoms, charge, spin):
             raise FrameError(f"{frame_name(atoms, index)}, {problem}.")
     multiplicity = spin + 1  # tblite's convention; ours is PySCF's 2S
+    cycles = options.qm.scf_max_cycle
+
+    def not_converged(exc: Exception) -> str | None:  # tblite: CalculationFailed "SCF not converged in N cycles"
+        if "not converged" not in str(exc):
+            return None
+        return (
+            f"the xTB SCF did not converge in scf_max_cycle {cycles} cycles ({exc}); raise scf_max_cycle, "
+            "check charge/spin, or drop the frame"
+        )
+
     return label_with_calculator(
         frames,
-        lambda: TBLite(method=options.xtb_method, charge=charge, multiplicity=multiplicity, verbosity=0),
+        lambda: TBLite(
+            method=options.xtb_method, charge=charge, multiplicity=multiplicity, max_iterations=cycles, verbosity=0
+        ),
         options,
+        not_converged,
     )
 
 

@@ -47,7 +47,7 @@ class QMOptions:
     )
     scf_conv_tol: float = field(default=1e-9, metadata={"help": "pyscf: SCF energy convergence (Hartree)"})
     scf_max_cycle: int = field(
-        default=100, metadata={"help": "pyscf: SCF iterations before a frame is left unlabelled, with the reason"}
+        default=100, metadata={"help": "pyscf/xtb: SCF iterations before a frame is left unlabelled, with the reason"}
     )
     polarizability: bool = field(
         default=False,

@@ -282,6 +282,24 @@ def test_an_scf_that_does_not_converge_leaves_that_frame_unlabelled_with_the_rea
         assert "not labelled (the SCF did not converge" in problem.message
 
 
+def test_an_xtb_scf_that_does_not_converge_leaves_that_frame_unlabelled_with_the_reason(tmp_path):
+    """Three tblite iterations converge H2 but not water: as with PySCF, the water frame is
+    returned unlabelled with tblite's reason and the H2 frames around it are labelled."""
+    h2 = molecule("H2")
+    frames = [h2, molecule("H2O"), h2.copy()]
+    options = LabelOptions(qm=QMOptions(scf_max_cycle=3))
+    summary, labelled = _batch(tmp_path, frames, "xtb", options, name="xtb_scf.xyz")
+    assert summary["n_frames"] == 3
+    assert get_label(labelled[0], "energy") is not None and get_label(labelled[2], "energy") is not None
+    assert get_label(labelled[1], "energy") is None and get_label(labelled[1], "forces") is None
+    assert (
+        "did not converge in scf_max_cycle 3 cycles (SCF not converged in 3 cycles)"
+        in labelled[1].info[LABEL_ERROR_KEY]
+    )
+    [problem] = unlabelled_frames(labelled)
+    assert (problem.batch, problem.frame) == ("xtb_scf", 1)
+
+
 def test_pyscf_settings_it_cannot_use_are_found_before_any_frame():
     """Each problem names the field: an unknown functional and basis, dispersion with MP2, a
     negative spin; good settings have none."""
