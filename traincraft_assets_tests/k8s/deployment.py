@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -49,16 +50,17 @@ def instance_yaml(postgres_url: str, kubeconfig: Path) -> str:
     return yaml.safe_dump(config)
 
 
+@dataclass
 class Deployment:
-    def __init__(self, cluster: Cluster, instance: dg.DagsterInstance, root: Path, store: Path, url: str, env: dict):
-        self.cluster, self.instance, self.root, self.store, self.url, self.env = (
-            cluster,
-            instance,
-            root,
-            store,
-            url,
-            env,
-        )
+    """What a test or bench holds of the deployment: the cluster, the instance (this process's
+    view of its PostgreSQL), the store volume, the webserver's URL and the users' env."""
+
+    cluster: Cluster
+    instance: dg.DagsterInstance
+    root: Path
+    store: Path
+    url: str
+    env: dict
 
     def submit(self, *args: str, config: dict) -> subprocess.Popen:
         """`traincraft submit` as a user types it."""
