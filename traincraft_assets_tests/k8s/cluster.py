@@ -25,7 +25,8 @@ dagster-k8s's depend on it, and simple elsewhere:
   recorded, not enforced. Deleting a pod SIGKILLs every process of it, like a lost node: each
   pod's processes carry its name in their environment (STAND_IN_POD), what a container's cgroup
   is on a node, so a process that left the pod's tree or process group dies with it too (and is
-  recorded in `escaped`, for a test to say so).
+  recorded in `escaped`, for a test to say so). When a pod's main process ends, what is left of
+  the pod is killed, as a container's processes are when its main process exits.
 """
 
 from __future__ import annotations
@@ -459,8 +460,9 @@ class Cluster:
                                 self._cannot_start(name, pod, exc)
                     elif phase == "Running":
                         code = self._procs[name].poll()
-                        if code is not None:
+                        if code is not None:  # the container's main process ended: so does the rest of it
                             del self._procs[name]
+                            self._kill_processes(name, None)
                             self._finish(name, code)
             time.sleep(0.1)
 
@@ -473,21 +475,27 @@ class Cluster:
             with contextlib.suppress(OSError):
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 self.escaped.append(f"{name}: {pid} {command[:200]}")
-        for _ in range(20):  # every process of the pod, as when a container's cgroup is killed
-            members = descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set()) | pod_processes(name)
+        self._kill_processes(name, proc)
+        proc.wait()
+        record = self.history[name]
+        record.finished, record.exit_code = time.monotonic(), -signal.SIGKILL
+
+    def _kill_processes(self, name: str, proc: subprocess.Popen | None) -> None:
+        """SIGKILL every process of pod `name`, as when its container's cgroup is killed: those
+        carrying its marker, and its main process's tree and process group."""
+        for _ in range(20):
+            members = pod_processes(name)
+            if proc is not None:
+                members |= descendants(proc.pid) | ({proc.pid} if proc.poll() is None else set())
             if not members:
                 break
-            # the pod's process group first (it leads its own session): a child whose parent is
-            # killed before it is re-parented away from the tree, but stays in the group
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            if proc is not None:  # it leads its own session: a child orphaned mid-kill stays in its group
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             for pid in members:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
-        proc.wait()
-        record = self.history[name]
-        record.finished, record.exit_code = time.monotonic(), -signal.SIGKILL
 
     # -- the API server ----------------------------------------------------------------------
     def _handler(self):

@@ -51,14 +51,15 @@ def test_calls_the_stand_in_does_not_implement_are_recorded(cluster):
 
 
 # A pod whose grandchild left its tree and process group: started in its own session by a child
-# that then exited, so it was re-parented away. A run worker's helper could end up so.
+# that then exited, so it was re-parented away. A run worker's helper could end up so. The pod's
+# main process then sleeps (`sleep`) or exits at once.
 ESCAPING = """
 import subprocess, sys, time
 sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
 start = f"import subprocess; print(subprocess.Popen({sleeper!r}, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
 child = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, check=True)
 open("grandchild", "w").write(child.stdout.strip())
-time.sleep(600)
+time.sleep(600 if sys.argv[1] == "sleep" else 0)
 """
 
 
@@ -69,16 +70,31 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_deleted_pod_leaves_no_process_behind_even_one_outside_its_tree_and_group(cluster):
-    container = {"name": "main", "command": [sys.executable, "-c", ESCAPING]}
-    cluster._create_job({"metadata": {"name": "escape"}, "spec": {"template": {"spec": {"containers": [container]}}}})
-    [pod] = [r.name for r in cluster.history.values() if r.job == "escape"]
+def _pod_with_a_grandchild(cluster: Cluster, then: str) -> tuple[str, int]:
+    """(the pod, its escaped grandchild's pid), once the grandchild runs."""
+    container = {"name": "main", "command": [sys.executable, "-c", ESCAPING, then]}
+    cluster._create_job({"metadata": {"name": then}, "spec": {"template": {"spec": {"containers": [container]}}}})
+    [pod] = [r.name for r in cluster.history.values() if r.job == then]
     marker = cluster.root / "pods" / pod / "root" / "grandchild"
     deadline = time.monotonic() + 60
     while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    grandchild = int(marker.read_text())
+    return pod, int(marker.read_text())
+
+
+def test_a_deleted_pod_leaves_no_process_behind_even_one_outside_its_tree_and_group(cluster):
+    pod, grandchild = _pod_with_a_grandchild(cluster, "sleep")
     assert _alive(grandchild)
     cluster.delete_pod(pod)
     assert not _alive(grandchild), "a process of the deleted pod survived it"
     assert [line.split()[1] for line in cluster.escaped] == [str(grandchild)]
+
+
+def test_a_pod_whose_main_process_ends_takes_the_rest_of_its_processes_with_it(cluster):
+    """As a container's do when its main process exits: the pod succeeded, nothing of it runs on."""
+    pod, grandchild = _pod_with_a_grandchild(cluster, "exit")
+    deadline = time.monotonic() + 30
+    while cluster.history[pod].exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster.history[pod].exit_code == 0
+    assert not _alive(grandchild), "a process of the finished pod ran on"
