@@ -52,8 +52,8 @@ def deployment(tmp_path_factory, graph_run):
     root = tmp_path_factory.mktemp("cluster")
 
     def upstream(instance: dg.DagsterInstance, store: Path) -> None:
-        """Labelled batches and the session's tiny foundation (what `stage_foundation` would
-        have made)."""
+        """Labelled batches, the session's tiny foundation (what `stage_foundation` would have
+        made) and the data a fine-tune reads, so that each test can also run alone (`-k`)."""
         defs = build_defs(
             resources={"store": StoreResource(root=str(store)), "inbox": InboxResource(path=str(store / "inbox"))}
         )
@@ -63,6 +63,12 @@ def deployment(tmp_path_factory, graph_run):
             graph_run, {"ops": {"pretraining_frames": TINY_RUN_CONFIG["ops"]["pretraining_frames"]}}
         )
         defs.resolve_job_def("stage_foundation").execute_in_process(instance=instance, run_config=stage)
+        data = {"ops": {k: TINY_RUN_CONFIG["ops"][k] for k in ("split", "replay_subset")}}
+        defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(k) for k in ("dataset", "split", "replay_subset")],
+            run_config=data,
+        )
 
     with deployed(root, upstream) as running:
         yield running
