@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-K8S = Path(__file__).resolve().parents[2] / "k8s"
+from traincraft_assets_tests.k8s.deployment import K8S
+
 KUBERNETES_VERSION = "1.30"  # the oldest minor our manifests promise to work on
 MANIFESTS = sorted((K8S / "manifests").glob("*.yaml"))
 
